@@ -1,0 +1,4 @@
+"""`python -m xcinspect`."""
+from xcinspect.cli import main
+
+raise SystemExit(main())
