@@ -1,0 +1,132 @@
+"""The small interface every platform (a simulated world, a real dom0) implements.
+
+Everything above this seam -- discovery over xenstore, the monitor, verdicts, actions
+(connect, attach, disconnect), the backend service loop, the CLI and the TUI -- is shared
+and never asks which platform it runs on.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+
+
+class PlatformError(Exception):
+    """An environment problem: one clear line for the operator, and a hint."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class BindError(PlatformError):
+    """The guest's console event channel is already bound by another process."""
+
+
+class PageMapping(ABC):
+    """A mapped console page. ``buf`` supports the buffer protocol (len 4096)."""
+
+    buf: object
+    writable: bool
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class EventChannel(ABC):
+    """Our end of a console's interdomain event channel (only one process may bind it)."""
+
+    @abstractmethod
+    def fileno(self) -> int:
+        """Readable when a notification is pending."""
+
+    @abstractmethod
+    def pending(self) -> bool:
+        """Consume pending notifications without blocking; True if there were any.
+        As on Xen, a delivered port stays masked until ``unmask``."""
+
+    @abstractmethod
+    def unmask(self) -> None: ...
+
+    @abstractmethod
+    def notify(self) -> None:
+        """Kick the guest."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Unbind: the guest's port becomes unbound and another backend may bind it."""
+
+
+class Platform(ABC):
+    """Platform primitives. Implementations: ``sim.SimPlatform``, ``dom0.Dom0Platform``."""
+
+    kind: str  # "sim" | "dom0"
+
+    @abstractmethod
+    def check(self, *, need_write: bool = False) -> None:
+        """Raise PlatformError if this environment cannot work (privileges, libraries,
+        xenstore socket). ``need_write``: an action will write to a page."""
+
+    @abstractmethod
+    def xenstore_path(self) -> str:
+        """Unix socket path of xenstored (pyxs ``UnixSocketConnection``)."""
+
+    @abstractmethod
+    def xen_version(self) -> str:
+        """"4.17.7"-style version, or "sim"."""
+
+    @abstractmethod
+    def default_flag_layout(self) -> str:
+        """Flag layout ``auto`` resolves to on this host."""
+
+    def domain_flag_hint(self, domid: int) -> str | None:
+        """A per-domain layout recorded by the platform (sim page files do); else None."""
+        return None
+
+    @abstractmethod
+    def map_page(self, domid: int, ring_ref: int | None, *, writable: bool = False) -> PageMapping:
+        """Map the console page. Raise PlatformError when it cannot be mapped."""
+
+    @abstractmethod
+    def bind_evtchn(self, domid: int, remote_port: int) -> EventChannel:
+        """Bind the guest's console port. Raise BindError when another process holds it."""
+
+    @abstractmethod
+    def port_bound(self, domid: int, port: int | None) -> bool | None:
+        """True when the guest's console port is bound by some backend, False when
+        unbound, None when it cannot be told."""
+
+    @abstractmethod
+    def consoled_pid(self) -> int | None:
+        """Pid of a live xenconsoled (pid file checked against /proc), else None."""
+
+    @abstractmethod
+    def lock_dir(self) -> str:
+        """Where ``xenconsole.<domid>`` lock files live (/var/lock on dom0)."""
+
+    @abstractmethod
+    def state_dir(self) -> str:
+        """Where xcinspect keeps backend-daemon pid files and sockets."""
+
+    @abstractmethod
+    def log_dir(self) -> str:
+        """Where xcinspect's backend writes drained console output."""
+
+    @abstractmethod
+    def audit_log_path(self) -> str: ...
+
+    def lock_path(self, domid: int) -> str:
+        return os.path.join(self.lock_dir(), f"xenconsole.{domid}")
+
+    def describe(self) -> str:
+        return self.kind
+
+    def close(self) -> None:
+        return None
