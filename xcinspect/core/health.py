@@ -1,0 +1,235 @@
+"""Health verdicts: what a console's recent history plus the backend facts mean.
+
+States, most urgent first:
+
+* ``error``        -- the domain's xenstore keys are malformed or its page cannot be read.
+* ``corrupt``      -- an index pair is corrupt (fill above the ring size).
+* ``stalled``      -- the out ring is full and nothing drains it (no backend bound, or
+  out_cons frozen for ``stall_after`` seconds), or unread output sits with out_cons
+  frozen for ``stall_after`` seconds. A legacy guest spins here: the stuck boot.
+* ``disconnected`` -- the flag (rfc-v2 / xen-4.21 layouts) says disconnected: a guest
+  that honours it drops its output.
+* ``no-backend``   -- nobody has bound the console's event channel.
+* ``backlog``      -- serviced, but output stays queued from one sample to the next
+  (a chatty guest held by xenconsoled's 30-events-per-200-ms rate limit).
+* ``serviced``     -- a backend drains the ring and it moved recently.
+* ``idle``         -- a backend is bound, the ring is empty and quiet.
+
+Pure Python, no I/O: the monitor feeds it samples and facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xcinspect.core import flags as F
+from xcinspect.core.model import BackendFacts
+from xcinspect.core.ring import MASK32, OUT_SIZE, IN_SIZE
+
+ERROR = "error"
+CORRUPT = "corrupt"
+STALLED = "stalled"
+DISCONNECTED = "disconnected"
+NO_BACKEND = "no-backend"
+BACKLOG = "backlog"
+SERVICED = "serviced"
+IDLE = "idle"
+
+STATES = (ERROR, CORRUPT, STALLED, DISCONNECTED, NO_BACKEND, BACKLOG, SERVICED, IDLE)
+SEVERITY = {s: i for i, s in enumerate(STATES)}  # lower is more urgent
+PROBLEM_STATES = frozenset({ERROR, CORRUPT, STALLED, DISCONNECTED, NO_BACKEND})
+
+STALL_AFTER = 5.0  # seconds out_cons may stay frozen over unread output
+IDLE_AFTER = 10.0  # seconds without movement before a serviced console reads as idle
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    state: str
+    reason: str
+    action: str | None = None  # the suggested key/command, e.g. "connect"
+
+    def as_dict(self) -> dict:
+        return {"state": self.state, "reason": self.reason}
+
+    def sentence(self) -> str:
+        """Reason plus the suggested action, for the detail panel."""
+        hint = {
+            "connect": "press c to connect",
+            "attach": "press a to attach",
+            "inspect": "inspect the page; do not act",
+        }.get(self.action or "")
+        return f"{self.reason}: {hint}" if hint else self.reason
+
+
+def human_duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s // 60} min"
+    return f"{s // 3600} h"
+
+
+class Track:
+    """Per-console history: what moved when. Mutated in place by ``update`` (cheap)."""
+
+    __slots__ = (
+        "first_seen", "last", "t_last", "t_out_cons", "t_out_prod", "t_in_cons", "t_full",
+        "t_unread", "prev_fill", "fill", "out_rate", "samples", "history", "hist_len",
+    )
+
+    def __init__(self, hist_len: int = 120) -> None:
+        self.first_seen: float | None = None
+        self.last: tuple | None = None  # (in_cons, in_prod, out_cons, out_prod)
+        self.t_last = 0.0
+        self.t_out_cons = 0.0  # when out_cons last moved (first sample counts)
+        self.t_out_prod = 0.0
+        self.t_in_cons = 0.0
+        self.t_full: float | None = None  # since when the out ring is full
+        self.t_unread: float | None = None  # since when the out ring is non-empty
+        self.prev_fill = 0
+        self.fill = 0
+        self.out_rate = 0.0  # bytes/s consumed from out, smoothed
+        self.samples = 0
+        self.history: list[int] = []  # out fill per sample, for the sparkline
+        self.hist_len = hist_len
+
+    def update(self, idx: tuple, now: float) -> bool:
+        """Record one sample of (in_cons, in_prod, out_cons, out_prod); True if it moved."""
+        self.samples += 1
+        last = self.last
+        fill = (idx[3] - idx[2]) & MASK32
+        if last is None:
+            self.first_seen = self.t_out_cons = self.t_out_prod = self.t_in_cons = now
+            moved = True
+        else:
+            moved = idx != last
+            if moved:
+                if idx[2] != last[2]:
+                    dt = now - self.t_last
+                    consumed = (idx[2] - last[2]) & MASK32
+                    if dt > 0 and consumed <= 1 << 24:
+                        rate = consumed / dt
+                        self.out_rate = rate if self.out_rate == 0 else 0.5 * self.out_rate + 0.5 * rate
+                    self.t_out_cons = now
+                if idx[3] != last[3]:
+                    self.t_out_prod = now
+                if idx[0] != last[0]:
+                    self.t_in_cons = now
+            if not moved or idx[2] == last[2]:
+                if now - self.t_out_cons > 3 * max(now - self.t_last, 0.5):
+                    self.out_rate = 0.0
+        self.prev_fill = self.fill
+        self.fill = fill
+        if fill == OUT_SIZE:
+            if self.t_full is None:
+                self.t_full = now
+        else:
+            self.t_full = None
+        if fill:
+            if self.t_unread is None:
+                self.t_unread = now
+        else:
+            self.t_unread = None
+        self.last = idx
+        self.t_last = now
+        h = self.history
+        h.append(fill if fill <= OUT_SIZE else OUT_SIZE)
+        if len(h) > self.hist_len:
+            del h[0]
+        return moved
+
+    def stuck_for(self, now: float) -> float:
+        """How long unread output has sat without out_cons moving (0 if the ring is empty)."""
+        if self.t_unread is None:
+            return 0.0
+        return now - max(self.t_out_cons, self.t_unread)
+
+    def quiet_for(self, now: float) -> float:
+        return now - max(self.t_out_cons, self.t_out_prod, self.t_in_cons)
+
+
+def backend_phrase(facts: BackendFacts | None) -> str:
+    if facts is None:
+        return "backend unknown"
+    by = facts.serviced_by
+    if by == "xcinspect":
+        return f"serviced by xcinspect (pid {facts.xcinspect_backend_pid})"
+    if by == "xenconsoled":
+        return "serviced by xenconsoled"
+    if by == "unknown":
+        return "port bound, but xenconsoled is not running"
+    if facts.port_bound is None:
+        return "backend state unknown" + ("" if facts.consoled_alive else "; xenconsoled not running")
+    if facts.consoled_alive:
+        return "no backend bound (xenconsoled is running but does not service it)"
+    return "no backend bound; xenconsoled not running"
+
+
+def is_bound(facts: BackendFacts | None) -> bool | None:
+    if facts is None:
+        return None
+    if facts.xcinspect_backend_pid:
+        return True
+    if facts.port_bound is None:
+        return facts.consoled_alive  # best guess when the port cannot be queried
+    return facts.port_bound
+
+
+def classify(
+    idx: tuple,
+    flag_state: str,
+    track: Track,
+    facts: BackendFacts | None,
+    now: float,
+    *,
+    console_type: str | None = None,
+    stall_after: float = STALL_AFTER,
+    idle_after: float = IDLE_AFTER,
+) -> Verdict:
+    """The verdict for the latest sample ``idx`` (in_cons, in_prod, out_cons, out_prod)."""
+    in_cons, in_prod, out_cons, out_prod = idx
+    out_fill = (out_prod - out_cons) & MASK32
+    in_fill = (in_prod - in_cons) & MASK32
+    qemu = console_type not in (None, "", "xenconsoled")
+    act_connect = None if qemu else "connect"
+
+    if out_fill > OUT_SIZE or in_fill > IN_SIZE:
+        parts = []
+        if out_fill > OUT_SIZE:
+            parts.append(f"out indices corrupt (cons {out_cons}, prod {out_prod}: fill {out_fill} > {OUT_SIZE})")
+        if in_fill > IN_SIZE:
+            parts.append(f"in indices corrupt (cons {in_cons}, prod {in_prod}: fill {in_fill} > {IN_SIZE})")
+        return Verdict(CORRUPT, "; ".join(parts), "inspect")
+
+    bound = is_bound(facts)
+    where = backend_phrase(facts)
+    if qemu:
+        where += f" (console type {console_type}: QEMU's, xcinspect will not act)"
+    frozen = track.stuck_for(now)
+
+    if out_fill == OUT_SIZE and (bound is False or frozen >= stall_after):
+        since = track.t_full if track.t_full is not None else now
+        dur = now - since
+        return Verdict(STALLED, f"out ring full for {human_duration(dur)}; {where}", act_connect)
+    if out_fill and frozen >= stall_after:
+        return Verdict(
+            STALLED,
+            f"{out_fill} unread bytes, out_cons frozen for {human_duration(frozen)}; {where}",
+            act_connect,
+        )
+    if flag_state == F.DISCONNECTED:
+        if bound:
+            return Verdict(DISCONNECTED, f"flag says disconnected although the port is bound; {where}", None)
+        return Verdict(DISCONNECTED, f"flag says disconnected: a guest honouring it drops its output; {where}", act_connect)
+    if bound is False:
+        extra = f"; {out_fill} unread bytes" if out_fill else ""
+        return Verdict(NO_BACKEND, f"{where}{extra}", act_connect)
+    if out_fill and track.prev_fill and track.samples > 1:
+        return Verdict(BACKLOG, f"{out_fill} bytes queued, draining at {track.out_rate:.0f} B/s; {where}", None)
+    quiet = track.quiet_for(now)
+    if quiet >= idle_after:
+        return Verdict(IDLE, f"quiet for {human_duration(quiet)}; {where}", "attach")
+    rate = f"{track.out_rate:.0f} B/s" if track.out_rate else "moving"
+    return Verdict(SERVICED, f"{rate}; {where}", "attach")
