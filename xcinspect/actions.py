@@ -1,0 +1,445 @@
+"""Operator actions -- connect, attach, disconnect -- for any platform, with an audit log.
+
+Rules (xen-console spec §8): many processes may map a page, only one may bind the event
+channel, and xcinspect never consumes a ring someone else services.
+
+* connect: xenconsoled alive but not servicing -> re-fire its console watch and confirm
+  it bound; no backend -> start xcinspect's own backend daemon; serviced by someone
+  else -> refuse, saying who.
+* attach: our backend -> its socket; otherwise behave like ``xenconsole``: take the
+  non-blocking flock on ``xenconsole.<domid>`` (refuse if held; ``force`` ends the
+  holder), open ``console/tty`` raw.
+* disconnect: stop our own backend (flag -> disconnected per layout); with ``force``,
+  SIGTERM the lock holder; with ``set_flag``, mark a xenconsoled-serviced console
+  disconnected (guests honouring the flag then drop their output).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import getpass
+import json
+import os
+import signal
+import socket
+import termios
+import time
+import tty
+from dataclasses import dataclass, field
+
+from xcinspect import facts as _facts
+from xcinspect import procfs
+from xcinspect import service
+from xcinspect.core import flags as F
+from xcinspect.core.model import BackendFacts, DomainInfo
+from xcinspect.core.ring import RingIO
+from xcinspect.discovery import Discovery
+from xcinspect.platform.base import Platform, PlatformError
+from xcinspect.xs import XenstoreError, XsClient
+
+
+class ActionError(PlatformError):
+    """An action was refused or failed; ``message`` says why, in one line."""
+
+
+@dataclass
+class ActionResult:
+    ok: bool
+    message: str
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """What an action would do, in words, before it is confirmed."""
+
+    allowed: bool
+    description: str
+    destructive: bool = False
+
+
+class Actions:
+    def __init__(
+        self,
+        platform: Platform,
+        xs: XsClient | None = None,
+        *,
+        flag_override: str = F.AUTO,
+        read_only: bool = False,
+        platform_args: list[str] | None = None,
+        sync: bool = True,
+    ) -> None:
+        self.platform = platform
+        self.xs = xs or XsClient(platform.xenstore_path())
+        self.flag_override = flag_override
+        self.read_only = read_only
+        self.platform_args = platform_args or []
+        self.sync = sync
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _info(self, domid: int) -> DomainInfo:
+        if self.xs.read(f"/local/domain/{domid}/domid") is None and self.xs.read(f"/local/domain/{domid}/name") is None:
+            raise ActionError(f"no domain {domid} in xenstore")
+        return Discovery(self.xs)._read_domains([domid])[domid]
+
+    def resolve(self, ref: str | int) -> int:
+        """A domid from a domid or a name."""
+        text = str(ref)
+        if text.isdigit():
+            d = int(text)
+            if self.xs.read(f"/local/domain/{d}/name") is None and self.xs.read(f"/local/domain/{d}/domid") is None:
+                raise ActionError(f"no domain {d} in xenstore")
+            return d
+        for entry in self.xs.list("/local/domain"):
+            if entry.isdigit() and self.xs.read(f"/local/domain/{entry}/name") == text:
+                return int(entry)
+        raise ActionError(f"no domain named {text!r}")
+
+    def facts(self, info: DomainInfo) -> BackendFacts:
+        return _facts.facts_for(self.platform, info)
+
+    def layout(self, domid: int) -> str:
+        return F.resolve_layout(self.flag_override, self.platform.domain_flag_hint(domid), self.platform.default_flag_layout())
+
+    def audit(self, action: str, domid: int | None, result: str, detail: str = "", **extra) -> None:
+        rec = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "user": _user(),
+            "uid": os.getuid(),
+            "pid": os.getpid(),
+            "platform": self.platform.describe(),
+            "action": action,
+            "domid": domid,
+            "result": result,
+            "detail": detail,
+            **extra,
+        }
+        path = self.platform.audit_log_path()
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            try:
+                os.write(fd, (json.dumps(rec) + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+
+    def _refuse(self, action: str, domid: int | None, message: str) -> ActionError:
+        self.audit(action, domid, "refused", message)
+        return ActionError(message)
+
+    def _check_writable(self, action: str, domid: int | None) -> None:
+        if self.read_only:
+            raise self._refuse(action, domid, "read-only mode: actions are disabled")
+
+    # -- connect ----------------------------------------------------------------------------
+    def plan_connect(self, domid: int) -> Plan:
+        info = self._info(domid)
+        f = self.facts(info)
+        if info.console is None or info.error:
+            return Plan(False, f"domain {domid} has no usable console ({info.error or 'no console keys'})")
+        if info.console.served_by_qemu:
+            return Plan(False, f"console type {info.console.type!r} belongs to QEMU; xcinspect will not act on it")
+        if f.xcinspect_backend_pid:
+            return Plan(False, f"already serviced by xcinspect (backend pid {f.xcinspect_backend_pid})")
+        if f.port_bound:
+            who = "xenconsoled" if f.consoled_alive else "another process"
+            return Plan(False, f"already serviced by {who}: the console port is bound")
+        if f.consoled_alive:
+            return Plan(True, "xenconsoled runs but does not service this console: re-fire its watch; "
+                        "if it does not bind, xcinspect services the console itself")
+        return Plan(True, "no backend: xcinspect will bind the event channel, drain the ring to its log "
+                    "and serve attach")
+
+    def connect(self, domid: int, *, wait: float = 3.0) -> ActionResult:
+        self._check_writable("connect", domid)
+        info = self._info(domid)
+        plan = self.plan_connect(domid)
+        if not plan.allowed:
+            raise self._refuse("connect", domid, plan.description)
+        f = self.facts(info)
+        if f.consoled_alive and f.port_bound is False:
+            self._refire(domid)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if self.platform.port_bound(domid, info.console.port):
+                    msg = f"xenconsoled bound the console of domain {domid} after its watch was re-fired"
+                    self.audit("connect", domid, "ok", msg, how="refire")
+                    return ActionResult(True, msg, {"how": "refire"})
+                time.sleep(0.1)
+        ok, detail = service.spawn(self.platform_args, domid, flag_override=self.flag_override, sync=self.sync)
+        if not ok:
+            raise self._refuse("connect", domid, f"could not service domain {domid}: {detail}")
+        fields = dict(kv.split("=", 1) for kv in detail.split() if "=" in kv)
+        msg = f"xcinspect now services the console of domain {domid} (backend pid {fields.get('pid')})"
+        self.audit("connect", domid, "ok", msg, how="backend", **fields)
+        return ActionResult(True, msg, {"how": "backend", **fields})
+
+    def _refire(self, domid: int) -> None:
+        """Rewrite a console key so xenconsoled's watch on the console path fires."""
+        path = f"/local/domain/{domid}/console/tty"
+        value = self.xs.read(path)
+        self.xs.write(path, value if value is not None else "")
+
+    # -- disconnect -------------------------------------------------------------------------
+    def plan_disconnect(self, domid: int, *, force: bool = False, set_flag: bool = False) -> Plan:
+        info = self._info(domid)
+        f = self.facts(info)
+        name = info.name
+        if info.console is not None and info.console.served_by_qemu and not f.lock_holder_pid:
+            return Plan(False, f"console type {info.console.type!r} belongs to QEMU; xcinspect will not act on it")
+        if f.xcinspect_backend_pid:
+            return Plan(True, f"Stop xcinspect's backend (pid {f.xcinspect_backend_pid}) for {name} (dom {domid}): "
+                        "the flag is set to disconnected where the layout has one, the event channel is "
+                        "released and xenconsoled's watch is re-fired so it can bind again.", destructive=False)
+        if f.lock_holder_pid:
+            who = f"pid {f.lock_holder_pid} ({f.lock_holder_cmd or 'unknown'})"
+            if not force:
+                return Plan(False, f"the console of {name} (dom {domid}) is attached by {who}; "
+                            "force-disconnect to end that session")
+            return Plan(True, f"Send SIGTERM to {who}, the console client attached to {name} (dom {domid}). "
+                        "Its session ends; the guest and xenconsoled are not touched.", destructive=True)
+        if set_flag:
+            layout = self.layout(domid)
+            if layout == F.NONE:
+                return Plan(False, "this host's flag layout is 'none': there is no connection flag to set")
+            return Plan(True, f"Write 'disconnected' into the {layout} connection flag of {name} (dom {domid}) "
+                        "although xenconsoled services it: guests that honour the flag (Linux >= 7.1 on "
+                        "xen-4.21) will DROP their console output until a backend sets it back.",
+                        destructive=True)
+        return Plan(False, f"nothing to disconnect on {name} (dom {domid}): no client attached and no "
+                    "xcinspect backend")
+
+    def disconnect(self, domid: int, *, force: bool = False, set_flag: bool = False) -> ActionResult:
+        self._check_writable("disconnect", domid)
+        plan = self.plan_disconnect(domid, force=force, set_flag=set_flag)
+        if not plan.allowed:
+            raise self._refuse("disconnect", domid, plan.description)
+        info = self._info(domid)
+        f = self.facts(info)
+        if f.xcinspect_backend_pid:
+            pid = service.stop_backend(self.platform, domid)
+            msg = f"stopped xcinspect's backend (pid {pid}) for domain {domid}; the port is released"
+            self.audit("disconnect", domid, "ok", msg, how="backend")
+            return ActionResult(True, msg, {"how": "backend", "pid": pid})
+        if f.lock_holder_pid:
+            pid = f.lock_holder_pid
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline and procfs.lock_holder(self.platform.lock_path(domid)):
+                time.sleep(0.05)
+            if procfs.lock_holder(self.platform.lock_path(domid)):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            msg = f"ended the console session of pid {pid} ({f.lock_holder_cmd or '?'}) on domain {domid}"
+            self.audit("disconnect", domid, "ok", msg, how="kick", target_pid=pid)
+            return ActionResult(True, msg, {"how": "kick", "pid": pid})
+        # set_flag on a console someone else services
+        layout = self.layout(domid)
+        with self.platform.map_page(domid, info.console.ring_ref if info.console else None, writable=True) as m:
+            RingIO(m.buf, service._fence()).set_flag(layout, F.DISCONNECTED)
+        msg = f"set the {layout} flag of domain {domid} to disconnected"
+        self.audit("disconnect", domid, "ok", msg, how="flag")
+        return ActionResult(True, msg, {"how": "flag"})
+
+    # -- attach -----------------------------------------------------------------------------
+    def attach(self, domid: int, *, force: bool = False, tty_wait: float = 5.0) -> "AttachSession":
+        self._check_writable("attach", domid)
+        info = self._info(domid)
+        f = self.facts(info)
+        if f.xcinspect_backend_pid:
+            path = _facts.backend_socket(self.platform, domid)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(path)
+            except OSError as exc:
+                s.close()
+                raise self._refuse("attach", domid, f"cannot reach xcinspect's backend socket {path}: {exc}")
+            self.audit("attach", domid, "ok", "via xcinspect backend")
+            return SocketSession(s, f"xcinspect backend pid {f.xcinspect_backend_pid}")
+        lock = ConsoleLock(self.platform.lock_path(domid))
+        try:
+            lock.acquire()
+        except BlockingIOError:
+            holder = procfs.lock_holder(self.platform.lock_path(domid))
+            who = f"pid {holder[0]} ({holder[1]})" if holder else "another process"
+            if not force:
+                raise self._refuse("attach", domid, f"console of domain {domid} is attached by {who}; use force to end that session")
+            self.disconnect(domid, force=True)
+            try:
+                lock.acquire()
+            except BlockingIOError:
+                raise self._refuse("attach", domid, f"console of domain {domid} is still held by {who}")
+        try:
+            path = self._wait_tty(domid, tty_wait)
+            fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except (OSError, ActionError) as exc:
+            lock.release()
+            raise self._refuse("attach", domid, f"cannot open the console of domain {domid}: {getattr(exc, 'message', exc)}")
+        try:
+            tty.setraw(fd)
+        except termios.error:
+            pass
+        self.audit("attach", domid, "ok", f"via {path}")
+        return TtySession(fd, lock, path)
+
+    def _wait_tty(self, domid: int, wait: float) -> str:
+        deadline = time.monotonic() + wait
+        path = f"/local/domain/{domid}/console/tty"
+        while True:
+            try:
+                value = self.xs.read(path)
+            except XenstoreError as exc:
+                raise ActionError(exc.message)
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise ActionError(f"no console/tty for domain {domid} in xenstore (is xenconsoled servicing it?)")
+            time.sleep(0.1)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return str(os.getuid())
+
+
+class ConsoleLock:
+    """``/var/lock/xenconsole.<domid>`` exactly as the xenconsole client takes it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = -1
+
+    def acquire(self) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        for _ in range(5):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise BlockingIOError(exc.errno, "locked") from None
+                raise
+            # Unlink race: make sure the file we locked is still the one at the path.
+            try:
+                st_path = os.stat(self.path)
+            except FileNotFoundError:
+                os.close(fd)
+                continue
+            st_fd = os.fstat(fd)
+            if (st_path.st_dev, st_path.st_ino) == (st_fd.st_dev, st_fd.st_ino):
+                self.fd = fd
+                return
+            os.close(fd)
+        raise BlockingIOError(errno.EAGAIN, "lock file keeps changing")
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = -1
+
+
+class AttachSession:
+    """A bidirectional byte stream to a guest console."""
+
+    via: str
+
+    def fileno(self) -> int: ...
+
+    def read(self) -> bytes:
+        """Available output (b"" on nothing); raises EOFError when the console went away."""
+        ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class TtySession(AttachSession):
+    def __init__(self, fd: int, lock: ConsoleLock, path: str) -> None:
+        self.fd = fd
+        self.lock = lock
+        self.via = path
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read(self) -> bytes:
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return b""
+        except OSError as exc:
+            if exc.errno == errno.EIO:
+                raise EOFError("console pty closed") from None
+            raise
+        if not data:
+            raise EOFError("console pty closed")
+        return data
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        deadline = time.monotonic() + 5
+        while view:
+            try:
+                n = os.write(self.fd, view)
+                view = view[n:]
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise EOFError("console input is not being consumed") from None
+                time.sleep(0.01)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self.lock.release()
+
+
+class SocketSession(AttachSession):
+    def __init__(self, s: socket.socket, via: str) -> None:
+        self.s = s
+        self.s.setblocking(False)
+        self.via = via
+
+    def fileno(self) -> int:
+        return self.s.fileno()
+
+    def read(self) -> bytes:
+        try:
+            data = self.s.recv(65536)
+        except BlockingIOError:
+            return b""
+        if not data:
+            raise EOFError("xcinspect backend closed the console")
+        return data
+
+    def write(self, data: bytes) -> None:
+        self.s.setblocking(True)
+        try:
+            self.s.sendall(data)
+        finally:
+            self.s.setblocking(False)
+
+    def close(self) -> None:
+        self.s.close()

@@ -1,0 +1,474 @@
+"""Command line: the TUI by default, batch output, page inspection and actions.
+
+stdout belongs to the requested output (tables, JSON, console bytes); diagnostics go to
+stderr as one line. Exit status: 0 ok, 1 an action was refused or failed, 2 bad input or
+an unusable environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+from xcinspect import __version__
+from xcinspect.core import flags as F
+from xcinspect.core import health as H
+from xcinspect.core import ring as R
+from xcinspect.core.sanitize import Sanitizer
+from xcinspect.platform.base import Platform, PlatformError
+
+SUBCOMMANDS = ("sim", "connect", "attach", "disconnect", "serve", "metrics", "_backend")
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        raise UsageError(message)
+
+
+def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    p.add_argument("--sim", metavar="DIR", nargs="?", const="", default=d(None),
+                   help="watch a simulated world in DIR (started with `xcinspect sim DIR`); "
+                        "without DIR, start the demo world in a temporary directory")
+    p.add_argument("--flag-layout", choices=F.CHOICES, default=d(F.AUTO),
+                   help="how to read the connection flag at offset 3088 (default: by Xen version)")
+    p.add_argument("--read-only", action="store_true", default=d(False),
+                   help="hide and refuse every action; map pages read-only")
+    p.add_argument("--domains", type=int, metavar="N", default=d(None),
+                   help="with --sim and no DIR: a world of N domains instead of the demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="xcinspect", description="Inspect and triage Xen PV console rings.")
+    p.add_argument("--version", action="version", version=f"xcinspect {__version__}")
+    _global_options(p, suppress=False)
+    p.add_argument("--page", metavar="FILE", help="inspect one 4096-byte page dump offline")
+    p.add_argument("--once", action="store_true", help="sample once and print (with --json or --batch)")
+    p.add_argument("--json", action="store_true", help="JSON output (NDJSON with --interval/--count)")
+    p.add_argument("--batch", action="store_true", help="plain table, like `xentop -b`")
+    p.add_argument("--interval", "-d", type=float, default=None, metavar="S", help="seconds between samples")
+    p.add_argument("--count", "-n", type=int, default=None, metavar="N", help="number of samples")
+    p.add_argument("--window", type=float, default=0.6, metavar="S",
+                   help="batch mode: seconds to watch before the first report, so movement is seen")
+    p.add_argument("--theme", default=None, help="TUI theme (from themes/, or any Textual theme)")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    s = sub.add_parser("sim", help="run a simulated Xen world in DIR (foreground)")
+    _global_options(s, suppress=True)
+    s.add_argument("dir", metavar="DIR")
+    s.add_argument("--scenario", default=None, help="demo (default) or scale")
+
+    for name, helptext in (("connect", "service a console nobody services"),
+                           ("attach", "attach to a console (non-interactive when stdin is not a TTY)"),
+                           ("disconnect", "release or force-disconnect a console")):
+        c = sub.add_parser(name, help=helptext)
+        _global_options(c, suppress=True)
+        c.add_argument("dom", metavar="DOM", help="domid or name")
+        if name == "attach":
+            c.add_argument("--raw", action="store_true", help="pass guest bytes through unsanitized")
+            c.add_argument("--force", action="store_true", help="end another client's session first")
+            c.add_argument("--timeout", type=float, default=None, metavar="S",
+                           help="non-interactive: stop after S seconds")
+            c.add_argument("--linger", type=float, default=1.5, metavar="S",
+                           help="non-interactive: keep reading S seconds after stdin ends")
+            c.add_argument("--escape", default="^]", help="detach key (interactive), default ^]")
+        if name == "disconnect":
+            c.add_argument("--force", action="store_true", help="end an attached client's session (SIGTERM)")
+            c.add_argument("--set-flag", action="store_true",
+                           help="set the flag to disconnected even though xenconsoled services the console")
+        if name == "connect":
+            c.add_argument("--no-sync", action="store_true", help="do not fdatasync the drain log")
+
+    sv = sub.add_parser("serve", help="serve the TUI in a browser with textual-serve (loopback only)")
+    _global_options(sv, suppress=True)
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--host", default="127.0.0.1")
+
+    m = sub.add_parser("metrics", help="Prometheus metrics")
+    _global_options(m, suppress=True)
+    m.add_argument("--textfile", metavar="DIR", help="write DIR/xcinspect.prom atomically every --interval")
+    m.add_argument("--listen", metavar="ADDR:PORT", help="serve /metrics over HTTP (default host 127.0.0.1)")
+    m.add_argument("--interval", type=float, default=15.0)
+
+    b = sub.add_parser("_backend", help=argparse.SUPPRESS)
+    _global_options(b, suppress=True)
+    b.add_argument("domid", type=int)
+    b.add_argument("--status-fd", type=int, default=None)
+    b.add_argument("--no-sync", action="store_true")
+    return p
+
+
+def normalize_argv(argv: list[str]) -> list[str]:
+    """``--sim`` takes an optional DIR; never swallow a subcommand or an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--sim":
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if nxt is None or nxt.startswith("-") or nxt in SUBCOMMANDS:
+                out.append("--sim=")
+                i += 1
+            else:
+                out.append(f"--sim={nxt}")
+                i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+# -- platform ---------------------------------------------------------------------------------
+class Context(contextlib.ExitStack):
+    """The platform for this run, plus cleanup of a temporary demo world."""
+
+    def __init__(self, args) -> None:
+        super().__init__()
+        self.args = args
+        self.world = None
+        self.platform: Platform | None = None
+        self.platform_args: list[str] = []
+
+    def open(self) -> Platform:
+        sim = getattr(self.args, "sim", None)
+        if sim is not None:
+            from xcinspect.platform.sim import SimPlatform
+
+            if sim == "":
+                from xcinspect.sim.world import start_world
+
+                tmp = tempfile.mkdtemp(prefix="xcinspect-sim-")
+                self.callback(shutil.rmtree, tmp, True)
+                n = getattr(self.args, "domains", None)
+                kw = {"domains": n, "scenario": "scale"} if n else {"scenario": "demo"}
+                self.world = start_world(tmp, **kw)
+                self.callback(self.world.stop)
+                sim = tmp
+            elif not os.path.isdir(sim):
+                raise PlatformError(f"no sim world at {sim} (start one with `xcinspect sim {sim}`)")
+            self.platform = SimPlatform(sim)
+            self.platform_args = ["--sim", os.path.abspath(sim)]
+        else:
+            from xcinspect.platform.dom0 import Dom0Platform
+
+            self.platform = Dom0Platform()
+        self.callback(self.platform.close)
+        return self.platform
+
+
+def _die(msg: str, hint: str | None = None, code: int = EXIT_USAGE) -> int:
+    line = f"xcinspect: {msg}"
+    if hint:
+        line += f" ({hint})"
+    print(line, file=sys.stderr)
+    return code
+
+
+# -- page inspection --------------------------------------------------------------------------
+def cmd_page(args) -> int:
+    try:
+        with open(args.page, "rb") as f:
+            data = f.read(R.PAGE_SIZE + 1)
+    except OSError as exc:
+        return _die(f"cannot read page file {args.page}: {exc.strerror or exc}")
+    if len(data) != R.PAGE_SIZE:
+        size = os.path.getsize(args.page)
+        return _die(f"{args.page} is not a console page: {size} bytes, expected {R.PAGE_SIZE}")
+    layout = F.NONE if args.flag_layout == F.AUTO else args.flag_layout
+    snap = R.parse_page(data, layout)
+    if args.json:
+        print(json.dumps({"ring": snap.as_dict()}))
+        return EXIT_OK
+    out = sys.stdout
+    print(f"page {args.page}  flag layout {layout}", file=out)
+    for label, r in (("out", snap.out), ("in", snap.in_)):
+        state = "ok" if r.valid else "CORRUPT (fill > size)"
+        print(f"  {label:<3} cons {r.cons:>10}  prod {r.prod:>10}  fill {r.fill:>10}/{r.size}  {state}", file=out)
+    print(f"  flag raw {snap.flag.raw if snap.flag.raw is not None else '-'}  state {snap.flag.state}", file=out)
+    if snap.out.valid and snap.out.fill:
+        text = Sanitizer().feed(R.unread_out(data, snap, limit=512))
+        print("  unread out (last 512 bytes, sanitized):", file=out)
+        for line in text.splitlines()[-12:]:
+            print("    " + line, file=out)
+    return EXIT_OK
+
+
+# -- batch ------------------------------------------------------------------------------------
+def _table(monitor) -> str:
+    head = f"{'DOMID':>5} {'NAME':<16} {'STATE':<12} {'FLAG':<12} {'OUT':>9} {'IN':>9} {'OUT_CONS':>10} {'OUT_PROD':>10} {'RATE':>8}  REASON"
+    rows = [head]
+    for e in monitor.views():
+        snap = e.snapshot()
+        out = f"{snap.out.fill}/{snap.out.size}" if snap else "-"
+        inn = f"{snap.in_.fill}/{snap.in_.size}" if snap else "-"
+        oc = str(snap.out.cons) if snap else "-"
+        op = str(snap.out.prod) if snap else "-"
+        name = Sanitizer().feed(e.name.encode())[:16]
+        reason = e.verdict.reason
+        rows.append(f"{e.domid:>5} {name:<16} {e.verdict.state:<12} {e.flag.state:<12} {out:>9} {inn:>9} "
+                    f"{oc:>10} {op:>10} {e.track.out_rate:>8.0f}  {reason}")
+    return "\n".join(rows)
+
+
+def cmd_batch(args, platform: Platform) -> int:
+    from xcinspect.monitor import Monitor, sample_window
+
+    mon = Monitor(platform, flag_layout=args.flag_layout)
+    mon.open()
+    try:
+        count = 1 if args.once else args.count
+        interval = args.interval if args.interval is not None else (1.0 if args.json else 3.0)
+        sample_window(mon, args.window)
+        n = 0
+        while True:
+            if args.json:
+                doc = mon.to_json()
+                if not args.once:
+                    doc = {"time": time.time(), **doc}
+                sys.stdout.write(json.dumps(doc) + "\n")
+            else:
+                sys.stdout.write(_table(mon) + "\n")
+                if not args.once:
+                    sys.stdout.write("\n")
+            sys.stdout.flush()
+            n += 1
+            if count is not None and n >= count:
+                return EXIT_OK
+            deadline = time.monotonic() + interval
+            while time.monotonic() < deadline:
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+                mon.tick()
+    finally:
+        mon.close()
+
+
+# -- actions ----------------------------------------------------------------------------------
+def _actions(args, ctx: Context):
+    from xcinspect.actions import Actions
+
+    platform = ctx.platform
+    assert platform is not None
+    platform.check()
+    return Actions(platform, flag_override=args.flag_layout, read_only=args.read_only,
+                   platform_args=ctx.platform_args, sync=not getattr(args, "no_sync", False))
+
+
+def cmd_connect(args, ctx: Context) -> int:
+    from xcinspect.actions import ActionError
+
+    acts = _actions(args, ctx)
+    domid = acts.resolve(args.dom)
+    try:
+        res = acts.connect(domid)
+    except ActionError as exc:
+        return _die(exc.message, code=EXIT_FAIL)
+    print(res.message)
+    if res.detail.get("log"):
+        print(f"log: {res.detail['log']}")
+    return EXIT_OK
+
+
+def cmd_disconnect(args, ctx: Context) -> int:
+    from xcinspect.actions import ActionError
+
+    acts = _actions(args, ctx)
+    domid = acts.resolve(args.dom)
+    try:
+        plan = acts.plan_disconnect(domid, force=args.force, set_flag=args.set_flag)
+        if plan.allowed and plan.destructive:
+            print(f"xcinspect: {plan.description}", file=sys.stderr)
+        res = acts.disconnect(domid, force=args.force, set_flag=args.set_flag)
+    except ActionError as exc:
+        return _die(exc.message, code=EXIT_FAIL)
+    print(res.message)
+    return EXIT_OK
+
+
+def _escape_byte(spec: str) -> int:
+    if len(spec) == 2 and spec[0] == "^":
+        return ord(spec[1].upper()) ^ 0x40
+    if len(spec) == 1:
+        return ord(spec)
+    raise UsageError(f"bad escape key {spec!r} (use ^X or a single character)")
+
+
+def cmd_attach(args, ctx: Context) -> int:
+    from xcinspect.actions import ActionError
+
+    acts = _actions(args, ctx)
+    domid = acts.resolve(args.dom)
+    esc = _escape_byte(args.escape)
+    try:
+        session = acts.attach(domid, force=args.force)
+    except ActionError as exc:
+        return _die(exc.message, code=EXIT_FAIL)
+    san = None if args.raw else Sanitizer()
+    out = sys.stdout.buffer
+
+    def emit(data: bytes) -> None:
+        if san is None:
+            out.write(data)
+        else:
+            out.write(san.feed(data).encode())
+        out.flush()
+
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    stdin_fd = sys.stdin.fileno()
+    with session:
+        if interactive:
+            import termios
+            import tty
+
+            old = termios.tcgetattr(stdin_fd)
+            print(f"Connected to domain {domid} via {session.via}. Escape character is {args.escape}\r", file=sys.stderr)
+            tty.setraw(stdin_fd)
+            try:
+                while True:
+                    r, _, _ = select.select([stdin_fd, session.fileno()], [], [], 1.0)
+                    if stdin_fd in r:
+                        data = os.read(stdin_fd, 1024)
+                        if not data:
+                            break
+                        if esc in data:
+                            data = data[: data.index(esc)]
+                            if data:
+                                session.write(data)
+                            break
+                        session.write(data)
+                    if session.fileno() in r:
+                        emit(session.read())
+            except EOFError as exc:
+                print(f"\r\nxcinspect: {exc}\r", file=sys.stderr)
+            finally:
+                termios.tcsetattr(stdin_fd, termios.TCSADRAIN, old)
+            return EXIT_OK
+        # Non-interactive: stdin -> guest, guest -> stdout.
+        deadline = time.monotonic() + args.timeout if args.timeout else None
+        stdin_open = True
+        linger_until = None
+        try:
+            while True:
+                now = time.monotonic()
+                if deadline and now >= deadline:
+                    break
+                if linger_until and now >= linger_until:
+                    break
+                fds = [session.fileno()] + ([stdin_fd] if stdin_open else [])
+                r, _, _ = select.select(fds, [], [], 0.1)
+                if stdin_open and stdin_fd in r:
+                    data = os.read(stdin_fd, 1024)
+                    if not data:
+                        stdin_open = False
+                        linger_until = time.monotonic() + args.linger
+                    else:
+                        session.write(data.replace(b"\n", b"\r"))
+                if session.fileno() in r:
+                    emit(session.read())
+        except EOFError as exc:
+            print(f"xcinspect: {exc}", file=sys.stderr)
+        if san is not None:
+            out.write(san.flush().encode())
+            out.flush()
+    return EXIT_OK
+
+
+def cmd_backend(args, ctx: Context) -> int:
+    from xcinspect.service import Backend
+
+    return Backend(ctx.platform, args.domid, flag_override=args.flag_layout, sync=not args.no_sync,
+                   status_fd=args.status_fd).run()
+
+
+def cmd_sim(args) -> int:
+    argv = [sys.executable, "-m", "xcinspect.sim.world", "--world", args.dir]
+    if args.domains:
+        argv += ["--domains", str(args.domains)]
+    if args.scenario:
+        argv += ["--scenario", args.scenario]
+    os.execv(sys.executable, argv)
+    return EXIT_FAIL  # not reached
+
+
+def cmd_tui(args, ctx: Context) -> int:
+    from xcinspect.tui.app import run_tui
+
+    return run_tui(ctx.platform, args, platform_args=ctx.platform_args)
+
+
+def cmd_serve(args, ctx: Context) -> int:
+    from xcinspect.tui.serve import serve
+
+    return serve(args, ctx)
+
+
+def cmd_metrics(args, ctx: Context) -> int:
+    from xcinspect.metrics import run as run_metrics
+
+    return run_metrics(args, ctx.platform)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = normalize_argv(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        return _die(str(exc))
+    if args.command == "sim":
+        return cmd_sim(args)
+    if args.page:
+        return cmd_page(args)
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    if args.command != "_backend":
+        signal.signal(signal.SIGTERM, on_term)
+    try:
+        with Context(args) as ctx:
+            ctx.open()
+            if args.command == "connect":
+                return cmd_connect(args, ctx)
+            if args.command == "disconnect":
+                return cmd_disconnect(args, ctx)
+            if args.command == "attach":
+                return cmd_attach(args, ctx)
+            if args.command == "_backend":
+                return cmd_backend(args, ctx)
+            if args.command == "serve":
+                return cmd_serve(args, ctx)
+            if args.command == "metrics":
+                return cmd_metrics(args, ctx)
+            if args.once or args.json or args.batch:
+                if not (args.json or args.batch):
+                    args.batch = True
+                return cmd_batch(args, ctx.platform)
+            return cmd_tui(args, ctx)
+    except PlatformError as exc:
+        return _die(exc.message, exc.hint)
+    except UsageError as exc:
+        return _die(str(exc))
+    except KeyError as exc:
+        return _die(str(exc.args[0]) if exc.args else "not found")
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")
+        return EXIT_OK
+
+
+_ = H

@@ -1,0 +1,64 @@
+"""Backend facts per console: who services it, who is attached (any platform)."""
+
+from __future__ import annotations
+
+import os
+
+from xcinspect import procfs
+from xcinspect.core.model import BackendFacts, DomainInfo
+from xcinspect.platform.base import Platform
+
+
+def backend_pidfile(platform: Platform, domid: int) -> str:
+    return os.path.join(platform.state_dir(), f"backend.{domid}.pid")
+
+
+def backend_socket(platform: Platform, domid: int) -> str:
+    return os.path.join(platform.state_dir(), f"backend.{domid}.sock")
+
+
+def backend_pid(platform: Platform, domid: int) -> int | None:
+    """Pid of xcinspect's own backend daemon for ``domid`` (it holds a lock on its pid file)."""
+    path = backend_pidfile(platform, domid)
+    if not os.path.exists(path):
+        return None
+    holder = procfs.lock_holder(path)
+    return holder[0] if holder else None
+
+
+class FactsTable:
+    """Facts for many consoles, reading shared state (lock files) once."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        try:
+            self._locks = {n for n in os.listdir(platform.lock_dir()) if n.startswith("xenconsole.")}
+        except OSError:
+            self._locks = set()
+        try:
+            self._backends = {n for n in os.listdir(platform.state_dir()) if n.endswith(".pid")}
+        except OSError:
+            self._backends = set()
+
+    def facts_for(self, info: DomainInfo, consoled_pid: int | None) -> BackendFacts:
+        d = info.domid
+        port = info.console.port if info.console else None
+        try:
+            bound = self.platform.port_bound(d, port) if port is not None else None
+        except Exception:
+            bound = None
+        xpid = backend_pid(self.platform, d) if f"backend.{d}.pid" in self._backends else None
+        holder = None
+        if f"xenconsole.{d}" in self._locks:
+            holder = procfs.lock_holder(self.platform.lock_path(d))
+        return BackendFacts(
+            consoled_alive=consoled_pid is not None,
+            port_bound=bound,
+            xcinspect_backend_pid=xpid,
+            lock_holder_pid=holder[0] if holder else None,
+            lock_holder_cmd=holder[1] if holder else None,
+        )
+
+
+def facts_for(platform: Platform, info: DomainInfo) -> BackendFacts:
+    return FactsTable(platform).facts_for(info, platform.consoled_pid())

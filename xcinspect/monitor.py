@@ -1,0 +1,320 @@
+"""The monitor: discovery + page sampling + backend facts + verdicts, for any platform.
+
+Front ends (CLI, TUI, metrics) drive it with ``tick()`` and read ``views()``. It never
+writes: pages are mapped read-only. Nothing here imports Textual.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from xcinspect import facts as _facts
+from xcinspect.core import flags as F
+from xcinspect.core import health as H
+from xcinspect.core import ring as R
+from xcinspect.core.model import BackendFacts, DomainInfo, HostInfo
+from xcinspect.discovery import Discovery
+from xcinspect.platform.base import PageMapping, Platform, PlatformError
+from xcinspect.xs import XenstoreError, XsClient
+
+_IDX = R.IDX
+_IDX_OFF = R.IDX_OFFSET
+
+
+class Entry:
+    """Everything the monitor knows about one domain's console. Mutated in place."""
+
+    __slots__ = (
+        "info", "mapping", "layout", "track", "facts", "verdict", "idx", "flag", "error",
+        "facts_at", "map_error",
+    )
+
+    def __init__(self, info: DomainInfo, layout: str) -> None:
+        self.info = info
+        self.mapping: PageMapping | None = None
+        self.layout = layout
+        self.track = H.Track()
+        self.facts: BackendFacts | None = None
+        self.verdict = H.Verdict(H.IDLE, "not sampled yet")
+        self.idx: tuple | None = None
+        self.flag = F.FlagReading(layout, None, F.NOT_APPLICABLE)
+        self.error: str | None = info.error
+        self.facts_at = -1e9
+        self.map_error: str | None = None
+
+    # -- views ------------------------------------------------------------------------
+    @property
+    def domid(self) -> int:
+        return self.info.domid
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def snapshot(self) -> R.PageSnapshot | None:
+        if self.idx is None:
+            return None
+        in_cons, in_prod, out_cons, out_prod = self.idx
+        return R.PageSnapshot(
+            out=R.RingState(out_cons, out_prod, R.OUT_SIZE),
+            in_=R.RingState(in_cons, in_prod, R.IN_SIZE),
+            flag=self.flag,
+        )
+
+    def unread_out(self, limit: int | None = None) -> bytes:
+        if self.mapping is None:
+            return b""
+        try:
+            return R.unread_out(self.mapping.buf, limit=limit)
+        except (ValueError, OSError):
+            return b""
+
+    def as_dict(self) -> dict:
+        snap = self.snapshot()
+        console = self.info.console.as_dict() if self.info.console else None
+        return {
+            "domid": self.info.domid,
+            "name": self.info.name,
+            "console": console,
+            "ring": snap.as_dict() if snap else None,
+            "verdict": self.verdict.as_dict(),
+            "backend": self.facts.as_dict() if self.facts else None,
+            "out_rate": round(self.track.out_rate, 1),
+        }
+
+
+@dataclass
+class TickResult:
+    appeared: list[int] = field(default_factory=list)
+    gone: list[tuple[int, str]] = field(default_factory=list)
+    changed_state: list[tuple[int, str, str]] = field(default_factory=list)  # domid, old, new
+    moved: int = 0
+
+
+class Monitor:
+    """Watches every console of one platform."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        *,
+        flag_layout: str = F.AUTO,
+        clock=time.monotonic,
+        stall_after: float = H.STALL_AFTER,
+        idle_after: float = H.IDLE_AFTER,
+        facts_interval: float = 2.0,
+        xs_timeout: float = 2.0,
+    ) -> None:
+        if flag_layout not in F.CHOICES:
+            raise PlatformError(f"unknown flag layout {flag_layout!r} (choose from {', '.join(F.CHOICES)})")
+        self.platform = platform
+        self.flag_override = flag_layout
+        self.clock = clock
+        self.stall_after = stall_after
+        self.idle_after = idle_after
+        self.facts_interval = facts_interval
+        self.xs_timeout = xs_timeout
+        self.entries: dict[int, Entry] = {}
+        self.xs: XsClient | None = None
+        self.discovery: Discovery | None = None
+        self.host: HostInfo | None = None
+        self.xs_error: str | None = None
+        self.consoled_pid: int | None = None
+        self.scrape_errors = 0
+        self.ticks = 0
+        self._facts_due = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def open(self) -> None:
+        """Check the environment and read every domain once. Raises PlatformError."""
+        self.platform.check()
+        self.host = HostInfo(self.platform.kind, self.platform.xen_version(), self.platform.default_flag_layout())
+        self.xs = XsClient(self.platform.xenstore_path(), timeout=self.xs_timeout)
+        self.discovery = Discovery(self.xs)
+        self.discovery.start()
+        self._sync_entries(set(self.discovery.domains))
+
+    def close(self) -> None:
+        for e in self.entries.values():
+            if e.mapping is not None:
+                e.mapping.close()
+                e.mapping = None
+        self.entries.clear()
+        if self.xs is not None:
+            self.xs.close()
+
+    def __enter__(self) -> Monitor:
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def host_layout(self) -> str:
+        if self.flag_override != F.AUTO:
+            return self.flag_override
+        return self.host.default_layout if self.host else F.NONE
+
+    def host_dict(self) -> dict:
+        assert self.host is not None
+        d = self.host.as_dict(self.host_layout)
+        d["flag_layout_source"] = "override" if self.flag_override != F.AUTO else "auto"
+        d["xenconsoled_pid"] = self.consoled_pid
+        d["xenstore_ok"] = self.xs_error is None
+        if self.xs_error:
+            d["xenstore_error"] = self.xs_error
+        return d
+
+    # -- entries --------------------------------------------------------------------------
+    def _layout_for(self, domid: int) -> str:
+        return F.resolve_layout(self.flag_override, self.platform.domain_flag_hint(domid), self.host_layout)
+
+    def _map(self, e: Entry) -> None:
+        c = e.info.console
+        if c is None or e.info.error:
+            return
+        try:
+            e.mapping = self.platform.map_page(e.domid, c.ring_ref, writable=False)
+            e.map_error = None
+        except PlatformError as exc:
+            e.mapping = None
+            e.map_error = exc.message
+
+    def _sync_entries(self, changed: set[int]) -> TickResult:
+        res = TickResult()
+        assert self.discovery is not None
+        doms = self.discovery.domains
+        for d in sorted(changed):
+            old = self.entries.get(d)
+            info = doms.get(d)
+            if info is None:
+                if old is not None:
+                    if old.mapping is not None:
+                        old.mapping.close()
+                    del self.entries[d]
+                    res.gone.append((d, old.name))
+                continue
+            if old is None:
+                e = Entry(info, self._layout_for(d))
+                self._map(e)
+                self.entries[d] = e
+                res.appeared.append(d)
+                self._facts_due = 0.0
+            else:
+                remap = old.info.console is None or info.console is None or (
+                    old.info.console.ring_ref != info.console.ring_ref
+                ) or old.mapping is None
+                old.info = info
+                old.error = info.error
+                if remap:
+                    if old.mapping is not None:
+                        old.mapping.close()
+                        old.mapping = None
+                    self._map(old)
+                self._facts_due = 0.0
+        return res
+
+    # -- sampling -------------------------------------------------------------------------
+    def _poll_xenstore(self, timeout: float) -> set[int]:
+        assert self.discovery is not None
+        try:
+            was_broken = self.xs_error is not None
+            if was_broken:
+                changed = self.discovery.resync()
+            else:
+                changed = self.discovery.poll(timeout)
+            self.xs_error = None
+            return changed
+        except XenstoreError as exc:
+            self.xs_error = exc.message
+            self.scrape_errors += 1
+            return set()
+
+    def refresh_facts(self, now: float | None = None) -> None:
+        now = self.clock() if now is None else now
+        self.consoled_pid = self.platform.consoled_pid()
+        table = _facts.FactsTable(self.platform)
+        for e in self.entries.values():
+            e.facts = table.facts_for(e.info, self.consoled_pid)
+            e.facts_at = now
+        self._facts_due = now + self.facts_interval
+
+    def tick(self, xs_timeout: float = 0.0) -> TickResult:
+        """One sampling round. Never raises for a single broken domain."""
+        changed = self._poll_xenstore(xs_timeout)
+        res = self._sync_entries(changed) if changed else TickResult()
+        now = self.clock()
+        if now >= self._facts_due:
+            self.refresh_facts(now)
+        unpack = _IDX.unpack_from
+        stall_after, idle_after = self.stall_after, self.idle_after
+        for e in self.entries.values():
+            m = e.mapping
+            if m is None:
+                if e.info.console is None:
+                    state = H.Verdict(H.ERROR, "no console in xenstore (no console/ keys)")
+                elif e.error:
+                    state = H.Verdict(H.ERROR, e.error)
+                else:
+                    state = H.Verdict(H.ERROR, e.map_error or "console page not mapped")
+                if state.state != e.verdict.state:
+                    res.changed_state.append((e.domid, e.verdict.state, state.state))
+                e.verdict = state
+                continue
+            try:
+                idx = unpack(m.buf, _IDX_OFF)
+                flag = F.decode(m.buf, e.layout) if e.layout != F.NONE else e.flag
+            except (ValueError, OSError, IndexError) as exc:
+                e.verdict = H.Verdict(H.ERROR, f"cannot read console page: {exc}")
+                continue
+            if e.track.update(idx, now):
+                res.moved += 1
+            e.idx = idx
+            e.flag = flag
+            v = H.classify(
+                idx, flag.state, e.track, e.facts, now,
+                console_type=e.info.console.type if e.info.console else None,
+                stall_after=stall_after, idle_after=idle_after,
+            )
+            if e.error:
+                v = H.Verdict(H.ERROR, e.error)
+            if v.state != e.verdict.state:
+                res.changed_state.append((e.domid, e.verdict.state, v.state))
+            e.verdict = v
+        self.ticks += 1
+        return res
+
+    def views(self) -> list[Entry]:
+        return [self.entries[d] for d in sorted(self.entries)]
+
+    def find(self, ref: str | int) -> Entry:
+        """An entry by domid or name; KeyError with a clear message otherwise."""
+        text = str(ref)
+        if text.isdigit() and int(text) in self.entries:
+            return self.entries[int(text)]
+        for e in self.entries.values():
+            if e.name == text:
+                return e
+        known = ", ".join(f"{e.domid}:{e.name}" for e in self.views()[:12])
+        raise KeyError(f"no domain {text!r} (known: {known or 'none'})")
+
+    def to_json(self) -> dict:
+        return {"host": self.host_dict(), "domains": [e.as_dict() for e in self.views()]}
+
+
+def sample_window(monitor: Monitor, window: float, steps: int = 3) -> None:
+    """Sample a few times over ``window`` seconds so verdicts see movement (batch mode)."""
+    monitor.refresh_facts()
+    monitor.tick()
+    if window <= 0:
+        return
+    for _ in range(steps):
+        time.sleep(window / steps)
+        monitor.tick()
+
+
+def world_env_dir() -> str | None:
+    return os.environ.get("XCINSPECT_SIM_DIR")
