@@ -26,7 +26,7 @@ import codecs
 
 ESC = "\x1b"
 MAX_SEQ = 48  # longest escape sequence shown; the rest is cut (and counted)
-MAX_STRING = 4096  # an unterminated OSC/DCS/... ends here and is shown truncated
+MAX_STRING = 4096  # characters of an OSC/DCS/... string kept while waiting for its end
 
 _SPOOF = {chr(c) for c in (*range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0xFEFF, 0x061C)}
 
@@ -139,12 +139,10 @@ class Sanitizer:
                 elif ch == ESC:
                     seq.append(ch)
                     state = _STRING_ESC
-                else:
-                    if len(seq) < MAX_STRING:
-                        seq.append(ch)
-                    else:
-                        append(self._emit_seq())
-                        state = _GROUND
+                elif len(seq) < MAX_STRING:
+                    seq.append(ch)
+                # else: an overlong string is swallowed up to its terminator, as a
+                # terminal would; what is shown is cut at MAX_SEQ anyway.
             else:  # _STRING_ESC: ESC inside a string; ESC \ is ST
                 seq.append(ch)
                 if ch == "\\":
