@@ -1,0 +1,28 @@
+# xcinspect: the two set-up commands in README.md are `make demo` and `make test`.
+PY ?= python3
+PIP ?= $(PY) -m pip
+
+.PHONY: install demo setup-test test test-xen bench ci
+
+install:
+	$(PIP) install -q -e .
+
+demo: install
+	xcinspect --sim
+
+setup-test:
+	bash scripts/setup-test.sh
+
+# The fast suite: unit, property, sim integration, CLI, TUI (pilot, snapshots, tmux, browser).
+test: setup-test
+	$(PY) -m pytest tests --ignore=tests/xen -q
+
+# End-to-end on a real Xen 4.17 host under QEMU (see tests/xen/).
+test-xen: setup-test
+	bash tests/xen/setup-host.sh
+	$(PY) -m pytest tests/xen -m xen -v
+
+bench: install
+	$(PY) bench/run_all.py
+
+ci: test test-xen
