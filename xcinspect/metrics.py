@@ -1,0 +1,175 @@
+"""Console health as Prometheus metrics (text exposition via prometheus_client).
+
+``xcinspect metrics`` prints once; ``--textfile DIR`` rewrites ``DIR/xcinspect.prom``
+atomically every ``--interval`` for node_exporter's textfile collector; ``--listen``
+serves ``/metrics`` over HTTP (loopback unless told otherwise). A sampler thread keeps
+the monitor ticking so durations and rates are current at every scrape.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, StateSetMetricFamily
+
+from xcinspect.core import flags as F
+from xcinspect.core import health as H
+from xcinspect.monitor import Monitor, sample_window
+from xcinspect.platform.base import Platform, PlatformError
+
+FLAG_STATES = (F.CONNECTED, F.DISCONNECTED, F.INVALID, F.NOT_APPLICABLE)
+
+
+class ConsoleCollector:
+    """A prometheus_client collector reading a Monitor's current state."""
+
+    def __init__(self, monitor: Monitor, lock: threading.Lock) -> None:
+        self.monitor = monitor
+        self.lock = lock
+
+    def collect(self):
+        m = self.monitor
+        with self.lock:
+            now = m.clock()
+            labels = ["domid", "name"]
+            out_fill = GaugeMetricFamily("xcinspect_console_out_fill_bytes",
+                                         "Unread bytes in the console out ring (guest to dom0).", labels=labels)
+            in_fill = GaugeMetricFamily("xcinspect_console_in_fill_bytes",
+                                        "Unread bytes in the console in ring (dom0 to guest).", labels=labels)
+            size = GaugeMetricFamily("xcinspect_console_ring_size_bytes", "Size of a console ring.",
+                                     labels=labels + ["ring"])
+            moved = GaugeMetricFamily("xcinspect_console_seconds_since_ring_moved",
+                                      "Seconds since any ring index of the console last moved.", labels=labels)
+            stalled = GaugeMetricFamily("xcinspect_console_stalled",
+                                        "1 when the console is stalled (ring full or output stuck, nothing drains it).",
+                                        labels=labels)
+            verdict = StateSetMetricFamily("xcinspect_console_verdict", "Health verdict of the console.",
+                                           labels=labels)
+            flag = StateSetMetricFamily("xcinspect_console_flag", "Connection flag state (per flag layout).",
+                                        labels=labels)
+            bound = GaugeMetricFamily("xcinspect_console_backend_bound",
+                                      "1 when a backend has bound the console's event channel.", labels=labels)
+            attached = GaugeMetricFamily("xcinspect_console_attached_clients",
+                                         "Console clients attached (xenconsole lock holders).", labels=labels)
+            rate = GaugeMetricFamily("xcinspect_console_out_drain_bytes_per_second",
+                                     "Rate at which the out ring is drained.", labels=labels)
+            for e in m.views():
+                lv = [str(e.domid), e.name]
+                snap = e.snapshot()
+                if snap is not None:
+                    out_fill.add_metric(lv, snap.out.fill)
+                    in_fill.add_metric(lv, snap.in_.fill)
+                    size.add_metric(lv + ["out"], snap.out.size)
+                    size.add_metric(lv + ["in"], snap.in_.size)
+                    moved.add_metric(lv, round(e.track.quiet_for(now), 3))
+                    rate.add_metric(lv, round(e.track.out_rate, 1))
+                stalled.add_metric(lv, 1.0 if e.verdict.state == H.STALLED else 0.0)
+                verdict.add_metric(lv, {s: s == e.verdict.state for s in H.STATES})
+                flag.add_metric(lv, {s: s == e.flag.state for s in FLAG_STATES})
+                f = e.facts
+                if f is not None:
+                    b = H.is_bound(f)
+                    if b is not None:
+                        bound.add_metric(lv, 1.0 if b else 0.0)
+                    attached.add_metric(lv, 1.0 if f.lock_holder_pid else 0.0)
+            yield from (out_fill, in_fill, size, moved, stalled, verdict, flag, bound, attached, rate)
+
+            host = m.host_dict() if m.host else {}
+            info = GaugeMetricFamily("xcinspect_xen_info", "Xen version and the flag layout in use (always 1).",
+                                     labels=["version", "flag_layout", "platform"])
+            info.add_metric([host.get("xen_version", "unknown"), host.get("flag_layout", "unknown"),
+                             host.get("kind", "unknown")], 1.0)
+            yield info
+            up = GaugeMetricFamily("xcinspect_xenconsoled_up", "1 when xenconsoled is running.")
+            up.add_metric([], 1.0 if m.consoled_pid else 0.0)
+            yield up
+            xs = GaugeMetricFamily("xcinspect_xenstore_up", "1 when xenstored answers.")
+            xs.add_metric([], 0.0 if m.xs_error else 1.0)
+            yield xs
+            doms = GaugeMetricFamily("xcinspect_domains", "Domains with a console being watched.")
+            doms.add_metric([], float(len(m.entries)))
+            yield doms
+            errs = CounterMetricFamily("xcinspect_scrape_errors", "Sampling rounds that failed to reach xenstored.")
+            errs.add_metric([], float(m.scrape_errors))
+            yield errs
+
+
+def exposition(monitor: Monitor, lock: threading.Lock | None = None) -> bytes:
+    reg = CollectorRegistry()
+    reg.register(ConsoleCollector(monitor, lock or threading.Lock()))
+    return generate_latest(reg)
+
+
+def write_textfile(directory: str, data: bytes, name: str = "xcinspect.prom") -> str:
+    """Atomically replace DIR/NAME (write a temp file in DIR, fsync, rename)."""
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".xcinspect.", suffix=".tmp", dir=directory)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        os.chmod(tmp, 0o644)
+        final = os.path.join(directory, name)
+        os.replace(tmp, final)
+        return final
+    except BaseException:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _parse_listen(spec: str) -> tuple[str, int]:
+    host, _, port = spec.rpartition(":")
+    if not port.isdigit():
+        raise PlatformError(f"--listen wants ADDR:PORT or :PORT, not {spec!r}")
+    return (host.strip("[]") or "127.0.0.1"), int(port)
+
+
+def run(args, platform: Platform) -> int:
+    monitor = Monitor(platform, flag_layout=args.flag_layout)
+    monitor.open()
+    lock = threading.Lock()
+    try:
+        sample_window(monitor, 0.6)
+        if not args.textfile and not args.listen:
+            sys.stdout.buffer.write(exposition(monitor, lock))
+            sys.stdout.flush()
+            return 0
+        stop = threading.Event()
+        server = None
+        if args.listen:
+            from http.server import ThreadingHTTPServer
+
+            from prometheus_client.exposition import MetricsHandler
+
+            reg = CollectorRegistry()
+            reg.register(ConsoleCollector(monitor, lock))
+            host, port = _parse_listen(args.listen)
+            server = ThreadingHTTPServer((host, port), MetricsHandler.factory(reg))
+            server.daemon_threads = True
+            threading.Thread(target=server.serve_forever, daemon=True, name="metrics-http").start()
+            print(f"xcinspect: serving metrics on http://{host}:{server.server_address[1]}/metrics", file=sys.stderr)
+        next_write = 0.0
+        try:
+            while not stop.is_set():
+                with lock:
+                    monitor.tick()
+                if args.textfile and time.monotonic() >= next_write:
+                    write_textfile(args.textfile, exposition(monitor, lock))
+                    next_write = time.monotonic() + args.interval
+                time.sleep(1.0)
+        finally:
+            if server is not None:
+                server.shutdown()
+        return 0
+    finally:
+        monitor.close()
