@@ -20,13 +20,12 @@ import time
 
 from xcinspect import __version__
 from xcinspect.core import flags as F
-from xcinspect.core import health as H
 from xcinspect.core import ring as R
 from xcinspect.core.sanitize import Sanitizer
 from xcinspect.platform.base import Platform, PlatformError
 
 SUBCOMMANDS = ("sim", "connect", "attach", "disconnect", "serve", "metrics", "_backend")
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
 
 
 class UsageError(Exception):
@@ -469,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")
         return EXIT_OK
+    except Exception as exc:  # never a traceback for the operator (XCINSPECT_DEBUG=1 shows it)
+        if os.environ.get("XCINSPECT_DEBUG"):
+            raise
+        return _die(f"internal error: {type(exc).__name__}: {exc}", "set XCINSPECT_DEBUG=1 for a traceback",
+                    code=EXIT_INTERNAL)
 
-
-_ = H

@@ -11,7 +11,6 @@ re-fires xenconsoled's console watch.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import select
@@ -158,10 +157,11 @@ class Backend:
             rc = self.loop(ring, evtchn, journal, listener, xs)
         finally:
             # Release in xenconsoled's teardown order; the flag says we are gone.
-            try:
-                ring.set_flag(layout, F.DISCONNECTED) if self.stop else None
-            except Exception:
-                pass
+            if self.stop:  # told to disconnect: the flag says so (not when the domain died)
+                try:
+                    ring.set_flag(layout, F.DISCONNECTED)
+                except Exception:
+                    pass
             for s, _ in list(self.clients.values()):
                 s.close()
             listener.close()
@@ -286,11 +286,6 @@ class Backend:
         return n
 
 
-def main(argv: list[str]) -> int:
-    """Entry for ``python -m xcinspect _backend``: see cli."""
-    raise SystemExit("use the xcinspect CLI")
-
-
 def spawn(platform_args: list[str], domid: int, *, flag_override: str, sync: bool, timeout: float = 10.0) -> tuple[bool, str]:
     """Start a detached backend daemon; wait for its first status line."""
     import subprocess
@@ -348,5 +343,3 @@ def stop_backend(platform: Platform, domid: int, timeout: float = 5.0) -> int | 
         time.sleep(0.05)
     raise PlatformError(f"backend pid {pid} did not stop within {timeout:g} s")
 
-
-_ = errno
