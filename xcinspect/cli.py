@@ -218,7 +218,7 @@ def _table(monitor) -> str:
         name = Sanitizer().feed(e.name.encode())[:16]
         reason = e.verdict.reason
         rows.append(f"{e.domid:>5} {name:<16} {e.verdict.state:<12} {e.flag.state:<12} {out:>9} {inn:>9} "
-                    f"{oc:>10} {op:>10} {e.track.out_rate:>8.0f}  {reason}")
+                    f"{oc:>10} {op:>10} {e.track.rate_at(monitor.clock()):>8.0f}  {reason}")
     return "\n".join(rows)
 
 

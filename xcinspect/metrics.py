@@ -67,7 +67,7 @@ class ConsoleCollector:
                     size.add_metric(lv + ["out"], snap.out.size)
                     size.add_metric(lv + ["in"], snap.in_.size)
                     moved.add_metric(lv, round(e.track.quiet_for(now), 3))
-                    rate.add_metric(lv, round(e.track.out_rate, 1))
+                    rate.add_metric(lv, round(e.track.rate_at(now), 1))
                 stalled.add_metric(lv, 1.0 if e.verdict.state == H.STALLED else 0.0)
                 verdict.add_metric(lv, {s: s == e.verdict.state for s in H.STATES})
                 flag.add_metric(lv, {s: s == e.flag.state for s in FLAG_STATES})

@@ -7,6 +7,7 @@ writes: pages are mapped read-only. Nothing here imports Textual.
 from __future__ import annotations
 
 import os
+import struct
 import time
 from dataclasses import dataclass, field
 
@@ -19,7 +20,7 @@ from xcinspect.discovery import Discovery
 from xcinspect.platform.base import PageMapping, Platform, PlatformError
 from xcinspect.xs import XenstoreError, XsClient
 
-_IDX = R.IDX
+_IDX5 = struct.Struct("<5I")  # the four indices and the 32-bit word at the flag offset
 _IDX_OFF = R.IDX_OFFSET
 
 
@@ -27,8 +28,8 @@ class Entry:
     """Everything the monitor knows about one domain's console. Mutated in place."""
 
     __slots__ = (
-        "info", "mapping", "layout", "track", "facts", "verdict", "idx", "flag", "error",
-        "facts_at", "map_error",
+        "info", "mapping", "layout", "track", "facts", "verdict", "idx", "raw", "flag", "error",
+        "facts_at", "map_error", "next_eval", "console_type",
     )
 
     def __init__(self, info: DomainInfo, layout: str) -> None:
@@ -43,6 +44,9 @@ class Entry:
         self.error: str | None = info.error
         self.facts_at = -1e9
         self.map_error: str | None = None
+        self.raw: tuple | None = None  # last (indices..., flag word) read from the page
+        self.next_eval = 0.0  # re-classify by then even if nothing moved
+        self.console_type = info.console.type if info.console else None
 
     # -- views ------------------------------------------------------------------------
     @property
@@ -71,7 +75,7 @@ class Entry:
         except (ValueError, OSError):
             return b""
 
-    def as_dict(self) -> dict:
+    def as_dict(self, now: float | None = None) -> dict:
         snap = self.snapshot()
         console = self.info.console.as_dict() if self.info.console else None
         return {
@@ -81,7 +85,7 @@ class Entry:
             "ring": snap.as_dict() if snap else None,
             "verdict": self.verdict.as_dict(),
             "backend": self.facts.as_dict() if self.facts else None,
-            "out_rate": round(self.track.out_rate, 1),
+            "out_rate": round(self.track.rate_at(self.track.t_last if now is None else now), 1),
         }
 
 
@@ -209,6 +213,8 @@ class Monitor:
                 ) or old.mapping is None
                 old.info = info
                 old.error = info.error
+                old.console_type = info.console.type if info.console else None
+                old.next_eval = 0.0
                 if remap:
                     if old.mapping is not None:
                         old.mapping.close()
@@ -238,7 +244,10 @@ class Monitor:
         self.consoled_pid = self.platform.consoled_pid()
         table = _facts.FactsTable(self.platform)
         for e in self.entries.values():
-            e.facts = table.facts_for(e.info, self.consoled_pid)
+            f = table.facts_for(e.info, self.consoled_pid)
+            if f != e.facts:
+                e.facts = f
+                e.next_eval = 0.0
             e.facts_at = now
         self._facts_due = now + self.facts_interval
 
@@ -249,43 +258,55 @@ class Monitor:
         now = self.clock()
         if now >= self._facts_due:
             self.refresh_facts(now)
-        unpack = _IDX.unpack_from
+        unpack = _IDX5.unpack_from
         stall_after, idle_after = self.stall_after, self.idle_after
+        changed_state = res.changed_state
+        moved = 0
         for e in self.entries.values():
             m = e.mapping
             if m is None:
-                if e.info.console is None:
-                    state = H.Verdict(H.ERROR, "no console in xenstore (no console/ keys)")
-                elif e.error:
-                    state = H.Verdict(H.ERROR, e.error)
-                else:
-                    state = H.Verdict(H.ERROR, e.map_error or "console page not mapped")
-                if state.state != e.verdict.state:
-                    res.changed_state.append((e.domid, e.verdict.state, state.state))
-                e.verdict = state
+                self._unmapped_verdict(e, changed_state)
                 continue
             try:
-                idx = unpack(m.buf, _IDX_OFF)
-                flag = F.decode(m.buf, e.layout) if e.layout != F.NONE else e.flag
-            except (ValueError, OSError, IndexError) as exc:
+                raw = unpack(m.buf, _IDX_OFF)
+            except (ValueError, OSError, IndexError, TypeError) as exc:
                 e.verdict = H.Verdict(H.ERROR, f"cannot read console page: {exc}")
                 continue
-            if e.track.update(idx, now):
-                res.moved += 1
-            e.idx = idx
-            e.flag = flag
+            if raw == e.raw and now < e.next_eval:
+                continue  # nothing moved and no deadline passed: the verdict stands
+            idx = raw[:4]
+            if raw != e.raw:
+                e.raw = raw
+                if e.track.update(idx, now):
+                    moved += 1
+                e.idx = idx
+                if e.layout != F.NONE:
+                    e.flag = F.decode(m.buf, e.layout)
             v = H.classify(
-                idx, flag.state, e.track, e.facts, now,
-                console_type=e.info.console.type if e.info.console else None,
-                stall_after=stall_after, idle_after=idle_after,
+                idx, e.flag.state, e.track, e.facts, now,
+                console_type=e.console_type, stall_after=stall_after, idle_after=idle_after,
             )
             if e.error:
                 v = H.Verdict(H.ERROR, e.error)
             if v.state != e.verdict.state:
-                res.changed_state.append((e.domid, e.verdict.state, v.state))
+                changed_state.append((e.domid, e.verdict.state, v.state))
             e.verdict = v
+            e.next_eval = H.next_evaluation(v.state, e.track, now, stall_after, idle_after)
+        res.moved = moved
         self.ticks += 1
         return res
+
+    @staticmethod
+    def _unmapped_verdict(e: Entry, changed_state: list) -> None:
+        if e.info.console is None:
+            v = H.Verdict(H.ERROR, "no console in xenstore (no console/ keys)")
+        elif e.error:
+            v = H.Verdict(H.ERROR, e.error)
+        else:
+            v = H.Verdict(H.ERROR, e.map_error or "console page not mapped")
+        if v.state != e.verdict.state:
+            changed_state.append((e.domid, e.verdict.state, v.state))
+        e.verdict = v
 
     def views(self) -> list[Entry]:
         return [self.entries[d] for d in sorted(self.entries)]
@@ -302,7 +323,8 @@ class Monitor:
         raise KeyError(f"no domain {text!r} (known: {known or 'none'})")
 
     def to_json(self) -> dict:
-        return {"host": self.host_dict(), "domains": [e.as_dict() for e in self.views()]}
+        now = self.clock()
+        return {"host": self.host_dict(), "domains": [e.as_dict(now) for e in self.views()]}
 
 
 def sample_window(monitor: Monitor, window: float, steps: int = 3) -> None:

@@ -117,9 +117,6 @@ class Track:
                     self.t_out_prod = now
                 if idx[0] != last[0]:
                     self.t_in_cons = now
-            if not moved or idx[2] == last[2]:
-                if now - self.t_out_cons > 3 * max(now - self.t_last, 0.5):
-                    self.out_rate = 0.0
         self.prev_fill = self.fill
         self.fill = fill
         if fill == OUT_SIZE:
@@ -139,6 +136,10 @@ class Track:
         if len(h) > self.hist_len:
             del h[0]
         return moved
+
+    def rate_at(self, now: float, window: float = 3.0) -> float:
+        """Drain rate of the out ring (B/s); 0 once out_cons has not moved for ``window`` s."""
+        return self.out_rate if now - self.t_out_cons < window else 0.0
 
     def stuck_for(self, now: float) -> float:
         """How long unread output has sat without out_cons moving (0 if the ring is empty)."""
@@ -227,9 +228,25 @@ def classify(
         extra = f"; {out_fill} unread bytes" if out_fill else ""
         return Verdict(NO_BACKEND, f"{where}{extra}", act_connect)
     if out_fill and track.prev_fill and track.samples > 1:
-        return Verdict(BACKLOG, f"{out_fill} bytes queued, draining at {track.out_rate:.0f} B/s; {where}", None)
+        return Verdict(BACKLOG, f"{out_fill} bytes queued, draining at {track.rate_at(now):.0f} B/s; {where}", None)
     quiet = track.quiet_for(now)
     if quiet >= idle_after:
-        return Verdict(IDLE, f"quiet for {human_duration(quiet)}; {where}", "attach")
-    rate = f"{track.out_rate:.0f} B/s" if track.out_rate else "moving"
-    return Verdict(SERVICED, f"{rate}; {where}", "attach")
+        return Verdict(IDLE, f"quiet; {where}", "attach")
+    return Verdict(SERVICED, where, "attach")
+
+
+def next_evaluation(state: str, track: Track, now: float, stall_after: float, idle_after: float) -> float:
+    """When a verdict must be re-computed even if no index moves.
+
+    Problem states carry durations in their reason (refreshed each second); a serviced
+    console turns idle, and unread output turns stalled, at known deadlines; idle,
+    corrupt and error states change only when something moves.
+    """
+    if state in (IDLE, CORRUPT, ERROR):
+        return float("inf")
+    if state == SERVICED:
+        due = max(track.t_out_cons, track.t_out_prod, track.t_in_cons) + idle_after
+        if track.t_unread is not None:
+            due = min(due, max(track.t_out_cons, track.t_unread) + stall_after)
+        return due
+    return now + 1.0
