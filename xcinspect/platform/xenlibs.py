@@ -1,0 +1,604 @@
+"""cffi ABI-mode bindings for the dom0 Xen libraries: dom0 needs no compiler.
+
+Stable libraries, opened by soname (Debian bookworm package in brackets):
+
+* ``libxengnttab.so.1``         (libxengnttab1)        map grant ref 0 of a guest
+* ``libxenforeignmemory.so.1``  (libxenforeignmemory1) foreign-map ``console/ring-ref``
+* ``libxenevtchn.so.1``         (libxenevtchn1)        bind / notify / unmask a port
+* ``libxentoollog.so.1``        (libxentoollog1)       a silent logger for the above
+
+and, optionally, ``libxenctrl.so.<xen version>`` (libxenmisc4.17) for ``xc_evtchn_status``
+(is a guest's console port unbound or bound?) and ``xc_version``. Its soname follows the
+Xen release, so it is found by globbing the library directories. Without it,
+``lsevtchn <domid>`` output is parsed; failing that the answer is "unknown" (None).
+
+Every library is handed a logger that drops all messages: with a NULL logger the Xen
+libraries print their errors on stderr, which would scribble over the TUI. Failures are
+reported through errno instead.
+
+Seam for tests: ``XenLibs(dlopen=...)`` decides how libraries are loaded (names that do not
+exist give the real "missing library" path), and the dom0 platform takes any object with
+``XenLibs``' methods. Nothing here pretends to be Xen.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import glob
+import mmap as _mmap
+import os
+import platform as _platform
+import re
+import select
+import shutil
+import subprocess
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+
+import cffi
+
+from xcinspect.platform.base import BindError, EventChannel, PageMapping, PlatformError
+
+PAGE_SIZE = 4096
+GNTTAB_RESERVED_CONSOLE = 0  # xen/include/public/grant_table.h
+DOMID_FIRST_RESERVED = 0x7FF0
+
+# xen/include/public/event_channel.h
+EVTCHNSTAT_closed = 0
+EVTCHNSTAT_unbound = 1
+EVTCHNSTAT_interdomain = 2
+EVTCHNSTAT_pirq = 3
+EVTCHNSTAT_virq = 4
+EVTCHNSTAT_ipi = 5
+STATUS_NAMES = {0: "closed", 1: "unbound", 2: "interdomain", 3: "pirq", 4: "virq", 5: "ipi"}
+
+XENVER_version = 0
+XENVER_extraversion = 1
+XTL_NUM_LEVELS = 10  # a stdiostream logger with this min_level prints nothing
+
+MAP_FIXED_NOREPLACE = 0x100000  # Linux >= 4.17; older kernels treat it as a hint
+
+# xen_pfn_t: unsigned long on x86 (xen/arch-x86/xen.h), uint64_t on Arm (arch-arm.h).
+_PFN_T = "uint64_t" if _platform.machine().lower() in ("aarch64", "arm64") else "unsigned long"
+
+CDEF = """
+typedef uint16_t domid_t;
+typedef uint32_t evtchn_port_t;
+typedef %(pfn)s xen_pfn_t;
+
+typedef struct xentoollog_logger xentoollog_logger;
+void *xtl_createlogger_stdiostream(void *f, int min_level, unsigned flags);
+
+typedef struct xengnttab_handle xengnttab_handle;
+xengnttab_handle *xengnttab_open(xentoollog_logger *logger, unsigned open_flags);
+int xengnttab_close(xengnttab_handle *xgt);
+void *xengnttab_map_grant_ref(xengnttab_handle *xgt, uint32_t domid, uint32_t ref, int prot);
+int xengnttab_unmap(xengnttab_handle *xgt, void *start_address, uint32_t count);
+
+typedef struct xenforeignmemory_handle xenforeignmemory_handle;
+xenforeignmemory_handle *xenforeignmemory_open(xentoollog_logger *logger, unsigned open_flags);
+int xenforeignmemory_close(xenforeignmemory_handle *fmem);
+void *xenforeignmemory_map(xenforeignmemory_handle *fmem, uint32_t dom, int prot, size_t pages,
+                           const xen_pfn_t arr[], int err[]);
+int xenforeignmemory_unmap(xenforeignmemory_handle *fmem, void *addr, size_t pages);
+
+typedef int xenevtchn_port_or_error_t;
+typedef struct xenevtchn_handle xenevtchn_handle;
+xenevtchn_handle *xenevtchn_open(xentoollog_logger *logger, unsigned int flags);
+int xenevtchn_close(xenevtchn_handle *xce);
+int xenevtchn_fd(xenevtchn_handle *xce);
+int xenevtchn_notify(xenevtchn_handle *xce, evtchn_port_t port);
+xenevtchn_port_or_error_t xenevtchn_bind_interdomain(xenevtchn_handle *xce, uint32_t domid,
+                                                     evtchn_port_t remote_port);
+int xenevtchn_unbind(xenevtchn_handle *xce, evtchn_port_t port);
+xenevtchn_port_or_error_t xenevtchn_pending(xenevtchn_handle *xce);
+int xenevtchn_unmask(xenevtchn_handle *xce, evtchn_port_t port);
+
+struct evtchn_status {
+    domid_t dom;
+    evtchn_port_t port;
+    uint32_t status;
+    uint32_t vcpu;
+    union {
+        struct { domid_t dom; } unbound;
+        struct { domid_t dom; evtchn_port_t port; } interdomain;
+        uint32_t pirq;
+        uint32_t virq;
+    } u;
+};
+typedef struct xc_interface_core xc_interface;
+xc_interface *xc_interface_open(xentoollog_logger *logger, xentoollog_logger *dombuild_logger,
+                                unsigned open_flags);
+int xc_interface_close(xc_interface *xch);
+int xc_evtchn_status(xc_interface *xch, struct evtchn_status *status);
+int xc_version(xc_interface *xch, int cmd, void *arg);
+
+void *fopen(const char *path, const char *mode);
+void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset);
+int munmap(void *addr, size_t length);
+""" % {"pfn": _PFN_T}
+
+ffi = cffi.FFI()
+ffi.cdef(CDEF)
+
+_libc = None
+
+
+def libc():
+    global _libc
+    if _libc is None:
+        _libc = ffi.dlopen(None)
+    return _libc
+
+
+@dataclass(frozen=True, slots=True)
+class LibSpec:
+    key: str
+    soname: str
+    package: str
+    purpose: str
+
+
+SPECS = {
+    "gnttab": LibSpec("gnttab", "libxengnttab.so.1", "libxengnttab1", "to map console pages"),
+    "foreignmemory": LibSpec("foreignmemory", "libxenforeignmemory.so.1", "libxenforeignmemory1",
+                             "to map console pages"),
+    "evtchn": LibSpec("evtchn", "libxenevtchn.so.1", "libxenevtchn1", "to service consoles"),
+    "toollog": LibSpec("toollog", "libxentoollog.so.1", "libxentoollog1", "for quiet logging"),
+}
+
+LIB_HINT = "install the Xen tools (apt install xen-utils-4.17, or the libxen* packages), or try --sim for a demo"
+
+LIBDIRS = (
+    "/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu", "/lib/aarch64-linux-gnu",
+    "/usr/lib64", "/lib64", "/usr/lib", "/lib", "/usr/local/lib",
+)
+
+LSEVTCHN_GLOBS = (
+    "/usr/lib/xen-*/bin/lsevtchn", "/usr/lib/xen/bin/lsevtchn",
+    "/usr/libexec/xen/bin/lsevtchn", "/usr/local/lib/xen/bin/lsevtchn",
+)
+
+
+class XenCallError(PlatformError):
+    """A Xen library call failed; ``errno`` says why."""
+
+    def __init__(self, message: str, err: int = 0, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.errno = err
+
+
+def _strerror(err: int) -> str:
+    return os.strerror(err) if err else "unknown error"
+
+
+def _version_key(path: str) -> tuple:
+    tail = os.path.basename(path).split(".so", 1)[-1]
+    return tuple(int(x) for x in re.findall(r"\d+", tail))
+
+
+def find_libxenctrl(libdirs=LIBDIRS, prefer: str | None = None) -> list[str]:
+    """Candidate libxenctrl files, best first: ``libxenctrl.so.<prefer>`` (e.g. "4.17"),
+    then the highest versioned soname, then the unversioned development link."""
+    found: dict[str, None] = {}
+    for d in libdirs:
+        for p in sorted(glob.glob(os.path.join(d, "libxenctrl.so.*"))):
+            found.setdefault(p)
+    versioned = sorted(found, key=_version_key, reverse=True)
+    if prefer:
+        exact = [p for p in versioned if os.path.basename(p) == f"libxenctrl.so.{prefer}"]
+        versioned = exact + [p for p in versioned if p not in exact]
+    plain = [os.path.join(d, "libxenctrl.so") for d in libdirs if os.path.exists(os.path.join(d, "libxenctrl.so"))]
+    return versioned + plain
+
+
+def _xen_dir_version(path: str) -> tuple:
+    m = re.search(r"/xen-(\d+(?:\.\d+)*)/", path)
+    return tuple(int(x) for x in m.group(1).split(".")) if m else ()
+
+
+def find_lsevtchn(globs=LSEVTCHN_GLOBS) -> str | None:
+    for pattern in globs:
+        hits = sorted(glob.glob(pattern), key=_xen_dir_version, reverse=True)
+        for h in hits:
+            if os.access(h, os.X_OK):
+                return h
+    return shutil.which("lsevtchn")
+
+
+_LSEVTCHN_LINE = re.compile(r"^\s*(\d+): VCPU \d+: (.*?)\s*$")
+
+
+def parse_lsevtchn(text: str) -> dict[int, int]:
+    """``lsevtchn <domid>`` output -> {port: EVTCHNSTAT_*} (closed ports are not listed)."""
+    out: dict[int, int] = {}
+    for line in text.splitlines():
+        m = _LSEVTCHN_LINE.match(line)
+        if not m:
+            continue
+        port, desc = int(m.group(1)), m.group(2)
+        if desc.startswith("Interdomain (Connected)"):
+            st = EVTCHNSTAT_interdomain
+        elif desc.startswith("Interdomain (Waiting"):
+            st = EVTCHNSTAT_unbound
+        elif desc.startswith("Physical IRQ"):
+            st = EVTCHNSTAT_pirq
+        elif desc.startswith("Virtual IRQ"):
+            st = EVTCHNSTAT_virq
+        elif desc.startswith("IPI"):
+            st = EVTCHNSTAT_ipi
+        else:
+            continue
+        out[port] = st
+    return out
+
+
+# -- mappings ---------------------------------------------------------------------------------
+def _plug_hole(addr: int, writable: bool) -> None:
+    """Put an anonymous page where a console page was unmapped, so that a stale view of
+    the old buffer reads zeros instead of crashing the process. Never replaces anything
+    (MAP_FIXED_NOREPLACE)."""
+    try:
+        c = libc()
+        prot = _mmap.PROT_READ | (_mmap.PROT_WRITE if writable else 0)
+        p = c.mmap(ffi.cast("void *", addr), PAGE_SIZE, prot,
+                   _mmap.MAP_PRIVATE | _mmap.MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+        got = int(ffi.cast("uintptr_t", p))
+        if got not in (addr, (1 << (8 * ffi.sizeof("void *"))) - 1):
+            c.munmap(p, PAGE_SIZE)  # old kernel: the flag was a hint and it landed elsewhere
+    except Exception:
+        pass
+
+
+class MappedPage(PageMapping):
+    """A mapped console page. ``buf`` is a memoryview of the 4096 bytes -- read-only
+    (``toreadonly``) unless mapped writable, so no code path can write through a
+    read-only mapping. ``close`` unmaps with the API that mapped it; it is idempotent."""
+
+    def __init__(self, ptr, *, writable: bool, how: str, domid: int, unmap) -> None:
+        self._ptr = ptr
+        self.address = int(ffi.cast("uintptr_t", ptr))
+        self.writable = writable
+        self.how = how  # "grant" | "foreign"
+        self.domid = domid
+        self._unmap = unmap
+        self._raw = memoryview(ffi.buffer(ptr, PAGE_SIZE))
+        self.buf = self._raw if writable else self._raw.toreadonly()
+        self._lock = threading.Lock()
+
+    @property
+    def closed(self) -> bool:
+        return self._ptr is None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._ptr is None:
+                return
+            ptr, self._ptr = self._ptr, None
+        for view in (self.buf, self._raw):
+            try:
+                view.release()
+            except (BufferError, ValueError):
+                pass
+        try:
+            self._unmap(ptr)
+        finally:
+            _plug_hole(self.address, self.writable)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("rw" if self.writable else "ro")
+        return f"<MappedPage dom{self.domid} {self.how} {state} @{self.address:#x}>"
+
+
+class EvtchnPort(EventChannel):
+    """Our end of an interdomain channel, on its own xenevtchn handle (as xenconsoled)."""
+
+    def __init__(self, lib, handle, local_port: int, domid: int, remote_port: int) -> None:
+        self._lib = lib
+        self._h = handle
+        self.local_port = local_port
+        self.domid = domid
+        self.remote_port = remote_port
+        self._fd = lib.xenevtchn_fd(handle)
+        self._lock = threading.Lock()
+
+    @property
+    def closed(self) -> bool:
+        return self._h is None
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def pending(self) -> bool:
+        """Poll the fd first: the header warns xenevtchn_pending can block otherwise."""
+        if self._h is None:
+            return False
+        got = False
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        for _ in range(64):
+            if not poller.poll(0):
+                break
+            port = self._lib.xenevtchn_pending(self._h)
+            if port < 0:
+                break
+            got = True  # only our port is bound on this handle
+        return got
+
+    def _call(self, what: str, rc: int) -> None:
+        if rc < 0:
+            err = ffi.errno
+            raise XenCallError(f"{what} on port {self.local_port} (domain {self.domid}) failed: {_strerror(err)}", err)
+
+    def unmask(self) -> None:
+        if self._h is not None:
+            self._call("unmask", self._lib.xenevtchn_unmask(self._h, self.local_port))
+
+    def notify(self) -> None:
+        if self._h is not None:
+            self._call("notify", self._lib.xenevtchn_notify(self._h, self.local_port))
+
+    def close(self) -> None:
+        with self._lock:
+            h, self._h = self._h, None
+        if h is None:
+            return
+        try:
+            self._lib.xenevtchn_unbind(h, self.local_port)
+        finally:
+            self._lib.xenevtchn_close(h)
+
+    def __repr__(self) -> str:
+        return f"<EvtchnPort dom{self.domid}:{self.remote_port} local {self.local_port}{' closed' if self.closed else ''}>"
+
+
+# -- the libraries ------------------------------------------------------------------------------
+class XenLibs:
+    """Lazily loaded Xen libraries and their long-lived handles.
+
+    ``dlopen``: how to load a library by name (default ``ffi.dlopen``). ``names``: override
+    sonames per key (``{"gnttab": "libxengnttab.so.1"}``). ``libdirs``: where to look for
+    libxenctrl. ``lsevtchn``: path of the lsevtchn tool ("" disables the fallback).
+    ``ctrl_prefer``: libxenctrl version to prefer, e.g. "4.17".
+    """
+
+    def __init__(self, *, dlopen=None, names: dict | None = None, libdirs=LIBDIRS,
+                 lsevtchn: str | None = None, ctrl_prefer: str | None = None) -> None:
+        self._dlopen = dlopen or ffi.dlopen
+        self.names = {k: s.soname for k, s in SPECS.items()}
+        self.names.update(names or {})
+        self.libdirs = tuple(libdirs)
+        self.ctrl_prefer = ctrl_prefer
+        self._lsevtchn = lsevtchn
+        self._lock = threading.RLock()
+        self._libs: dict[str, object] = {}
+        self._errors: dict[str, str] = {}
+        self._logger = None
+        self._gnttab = None
+        self._fmem = None
+        self._xc = None
+        self._xc_lib = None
+        self._xc_tried = False
+        self.ctrl_path: str | None = None
+        self._ls_cache: dict[int, tuple[float, dict[int, int] | None, int]] = {}
+        self._live: weakref.WeakSet = weakref.WeakSet()
+
+    # -- loading -----------------------------------------------------------------------------
+    def lib(self, key: str):
+        """The loaded library ``key``; PlatformError naming it when it cannot be loaded."""
+        with self._lock:
+            if key in self._libs:
+                return self._libs[key]
+            name = self.names[key]
+            spec = SPECS[key]
+            if key not in self._errors:
+                try:
+                    self._libs[key] = self._dlopen(name)
+                    return self._libs[key]
+                except OSError as exc:
+                    self._errors[key] = str(exc)
+            raise PlatformError(f"{name} is missing ({spec.package}, needed {spec.purpose})", hint=LIB_HINT)
+
+    def missing(self, keys=("gnttab", "foreignmemory", "evtchn")) -> list[str]:
+        """Sonames of the libraries among ``keys`` that cannot be loaded."""
+        out = []
+        for k in keys:
+            try:
+                self.lib(k)
+            except PlatformError:
+                out.append(self.names[k])
+        return out
+
+    def require(self, *keys: str) -> None:
+        """PlatformError for the first library among ``keys`` that cannot be loaded."""
+        for k in keys:
+            self.lib(k)
+
+    def logger(self):
+        """A logger that prints nothing (NULL if libxentoollog is unavailable)."""
+        with self._lock:
+            if self._logger is None:
+                self._logger = ffi.NULL
+                try:
+                    tl = self.lib("toollog")
+                    f = libc().fopen(b"/dev/null", b"w")
+                    if f != ffi.NULL:
+                        lg = tl.xtl_createlogger_stdiostream(f, XTL_NUM_LEVELS, 0)
+                        if lg != ffi.NULL:
+                            self._logger = ffi.cast("xentoollog_logger *", lg)
+                except (PlatformError, AttributeError, OSError):
+                    pass
+            return self._logger
+
+    # -- grant and foreign maps ------------------------------------------------------------------
+    def _gnttab_handle(self):
+        lib = self.lib("gnttab")
+        with self._lock:
+            if self._gnttab is None:
+                h = lib.xengnttab_open(self.logger(), 0)
+                if h == ffi.NULL:
+                    err = ffi.errno
+                    raise XenCallError(f"cannot open the grant device /dev/xen/gntdev: {_strerror(err)}", err,
+                                       hint="load the module: modprobe xen-gntdev")
+                self._gnttab = h
+            return lib, self._gnttab
+
+    def _fmem_handle(self):
+        lib = self.lib("foreignmemory")
+        with self._lock:
+            if self._fmem is None:
+                h = lib.xenforeignmemory_open(self.logger(), 0)
+                if h == ffi.NULL:
+                    err = ffi.errno
+                    raise XenCallError(f"cannot open /dev/xen/privcmd: {_strerror(err)}", err,
+                                       hint="load the module: modprobe xen-privcmd")
+                self._fmem = h
+            return lib, self._fmem
+
+    @staticmethod
+    def _prot(writable: bool) -> int:
+        return _mmap.PROT_READ | (_mmap.PROT_WRITE if writable else 0)
+
+    def gnttab_map(self, domid: int, ref: int = GNTTAB_RESERVED_CONSOLE, *, writable: bool = False) -> MappedPage:
+        lib, h = self._gnttab_handle()
+        ptr = lib.xengnttab_map_grant_ref(h, domid, ref, self._prot(writable))
+        if ptr == ffi.NULL:
+            err = ffi.errno
+            raise XenCallError(f"grant ref {ref}: {_strerror(err)}", err)
+        m = MappedPage(ptr, writable=writable, how="grant", domid=domid,
+                       unmap=lambda p, _l=lib, _h=h: _l.xengnttab_unmap(_h, p, 1))
+        self._live.add(m)
+        return m
+
+    def foreign_map(self, domid: int, pfn: int, *, writable: bool = False) -> MappedPage:
+        lib, h = self._fmem_handle()
+        arr = ffi.new("xen_pfn_t[1]", [pfn])
+        errs = ffi.new("int[1]")
+        ptr = lib.xenforeignmemory_map(h, domid, self._prot(writable), 1, arr, errs)
+        if ptr == ffi.NULL:
+            err = ffi.errno
+            raise XenCallError(f"foreign map of frame {pfn:#x}: {_strerror(err)}", err)
+        if errs[0] != 0:
+            err = abs(errs[0])
+            lib.xenforeignmemory_unmap(h, ptr, 1)
+            raise XenCallError(f"foreign map of frame {pfn:#x}: {_strerror(err)}", err)
+        m = MappedPage(ptr, writable=writable, how="foreign", domid=domid,
+                       unmap=lambda p, _l=lib, _h=h: _l.xenforeignmemory_unmap(_h, p, 1))
+        self._live.add(m)
+        return m
+
+    # -- event channels --------------------------------------------------------------------------
+    def bind_interdomain(self, domid: int, remote_port: int) -> EvtchnPort:
+        lib = self.lib("evtchn")
+        h = lib.xenevtchn_open(self.logger(), 0)
+        if h == ffi.NULL:
+            err = ffi.errno
+            raise XenCallError(f"cannot open the event channel device /dev/xen/evtchn: {_strerror(err)}", err,
+                               hint="load the module: modprobe xen-evtchn")
+        local = lib.xenevtchn_bind_interdomain(h, domid, remote_port)
+        if local < 0:
+            err = ffi.errno
+            lib.xenevtchn_close(h)
+            if err in (_errno.EINVAL, _errno.EBUSY):
+                raise BindError(f"console port {remote_port} of domain {domid} is already bound "
+                                "(xenconsoled or another backend services it)")
+            raise XenCallError(f"cannot bind console port {remote_port} of domain {domid}: {_strerror(err)}", err)
+        ch = EvtchnPort(lib, h, local, domid, remote_port)
+        self._live.add(ch)
+        return ch
+
+    # -- libxenctrl (optional) ------------------------------------------------------------------
+    def _ctrl(self):
+        """(lib, xc handle) or None. Tried once."""
+        with self._lock:
+            if self._xc_tried:
+                return (self._xc_lib, self._xc) if self._xc is not None else None
+            self._xc_tried = True
+            for path in find_libxenctrl(self.libdirs, self.ctrl_prefer):
+                try:
+                    lib = self._dlopen(path)
+                    opener = lib.xc_interface_open
+                except (OSError, AttributeError):
+                    continue
+                lg = self.logger()
+                xc = opener(lg, lg, 0)
+                if xc == ffi.NULL:
+                    return None  # no privcmd or not privileged: the same for any copy
+                self._xc_lib, self._xc, self.ctrl_path = lib, xc, path
+                return lib, xc
+            return None
+
+    def evtchn_status(self, domid: int, port: int) -> int | None:
+        """EVTCHNSTAT_* of ``port`` in ``domid`` (libxenctrl, else lsevtchn), None if unknown."""
+        ctrl = self._ctrl()
+        if ctrl is not None:
+            lib, xc = ctrl
+            st = ffi.new("struct evtchn_status *")
+            st.dom = domid
+            st.port = port
+            if lib.xc_evtchn_status(xc, st) < 0:
+                return None
+            return int(st.status)
+        return self._lsevtchn_status(domid, port)
+
+    def _lsevtchn_status(self, domid: int, port: int, ttl: float = 1.0) -> int | None:
+        now = time.monotonic()
+        cached = self._ls_cache.get(domid)
+        if cached is None or now - cached[0] > ttl:
+            table, top = None, -1
+            tool = self._lsevtchn if self._lsevtchn is not None else find_lsevtchn()
+            if tool:
+                try:
+                    out = subprocess.run([tool, str(domid)], capture_output=True, text=True, timeout=3)
+                    if out.returncode == 0:
+                        table = parse_lsevtchn(out.stdout)
+                        top = max(table, default=-1)
+                except (OSError, subprocess.TimeoutExpired):
+                    table = None
+            cached = (now, table, top)
+            self._ls_cache[domid] = cached
+        _, table, top = cached
+        if table is None:
+            return None
+        if port in table:
+            return table[port]
+        # lsevtchn skips closed ports and stops at the first port it cannot query.
+        return EVTCHNSTAT_closed if port < top else None
+
+    def hypervisor_version(self) -> str | None:
+        """"4.17.7"-style version through xc_version, or None."""
+        ctrl = self._ctrl()
+        if ctrl is None:
+            return None
+        lib, xc = ctrl
+        v = lib.xc_version(xc, XENVER_version, ffi.NULL)
+        if v < 0:
+            return None
+        extra = ffi.new("char[16]")
+        if lib.xc_version(xc, XENVER_extraversion, extra) < 0:
+            extra = None
+        tail = ffi.string(extra, 16).decode("ascii", "replace") if extra is not None else ""
+        return f"{v >> 16}.{v & 0xFFFF}{tail}"
+
+    # -- teardown ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Unmap every live page, unbind every channel, close the handles."""
+        for obj in list(self._live):
+            try:
+                obj.close()
+            except PlatformError:
+                pass
+        with self._lock:
+            if self._gnttab is not None:
+                self._libs["gnttab"].xengnttab_close(self._gnttab)
+                self._gnttab = None
+            if self._fmem is not None:
+                self._libs["foreignmemory"].xenforeignmemory_close(self._fmem)
+                self._fmem = None
+            if self._xc is not None:
+                self._xc_lib.xc_interface_close(self._xc)
+                self._xc = None
+                self._xc_tried = False
