@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Raw read of a guest's PV console page from dom0, read-only (the lab's ground truth).
+
+    ring.py DOMID [--via gnttab|foreign] [--count N --interval S] [--tail N]
+
+Prints one JSON object per sample: the four indices, fills, byte 3088, and with
+--tail the last N bytes written to the out ring (decoded leniently).
+"""
+import argparse
+import json
+import struct
+import subprocess
+import sys
+import time
+
+from cffi import FFI
+
+ffi = FFI()
+ffi.cdef("""
+typedef struct xengnttab_handle xengnttab_handle;
+xengnttab_handle *xengnttab_open(void *logger, unsigned open_flags);
+int xengnttab_close(xengnttab_handle *xgt);
+void *xengnttab_map_grant_ref(xengnttab_handle *xgt, uint32_t domid, uint32_t ref, int prot);
+int xengnttab_unmap(xengnttab_handle *xgt, void *start_address, uint32_t count);
+typedef struct xenforeignmemory_handle xenforeignmemory_handle;
+xenforeignmemory_handle *xenforeignmemory_open(void *logger, unsigned open_flags);
+int xenforeignmemory_close(xenforeignmemory_handle *fmem);
+void *xenforeignmemory_map(xenforeignmemory_handle *fmem, uint32_t dom, int prot,
+                           size_t pages, const unsigned long arr[], int err[]);
+int xenforeignmemory_unmap(xenforeignmemory_handle *fmem, void *addr, size_t pages);
+""")
+PROT_READ = 1
+IDX = struct.Struct("<4I")
+
+
+def map_page(domid, via):
+    if via == "gnttab":
+        lib = ffi.dlopen("libxengnttab.so.1")
+        h = lib.xengnttab_open(ffi.NULL, 0)
+        if h == ffi.NULL:
+            sys.exit("ring.py: xengnttab_open failed")
+        p = lib.xengnttab_map_grant_ref(h, domid, 0, PROT_READ)
+        if p == ffi.NULL:
+            sys.exit(f"ring.py: map grant ref 0 of dom{domid} failed (errno {ffi.errno})")
+        return p
+    lib = ffi.dlopen("libxenforeignmemory.so.1")
+    h = lib.xenforeignmemory_open(ffi.NULL, 0)
+    if h == ffi.NULL:
+        sys.exit("ring.py: xenforeignmemory_open failed")
+    ref = int(subprocess.check_output(
+        ["xenstore-read", f"/local/domain/{domid}/console/ring-ref"], text=True).strip())
+    arr = ffi.new("unsigned long[1]", [ref])
+    err = ffi.new("int[1]")
+    p = lib.xenforeignmemory_map(h, domid, PROT_READ, 1, arr, err)
+    if p == ffi.NULL or err[0]:
+        sys.exit(f"ring.py: foreign map of dom{domid} mfn {ref} failed ({err[0]}, errno {ffi.errno})")
+    return p
+
+
+def sample(page, domid, via, tail):
+    raw = bytes(ffi.buffer(page, 4096))
+    in_cons, in_prod, out_cons, out_prod = IDX.unpack_from(raw, 3072)
+    d = {"domid": domid, "via": via,
+         "in_cons": in_cons, "in_prod": in_prod, "out_cons": out_cons, "out_prod": out_prod,
+         "out_fill": (out_prod - out_cons) & 0xFFFFFFFF, "in_fill": (in_prod - in_cons) & 0xFFFFFFFF,
+         "byte3088": raw[3088], "t": round(time.monotonic(), 3)}
+    if tail:
+        n = min(tail, d["out_fill"] if d["out_fill"] <= 2048 else 0) or min(tail, 2048)
+        out = raw[1024:3072]
+        data = bytes(out[(out_prod - n + i) & 2047] for i in range(n))
+        d["out_tail"] = data.decode("utf-8", "replace")
+    return d
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("domid", type=int)
+    ap.add_argument("--via", choices=["gnttab", "foreign"], default="gnttab")
+    ap.add_argument("--count", type=int, default=1)
+    ap.add_argument("--interval", type=float, default=0.2)
+    ap.add_argument("--tail", type=int, default=0)
+    a = ap.parse_args()
+    page = map_page(a.domid, a.via)
+    for i in range(a.count):
+        if i:
+            time.sleep(a.interval)
+        print(json.dumps(sample(page, a.domid, a.via, a.tail)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,665 @@
+"""Xen lab: a real Xen 4.17 host under QEMU TCG for xcinspect's end-to-end tests.
+
+    python -m tests.xen.lab build                 # build (or reuse) the cached images
+    python -m tests.xen.lab run [SCENARIO ...]    # build if needed, boot once, run them
+    python -m tests.xen.lab list                  # scenario names
+
+Images are built from Debian bookworm packages into a cache outside the checkout
+(``~/.cache/xcinspect/xen-lab``, or ``$XCINSPECT_LAB_CACHE``), one directory per stage,
+each with a stamp that hashes the stage's inputs (scripts, package versions, mirror):
+
+    boot/   xen.elf, vmlinuz, the kernel's Xen modules, busybox (from .debs)
+    dom0/   dom0.cpio.gz: debootstrap minbase + xen-utils-4.17 & co  (images/build-dom0.sh)
+    guest/  guest.cpio.gz: busybox PV guest                           (images/guest-init.sh)
+
+Each run adds a small overlay archive (dom0 /init, runner, scenarios, the project's
+wheels built on the host, the guest kernel + initramfs), concatenated to dom0.cpio.gz.
+dom0 reports on its console with ``@@XCI:<token> ...`` markers; the serial log is parsed
+for them and QEMU is killed at ``DONE`` or at the global timeout.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import glob
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CHECKOUT = HERE.parent.parent
+SCENARIO_DIR = HERE / "scenarios"
+DOM0_DIR = HERE / "dom0"
+IMAGES_DIR = HERE / "images"
+
+XEN_PKG = "xen-hypervisor-4.17-amd64"
+KERNEL_META = "linux-image-amd64"
+BUSYBOX_PKG = "busybox-static"
+BOOT_STAGE_VERSION = "1"
+
+QEMU_ARGS = ["-accel", "tcg,thread=multi", "-cpu", "qemu64", "-m", "3072", "-smp", "2",
+             "-display", "none", "-monitor", "none", "-no-reboot"]
+XEN_CMDLINE = "console=com1 dom0_mem=2048M,max:2048M loglvl=warning guest_loglvl=none"
+DOM0_CMDLINE = "console=hvc0 quiet"
+
+DEFAULT_SCENARIO_TIMEOUT = 120      # seconds, per scenario (a header can override)
+BOOT_BUDGET = 240                   # seconds from QEMU start to the first scenario
+KEEP_RUNS = 3
+
+
+class LabError(RuntimeError):
+    """A prerequisite or build step failed (never a scenario failure)."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("XCINSPECT_LAB_CACHE")
+                or Path.home() / ".cache" / "xcinspect" / "xen-lab").expanduser()
+
+
+def log(msg: str) -> None:
+    print(f"[xen-lab {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def sh(cmd, *, cwd=None, env=None, capture=False, check=True, quiet=False) -> str:
+    """Run a command; on failure raise LabError with its output."""
+    if not quiet:
+        log("$ " + " ".join(str(c) for c in cmd))
+    p = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, text=True,
+                       stdout=subprocess.PIPE if capture else None,
+                       stderr=subprocess.PIPE if capture else None)
+    if check and p.returncode != 0:
+        raise LabError(f"command failed ({p.returncode}): {' '.join(map(str, cmd))}\n"
+                       f"{(p.stdout or '')[-3000:]}{(p.stderr or '')[-3000:]}")
+    return p.stdout or ""
+
+
+def sha(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else str(p).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+# --------------------------------------------------------------------------- host prereqs
+
+def require_tools() -> None:
+    missing = [t for t in ("qemu-system-x86_64", "debootstrap", "cpio", "apt-get", "dpkg-deb",
+                           "unshare", "gzip") if not shutil.which(t)]
+    if missing:
+        raise LabError(f"missing host tools: {' '.join(missing)} (run tests/xen/setup-host.sh)")
+    if os.geteuid() != 0:
+        raise LabError("the Xen lab build needs root (debootstrap, chroot)")
+
+
+def apt_sources() -> list[Path]:
+    files = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
+    files += sorted(Path("/etc/apt/sources.list.d").glob("*.list"))
+    if Path("/etc/apt/sources.list").is_file():
+        files.append(Path("/etc/apt/sources.list"))
+    return [f for f in files if f.read_text(errors="replace").strip()]
+
+
+def debian_mirror() -> str:
+    """The Debian archive URI the host's apt uses for bookworm (not the security one)."""
+    cands = []
+    for f in apt_sources():
+        text = f.read_text(errors="replace")
+        if f.suffix == ".sources":
+            for stanza in re.split(r"\n\s*\n", text):
+                if re.search(r"^Enabled:\s*no", stanza, re.M | re.I):
+                    continue
+                uris = re.findall(r"^URIs:\s*(.+)$", stanza, re.M)
+                suites = " ".join(re.findall(r"^Suites:\s*(.+)$", stanza, re.M)).split()
+                for u in " ".join(uris).split():
+                    cands.append((u, suites))
+        else:
+            for line in text.splitlines():
+                m = re.match(r"\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
+                if m:
+                    cands.append((m.group(1), [m.group(2)]))
+    for uri, suites in cands:
+        if "bookworm" in suites and "security" not in uri:
+            return uri
+    for uri, suites in cands:
+        if "security" not in uri and not any("security" in s for s in suites):
+            return uri
+    raise LabError("no Debian mirror found in the host's apt configuration")
+
+
+def apt_candidate(pkg: str) -> str:
+    out = sh(["apt-cache", "policy", pkg], capture=True, quiet=True)
+    m = re.search(r"Candidate:\s*(\S+)", out)
+    if not m or m.group(1) == "(none)":
+        return ""
+    return m.group(1)
+
+
+def ensure_apt_lists() -> None:
+    if not apt_candidate(XEN_PKG):
+        log("apt lists lack the Xen packages: apt-get update")
+        sh(["apt-get", "update", "-qq"])
+        if not apt_candidate(XEN_PKG):
+            raise LabError(f"{XEN_PKG} not available from the host's apt sources")
+
+
+def kernel_pkg() -> str:
+    out = sh(["apt-cache", "depends", KERNEL_META], capture=True, quiet=True)
+    m = re.search(r"Depends:\s*(linux-image-\S+)", out)
+    if not m:
+        raise LabError(f"cannot resolve {KERNEL_META}")
+    return m.group(1)
+
+
+# --------------------------------------------------------------------------- stages
+
+@contextlib.contextmanager
+def cache_lock():
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def stage_ready(name: str, key: str) -> Path | None:
+    d = cache_root() / name
+    stamp = d / "STAMP"
+    if stamp.is_file() and stamp.read_text().strip() == key:
+        return d
+    return None
+
+
+@contextlib.contextmanager
+def stage_build(name: str, key: str):
+    """Yield a fresh temp dir; on success it replaces cache/NAME with a stamp."""
+    root = cache_root()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    try:
+        yield tmp
+        (tmp / "STAMP").write_text(key + "\n")
+        final = root / name
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclasses.dataclass
+class Images:
+    xen: Path
+    vmlinuz: Path
+    kver: str
+    dom0: Path
+    guest: Path
+
+
+def build_boot() -> tuple[Path, str]:
+    ensure_apt_lists()
+    kpkg = kernel_pkg()
+    pkgs = [XEN_PKG, kpkg, BUSYBOX_PKG]
+    vers = [apt_candidate(p) for p in pkgs]
+    key = sha("boot", BOOT_STAGE_VERSION, *pkgs, *vers)
+    d = stage_ready("boot", key)
+    if d:
+        return d, key
+    log(f"building boot stage: {', '.join(f'{p}={v}' for p, v in zip(pkgs, vers))}")
+    t0 = time.monotonic()
+    with stage_build("boot", key) as tmp:
+        debs = tmp / "debs"
+        debs.mkdir()
+        os.chmod(debs, 0o777)    # apt-get download runs as _apt where it can
+        sh(["apt-get", "download", "-q", *[f"{p}={v}" for p, v in zip(pkgs, vers)]], cwd=debs)
+        x = tmp / "x"
+        for deb in sorted(debs.glob("*.deb")):
+            sh(["dpkg-deb", "-x", deb, x], quiet=True)
+        (tmp / "xen.elf").write_bytes(gzip.decompress((x / "boot/xen-4.17-amd64.gz").read_bytes()))
+        vmlinuz = sorted((x / "boot").glob("vmlinuz-*"))[0]
+        kver = vmlinuz.name[len("vmlinuz-"):]
+        shutil.copy(vmlinuz, tmp / "vmlinuz")
+        (tmp / "kver").write_text(kver + "\n")
+        mods = tmp / "modules" / kver
+        (mods / "kernel/drivers").mkdir(parents=True)
+        src = x / "lib/modules" / kver
+        shutil.copytree(src / "kernel/drivers/xen", mods / "kernel/drivers/xen", symlinks=True)
+        for f in src.glob("modules.*"):
+            if f.name.startswith(("modules.order", "modules.builtin")):
+                shutil.copy(f, mods / f.name)
+        shutil.copy(x / "bin/busybox", tmp / "busybox")
+        (tmp / "versions").write_text("".join(f"{p} {v}\n" for p, v in zip(pkgs, vers)))
+        shutil.rmtree(x)
+        shutil.rmtree(debs)
+    log(f"boot stage built in {time.monotonic() - t0:.0f} s")
+    return cache_root() / "boot", key
+
+
+def build_dom0(boot: Path, boot_key: str) -> Path:
+    script = IMAGES_DIR / "build-dom0.sh"
+    mirror = debian_mirror()
+    sources = apt_sources()
+    kver = (boot / "kver").read_text().strip()
+    key = sha("dom0", script.read_bytes(), mirror, kver, boot_key,
+              *[s.read_bytes() for s in sources])
+    d = stage_ready("dom0", key)
+    if d:
+        return d / "dom0.cpio.gz"
+    log("building dom0 root (debootstrap + xen-utils-4.17, about a minute)")
+    t0 = time.monotonic()
+    with stage_build("dom0", key) as tmp:
+        srcdir = tmp / "apt-sources"
+        srcdir.mkdir()
+        for s in sources:
+            name = s.name if s.parent.name == "sources.list.d" else "host.list"
+            shutil.copy(s, srcdir / name)
+        sh(["bash", script, tmp / "dom0.cpio.gz", mirror, boot / "modules" / kver, kver, srcdir])
+        shutil.rmtree(srcdir)
+    log(f"dom0 root built in {time.monotonic() - t0:.0f} s")
+    return cache_root() / "dom0" / "dom0.cpio.gz"
+
+
+def newc_archive(entries: list[tuple[str, int, bytes | None]]) -> bytes:
+    """A newc cpio archive from (path, mode, data-or-None-for-dir) entries."""
+    out = io.BytesIO()
+    ino = 1000
+
+    def put(name: str, mode: int, data: bytes) -> None:
+        nonlocal ino
+        ino += 1
+        nb = name.encode() + b"\0"
+        hdr = "070701" + "".join(f"{v:08x}" for v in (
+            ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nb), 0))
+        out.write(hdr.encode() + nb)
+        out.write(b"\0" * ((4 - (110 + len(nb)) % 4) % 4))
+        out.write(data)
+        out.write(b"\0" * ((4 - len(data) % 4) % 4))
+
+    seen = set()
+    for path, mode, data in entries:
+        parts = path.strip("/").split("/")
+        for i in range(1, len(parts)):
+            d = "/".join(parts[:i])
+            if d not in seen:
+                seen.add(d)
+                put(d, 0o040755, b"")
+        if data is None:
+            if path.strip("/") not in seen:
+                seen.add(path.strip("/"))
+                put(path.strip("/"), 0o040000 | mode, b"")
+        else:
+            put(path.strip("/"), 0o100000 | mode, data)
+    put("TRAILER!!!", 0, b"")
+    return out.getvalue()
+
+
+def build_guest(boot: Path, boot_key: str) -> Path:
+    init = IMAGES_DIR / "guest-init.sh"
+    key = sha("guest", init.read_bytes(), boot_key)
+    d = stage_ready("guest", key)
+    if d:
+        return d / "guest.cpio.gz"
+    with stage_build("guest", key) as tmp:
+        arc = newc_archive([
+            ("init", 0o755, init.read_bytes()),
+            ("bin/busybox", 0o755, (boot / "busybox").read_bytes()),
+            ("bin/sh", 0o755, b"#!/bin/busybox sh\nexec /bin/busybox sh \"$@\"\n"),
+            ("dev", 0o755, None), ("proc", 0o755, None), ("sys", 0o755, None),
+            ("tmp", 0o1777, None),
+        ])
+        (tmp / "guest.cpio.gz").write_bytes(gzip.compress(arc, 6))
+    log("guest initramfs built")
+    return cache_root() / "guest" / "guest.cpio.gz"
+
+
+def build() -> Images:
+    require_tools()
+    with cache_lock():
+        t0 = time.monotonic()
+        boot, bkey = build_boot()
+        dom0 = build_dom0(boot, bkey)
+        guest = build_guest(boot, bkey)
+        log(f"images ready in {time.monotonic() - t0:.1f} s ({cache_root()})")
+        return Images(xen=boot / "xen.elf", vmlinuz=boot / "vmlinuz",
+                      kver=(boot / "kver").read_text().strip(), dom0=dom0, guest=guest)
+
+
+# --------------------------------------------------------------------------- wheels
+
+def project_deps_key() -> str:
+    import tomllib
+    data = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())
+    return sha("deps", sys.version_info[:2], json.dumps(data["project"].get("dependencies", [])))
+
+
+def build_wheels(dest: Path) -> list[Path]:
+    """The project's wheel (fresh) + its dependencies' wheels (cached by pyproject deps)."""
+    if sys.version_info[:2] != (3, 11):
+        log(f"warning: host Python is {sys.version.split()[0]}; dom0 has 3.11 "
+            "(compiled wheels may not fit)")
+    dest.mkdir(parents=True, exist_ok=True)
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check"]
+    deps = cache_root() / "wheels" / project_deps_key()
+    if not (deps / "OK").is_file():
+        tmp = deps.with_name(deps.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        sh(pip + ["-w", tmp, CHECKOUT])
+        for w in tmp.glob("xcinspect-*.whl"):
+            w.unlink()
+        (tmp / "OK").write_text("")
+        shutil.rmtree(deps, ignore_errors=True)
+        tmp.rename(deps)
+    for w in deps.glob("*.whl"):
+        shutil.copy(w, dest / w.name)
+    with tempfile.TemporaryDirectory() as td:
+        sh(pip + ["--no-deps", "-w", td, CHECKOUT])
+        for w in Path(td).glob("*.whl"):
+            shutil.copy(w, dest / w.name)
+    return sorted(dest.glob("*.whl"))
+
+
+# --------------------------------------------------------------------------- runs
+
+def scenario_names() -> list[str]:
+    return sorted(p.stem for p in SCENARIO_DIR.glob("[0-9][0-9]-*.sh"))
+
+
+def select_scenarios(wanted: list[str] | None) -> list[str]:
+    names = scenario_names()
+    if not wanted:
+        return names
+    out = []
+    for w in wanted:
+        w = Path(w).stem
+        hit = [n for n in names if n == w or n.split("-", 1)[0] == w or n.split("-", 1)[-1] == w]
+        if not hit:
+            raise LabError(f"unknown scenario {w!r}; known: {' '.join(names)}")
+        out += [h for h in hit if h not in out]
+    return sorted(out)
+
+
+def scenario_timeout(name: str) -> int:
+    m = re.search(r"^# xci-timeout:\s*(\d+)", (SCENARIO_DIR / f"{name}.sh").read_text(), re.M)
+    return int(m.group(1)) if m else DEFAULT_SCENARIO_TIMEOUT
+
+
+def build_overlay(run: Path, images: Images, wheels: list[Path], scenarios: list[str],
+                  token: str) -> Path:
+    conf = (f"XCI_TOKEN={token}\nXCI_SCENARIOS='{' '.join(scenarios)}'\n"
+            f"XCI_DEFAULT_TIMEOUT={DEFAULT_SCENARIO_TIMEOUT}\n"
+            f"XCI_PIP_ARGS='{os.environ.get('XCINSPECT_LAB_PIP_ARGS', '--no-compile')}'\n")
+    entries = [
+        ("init", 0o755, (DOM0_DIR / "init").read_bytes()),
+        ("opt/xci/lab.conf", 0o644, conf.encode()),
+        ("opt/xci/run-lab.sh", 0o755, (DOM0_DIR / "run-lab.sh").read_bytes()),
+        ("opt/xci/lib.sh", 0o644, (DOM0_DIR / "lib.sh").read_bytes()),
+        ("opt/xci/ring.py", 0o755, (DOM0_DIR / "ring.py").read_bytes()),
+        ("opt/xci/vmlinuz", 0o644, images.vmlinuz.read_bytes()),
+        ("opt/xci/guest.cpio.gz", 0o644, images.guest.read_bytes()),
+    ]
+    for s in scenario_names():
+        entries.append((f"opt/xci/scenarios/{s}.sh", 0o755, (SCENARIO_DIR / f"{s}.sh").read_bytes()))
+    for w in wheels:
+        entries.append((f"opt/xci/wheels/{w.name}", 0o644, w.read_bytes()))
+    path = run / "overlay.cpio.gz"
+    path.write_bytes(gzip.compress(newc_archive(entries), 1))
+    return path
+
+
+@dataclasses.dataclass
+class Result:
+    name: str
+    status: str = "NOT RUN"        # PASS, FAIL, NOT RUN
+    rc: int | None = None
+    ms: int | None = None
+    output: str = ""
+    evidence: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "PASS"
+
+    def report(self) -> str:
+        parts = [f"=== {self.name}: {self.status}"
+                 + (f" (rc {self.rc}, {self.ms / 1000:.1f} s)" if self.ms is not None else ""),
+                 "--- scenario output", self.output.rstrip() or "(none)"]
+        if self.evidence:
+            parts += ["--- dom0 evidence", self.evidence.rstrip()]
+        return "\n".join(parts)
+
+
+@dataclasses.dataclass
+class RunReport:
+    results: dict[str, Result]
+    setup_errors: list[str]
+    stages: dict[str, float]
+    done: bool
+    wall: float
+    run_dir: Path
+    serial_log: Path
+    setup_text: str = ""
+
+    def summary(self) -> str:
+        lines = [f"Xen lab run: {self.run_dir}",
+                 "stages (dom0 uptime s): " + ", ".join(f"{k} {v:.1f}" for k, v in self.stages.items()),
+                 f"wall time {self.wall:.0f} s, {'completed' if self.done else 'INCOMPLETE'}"]
+        lines += [f"SETUP FAIL: {e}" for e in self.setup_errors]
+        for r in self.results.values():
+            lines.append(f"  {r.status:7} {r.name}" + (f"  ({r.ms / 1000:.1f} s)" if r.ms else ""))
+        return "\n".join(lines)
+
+
+_CLEAN = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
+
+
+class SerialParser:
+    """Incremental parser of the serial log: markers may share a line with Xen output."""
+
+    def __init__(self, token: str, scenarios: list[str]):
+        self.mark = re.compile(r"@@XCI:" + re.escape(token) + r" (\S+)(.*)")
+        self.results = {s: Result(s) for s in scenarios}
+        self.setup_errors: list[str] = []
+        self.stages: dict[str, float] = {}
+        self.done = False
+        self.current: str | None = None
+        self.capture: tuple[str, str] | None = None      # (scenario, "output"|"evidence")
+        self.buf: list[str] = []
+        self.setup_lines: list[str] = []
+        self.pending = ""
+
+    def feed(self, data: str, echo=None) -> None:
+        self.pending += data
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self.line(_CLEAN.sub("", line), echo)
+
+    def line(self, line: str, echo) -> None:
+        m = self.mark.search(line)
+        if not m:
+            if self.capture:
+                self.buf.append(line)
+            elif self.setup_errors:
+                self.setup_lines.append(line)
+            return
+        word, rest = m.group(1), m.group(2).split()
+        if word == "STAGE" and rest:
+            with contextlib.suppress(ValueError, IndexError):
+                self.stages[rest[0]] = float(rest[1])
+            if echo:
+                echo(f"dom0: {' '.join(rest)}")
+        elif word == "SETUP":
+            self.setup_errors.append(" ".join(rest))
+            if echo:
+                echo(f"dom0 SETUP {' '.join(rest)}")
+        elif word == "BEGIN" and rest:
+            self.current = rest[0]
+            if echo:
+                echo(f"scenario {rest[0]} ...")
+        elif word in ("OUTPUT-BEGIN", "EVIDENCE-BEGIN") and rest:
+            self.capture = (rest[0], "output" if word == "OUTPUT-BEGIN" else "evidence")
+            self.buf = []
+        elif word in ("OUTPUT-END", "EVIDENCE-END") and self.capture:
+            r = self.results.setdefault(self.capture[0], Result(self.capture[0]))
+            setattr(r, self.capture[1], "\n".join(self.buf).strip("\n") + "\n")
+            self.capture = None
+        elif word == "END" and len(rest) >= 2:
+            r = self.results.setdefault(rest[0], Result(rest[0]))
+            r.status = rest[1]
+            for kv in rest[2:]:
+                k, _, v = kv.partition("=")
+                if k in ("rc", "ms") and v.lstrip("-").isdigit():
+                    setattr(r, k, int(v))
+            self.current = None
+            if echo:
+                echo(f"scenario {rest[0]}: {rest[1]}" + (f" ({r.ms / 1000:.1f} s)" if r.ms else ""))
+        elif word == "DONE":
+            self.done = True
+
+
+def prune_runs(root: Path) -> None:
+    runs = sorted(root.glob("run-*"))
+    for old in runs[:-KEEP_RUNS]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def run(scenarios: list[str] | None = None, *, echo=None, timeout: float | None = None) -> RunReport:
+    """Build if needed, boot once, run the scenarios in order; return their results."""
+    echo = echo or (lambda s: log(s))
+    names = select_scenarios(scenarios)
+    images = build()
+    if not shutil.which("qemu-system-x86_64"):
+        raise LabError("qemu-system-x86_64 missing (run tests/xen/setup-host.sh)")
+    runs = cache_root() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    prune_runs(runs)
+    run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("run-%Y%m%d-%H%M%S-"), dir=runs))
+    t0 = time.monotonic()
+    wheels = build_wheels(run_dir / "wheels")
+    log(f"{len(wheels)} wheels ready in {time.monotonic() - t0:.1f} s")
+    token = secrets.token_hex(6)
+    overlay = build_overlay(run_dir, images, wheels, names, token)
+    initrd = run_dir / "initrd.cpio.gz"
+    with open(initrd, "wb") as out:
+        for part in (images.dom0, overlay):
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+    serial = run_dir / "serial.log"
+    if timeout is None:
+        timeout = BOOT_BUDGET + sum(scenario_timeout(n) + 10 for n in names)
+    cmd = ["qemu-system-x86_64", *QEMU_ARGS, "-serial", f"file:{serial}",
+           "-kernel", str(images.xen), "-append", XEN_CMDLINE,
+           "-initrd", f"{images.vmlinuz} {DOM0_CMDLINE},{initrd}"]
+    (run_dir / "qemu.cmd").write_text(" ".join(cmd) + "\n")
+    log(f"booting Xen under QEMU TCG: {len(names)} scenario(s), timeout {timeout:.0f} s, log {serial}")
+    parser = SerialParser(token, names)
+    tq = time.monotonic()
+    qemu = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=open(run_dir / "qemu.out", "wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    pos = 0
+    try:
+        while True:
+            if serial.exists():
+                with open(serial, "rb") as f:
+                    f.seek(pos)
+                    chunk = f.read()
+                    pos += len(chunk)
+                parser.feed(chunk.decode("utf-8", "replace"), echo)
+            if parser.done:
+                break
+            if qemu.poll() is not None:
+                echo(f"QEMU exited ({qemu.returncode}) before DONE")
+                break
+            if time.monotonic() - tq > timeout:
+                echo(f"global timeout ({timeout:.0f} s): killing QEMU")
+                break
+            time.sleep(0.25)
+    finally:
+        if qemu.poll() is None:
+            qemu.terminate()
+            try:
+                qemu.wait(5)
+            except subprocess.TimeoutExpired:
+                qemu.kill()
+                qemu.wait()
+    with open(serial, "rb") as f:
+        f.seek(pos)
+        parser.feed(f.read().decode("utf-8", "replace") + "\n")
+    wall = time.monotonic() - tq
+    report = RunReport(parser.results, parser.setup_errors, parser.stages, parser.done, wall,
+                       run_dir, serial, "\n".join(parser.setup_lines[:200]))
+    if parser.current and parser.current in report.results:
+        r = report.results[parser.current]
+        r.status = "FAIL"
+        r.output = (r.output or "") + "(the run ended during this scenario)\n"
+    (run_dir / "results.json").write_text(json.dumps(
+        {n: dataclasses.asdict(r) for n, r in report.results.items()}, indent=1))
+    for f in (initrd, overlay):
+        f.unlink(missing_ok=True)
+    return report
+
+
+def serial_tail(report: RunReport, n: int = 60) -> str:
+    try:
+        lines = _CLEAN.sub("", report.serial_log.read_text(errors="replace")).splitlines()
+    except OSError:
+        return "(no serial log)"
+    return "\n".join(lines[-n:])
+
+
+# --------------------------------------------------------------------------- CLI
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.xen.lab", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("build", help="build (or reuse) the cached images")
+    r = sub.add_parser("run", help="boot once and run scenarios (all by default)")
+    r.add_argument("scenarios", nargs="*", help="names, numbers (01) or short names (discovery)")
+    r.add_argument("--timeout", type=float, default=None, help="global timeout in seconds")
+    sub.add_parser("list", help="list scenarios")
+    a = ap.parse_args(argv)
+    try:
+        if a.cmd == "list":
+            for n in scenario_names():
+                print(n)
+            return 0
+        if a.cmd == "build":
+            imgs = build()
+            for k, v in dataclasses.asdict(imgs).items():
+                print(f"{k}: {v}")
+            return 0
+        report = run(a.scenarios, timeout=a.timeout)
+    except LabError as e:
+        print(f"xen-lab: {e}", file=sys.stderr)
+        return 2
+    for res in report.results.values():
+        if not res.passed:
+            print(res.report())
+            print()
+    if report.setup_errors:
+        print("--- dom0 set-up errors\n" + report.setup_text)
+    if not report.done:
+        print("--- serial log (tail)\n" + serial_tail(report))
+    print(report.summary())
+    ok = report.done and all(r.passed for r in report.results.values())
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
