@@ -110,3 +110,31 @@ def test_ring_io_with_real_fence():
     assert data == b"boot ok\n"
     ring.commit_out(cons)
     assert ring.peek_out() == (b"", cons)
+
+
+MDWE_CHILD = """
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:   # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN (Linux >= 6.3)
+    print("NOMDWE")
+    sys.exit(0)
+from xcinspect.platform import fence
+f = fence.get_fence()
+f.fn()
+perms = [l.split()[1] for l in open("/proc/self/maps") if f.address is not None
+         and int(l.split("-")[0], 16) <= f.address < int(l.split()[0].split("-")[1], 16)]
+print(f.kind, "|", f.how, "|", perms)
+"""
+
+
+def test_exec_gain_refused_uses_memfd_code_page():
+    """Under memory-deny-write-execute (prctl PR_SET_MDWE), mprotect to R+X is refused;
+    the fence must still be the machine-code barrier, from a memfd mapped R+X."""
+    out = subprocess.run([sys.executable, "-c", MDWE_CHILD], capture_output=True, text=True, check=True)
+    if out.stdout.strip() == "NOMDWE":
+        pytest.skip("kernel without PR_SET_MDWE")
+    kind, how, perms = (x.strip() for x in out.stdout.split("|"))
+    if X86_64:
+        assert kind == fence.KIND_X86_MFENCE
+    assert how == "memfd"
+    assert perms == "['r-xp']"

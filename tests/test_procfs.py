@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -211,7 +210,8 @@ def test_lock_holder_ignores_blocked_waiter(lockfile):
     try:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            text = open("/proc/locks").read()
+            with open("/proc/locks") as f:
+                text = f.read()
             if "-> FLOCK" in text and f" {waiter.pid} " in text:
                 break
             time.sleep(0.02)
@@ -235,7 +235,8 @@ def test_lock_holder_ofd_lock_resolved_via_fdinfo(lockfile):
     p = _child(OFD_CHILD, lockfile)
     try:
         st = os.stat(lockfile)
-        entries = [e for e in procfs.parse_locks(open("/proc/locks").read()) if e.inode == st.st_ino]
+        with open("/proc/locks") as f:
+            entries = [e for e in procfs.parse_locks(f.read()) if e.inode == st.st_ino]
         assert entries and entries[0].kind == "OFDLCK" and entries[0].pid == -1
         assert procfs.lock_holder(lockfile)[0] == p.pid
     finally:
@@ -244,7 +245,7 @@ def test_lock_holder_ofd_lock_resolved_via_fdinfo(lockfile):
 
 def test_lock_holder_inherited_flock_names_live_holder(lockfile):
     p = subprocess.Popen([sys.executable, "-c", INHERIT_CHILD, lockfile], stdout=subprocess.PIPE, text=True)
-    word, pid_s = p.stdout.readline().split()
+    _ready, pid_s = p.stdout.readline().split()
     grandchild = int(pid_s)
     p.wait()
     try:

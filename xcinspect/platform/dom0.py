@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import time
 
 from xcinspect import procfs
 from xcinspect.core import flags as F
@@ -116,16 +117,24 @@ class Dom0Platform(Platform):
         if not stat.S_ISSOCK(st.st_mode):
             raise PlatformError(f"xenstored is unreachable: {path} is not a socket",
                                 hint=f"set XENSTORED_PATH to xenstored's socket, or {SIM_HINT}")
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.socket_timeout)
-        try:
-            s.connect(path)
-        except OSError as exc:
-            why = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc))
+        deadline = time.monotonic() + self.socket_timeout
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(self.socket_timeout)
+            try:
+                s.connect(path)
+                return
+            except BlockingIOError:  # accept queue full: xenstored busy or hung
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                why = "it does not accept connections (hung?)"
+            except OSError as exc:
+                why = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc))
+            finally:
+                s.close()
             raise PlatformError(f"xenstored is unreachable at {path}: {why}",
-                                hint=f"is xenstored running? (/etc/init.d/xen start), or {SIM_HINT}") from None
-        finally:
-            s.close()
+                                hint=f"is xenstored running? (/etc/init.d/xen start), or {SIM_HINT}")
 
     def _check_devices(self, need_write: bool) -> None:
         maps = [self._p(p) for p in ("/dev/xen/gntdev", "/dev/xen/privcmd", "/proc/xen/privcmd")]
@@ -176,7 +185,7 @@ class Dom0Platform(Platform):
             if v is None:
                 try:
                     v = self.libs.hypervisor_version()
-                except Exception:
+                except (PlatformError, OSError, AttributeError):
                     v = None
             self._version = v or "unknown"
         return self._version
@@ -285,4 +294,4 @@ def _check_domid(domid) -> None:
         raise PlatformError(f"invalid domain id {domid!r}")
 
 
-__all__ = ["Dom0Platform", "read_sysfs_version", "CONSOLED_PIDFILES", "XENSTORED_SOCKETS"]
+__all__ = ["CONSOLED_PIDFILES", "XENSTORED_SOCKETS", "Dom0Platform", "read_sysfs_version"]

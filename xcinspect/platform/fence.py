@@ -6,7 +6,9 @@ this module assembles the barrier itself:
 
 1. mmap one anonymous page read+write, copy the machine code in, mprotect it to
    read+exec (the page is never writable and executable at once), and call it through a
-   cffi function pointer ``void (*)(void)``:
+   cffi function pointer ``void (*)(void)``. Where policy forbids making a page
+   executable after it was writable (SELinux execmem, MemoryDenyWriteExecute), the code
+   goes into a memfd that is mapped read+exec directly instead:
 
    * x86-64 (and i386): ``mfence; ret``      = ``0f ae f0 c3``. mfence orders every
      earlier load and store before every later one; it is at least as strong as Xen's
@@ -23,7 +25,8 @@ this module assembles the barrier itself:
 2. If that is impossible (an exec mapping refused by SELinux ``execmem``, seccomp or
    PaX; no cffi), on **x86-64** the fallback ``tso`` is still correct:
 
-   * x86 is TSO (Intel SDM vol. 3 §9.2.2): loads are not reordered with loads, stores
+   * x86 is TSO (Intel SDM vol. 3A, "Memory Ordering in P6 and More Recent Processor
+     Families", §8.2.2 in older editions, §9.2.2 in newer ones): loads are not reordered with loads, stores
      not with stores, and stores not with earlier loads. Every barrier in the console
      protocol orders one of exactly these pairs: index loads → data loads
      (``peek_out``), data loads → ``out_cons`` store (``commit_out``), index loads →
@@ -39,8 +42,8 @@ this module assembles the barrier itself:
      releases a ``threading.Lock``; CPython implements it with a POSIX semaphore whose
      glibc fast paths are locked read-modify-write instructions (``lock cmpxchg`` /
      ``lock xadd``), which on x86 order all earlier loads and stores before all later
-     ones (SDM §9.2.2: "locked instructions have a total order"; loads and stores are
-     not reordered with them).
+     ones (same SDM section: "locked instructions have a total order"; loads and stores
+     are not reordered with them).
 
    On any **other** architecture (or aarch64 without an exec mapping) there is no
    fallback: ``write_paths_safe()`` is False, ``full_fence()`` raises ``FenceUnavailable``
@@ -53,6 +56,7 @@ this module assembles the barrier itself:
 from __future__ import annotations
 
 import mmap as _mmap
+import os
 import platform as _platform
 import threading
 
@@ -86,8 +90,10 @@ class FenceUnavailable(PlatformError):
 class Fence:
     """One fence implementation: ``fn()`` executes it; ``kind`` and ``reason`` describe it."""
 
-    def __init__(self, fn, kind: str, safe: bool, reason: str = "", address: int | None = None) -> None:
+    def __init__(self, fn, kind: str, safe: bool, reason: str = "", address: int | None = None,
+                 how: str = "") -> None:
         self.fn = fn
+        self.how = how  # "anonymous page" | "memfd" for machine-code kinds
         self.kind = kind
         self.safe = safe
         self.reason = reason
@@ -98,7 +104,13 @@ class Fence:
 
 
 def _machine_code_fence(code: bytes):
-    """mmap RW, copy, mprotect RX, return (cffi function pointer, address, keepalive)."""
+    """Return (cffi function pointer, address, how, keepalive) for ``code``.
+
+    First an anonymous page: mmap RW, copy, mprotect RX. If the kernel refuses to make
+    it executable (SELinux execmem, systemd MemoryDenyWriteExecute), a memfd holding the
+    code mapped RX directly -- no writable mapping of the code ever exists in the
+    process then, which those policies allow.
+    """
     import cffi  # only here: the pure core never needs cffi
 
     ffi = cffi.FFI()
@@ -110,19 +122,33 @@ def _machine_code_fence(code: bytes):
         """
     )
     libc = ffi.dlopen(None)
+    failed = (0, (1 << (8 * ffi.sizeof("void *"))) - 1)  # NULL / MAP_FAILED
+
+    def done(page, how):
+        # The page is never unmapped: ``fn`` may be called until the process exits.
+        return ffi.cast("void(*)(void)", page), int(ffi.cast("uintptr_t", page)), how, (ffi, libc, page)
+
     page = libc.mmap(ffi.NULL, PAGE, _mmap.PROT_READ | _mmap.PROT_WRITE,
                      _mmap.MAP_PRIVATE | _mmap.MAP_ANONYMOUS, -1, 0)
-    addr = int(ffi.cast("uintptr_t", page))
-    if addr in (0, (1 << (8 * ffi.sizeof("void *"))) - 1):  # NULL / MAP_FAILED
+    if int(ffi.cast("uintptr_t", page)) in failed:
         raise OSError(ffi.errno, f"mmap of the code page failed (errno {ffi.errno})")
     ffi.memmove(page, code, len(code))
-    if libc.mprotect(page, PAGE, _mmap.PROT_READ | _mmap.PROT_EXEC) != 0:
-        err = ffi.errno
-        libc.munmap(page, PAGE)
-        raise OSError(err, f"mprotect(PROT_READ|PROT_EXEC) refused (errno {err})")
-    fn = ffi.cast("void(*)(void)", page)
-    # The page is never unmapped: ``fn`` may be called until the process exits.
-    return fn, addr, (ffi, libc, page)
+    if libc.mprotect(page, PAGE, _mmap.PROT_READ | _mmap.PROT_EXEC) == 0:
+        return done(page, "anonymous page")
+    err = ffi.errno
+    libc.munmap(page, PAGE)
+    try:
+        fd = os.memfd_create("xcinspect-fence", getattr(os, "MFD_CLOEXEC", 1))
+    except (AttributeError, OSError) as exc:
+        raise OSError(err, f"mprotect(PROT_READ|PROT_EXEC) refused (errno {err}); no memfd: {exc}") from None
+    try:
+        os.write(fd, code.ljust(PAGE, b"\0"))
+        page = libc.mmap(ffi.NULL, PAGE, _mmap.PROT_READ | _mmap.PROT_EXEC, _mmap.MAP_PRIVATE, fd, 0)
+    finally:
+        os.close(fd)
+    if int(ffi.cast("uintptr_t", page)) in failed:
+        raise OSError(err, f"no executable mapping allowed (mprotect errno {err}, memfd mmap errno {ffi.errno})")
+    return done(page, "memfd")
 
 
 _keep: list = []
@@ -146,13 +172,13 @@ def make_fence(machine: str | None = None, *, allow_exec: bool = True) -> Fence:
         reason = f"cannot run {machine} code on {host}"
     else:
         try:
-            fn, addr, keep = _machine_code_fence(info[1])
+            fn, addr, how, keep = _machine_code_fence(info[1])
         except (OSError, ImportError, AttributeError) as exc:
             reason = f"cannot build an executable code page: {exc}"
         else:
             _keep.append(keep)
             fn()  # run it once now, so a broken page fails at start-up, not mid-write
-            return Fence(fn, info[2], True, address=addr)
+            return Fence(fn, info[2], True, address=addr, how=how)
     host_arch = _MACHINES.get(host, (None,))[0]
     if info is not None and info[0] in ("x86_64", "x86") and host_arch == info[0]:
         lock = threading.Lock()

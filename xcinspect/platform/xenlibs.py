@@ -66,7 +66,7 @@ _PFN_T = "uint64_t" if _platform.machine().lower() in ("aarch64", "arm64") else 
 CDEF = """
 typedef uint16_t domid_t;
 typedef uint32_t evtchn_port_t;
-typedef %(pfn)s xen_pfn_t;
+typedef XEN_PFN_T xen_pfn_t;
 
 typedef struct xentoollog_logger xentoollog_logger;
 void *xtl_createlogger_stdiostream(void *f, int min_level, unsigned flags);
@@ -118,7 +118,7 @@ int xc_version(xc_interface *xch, int cmd, void *arg);
 void *fopen(const char *path, const char *mode);
 void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset);
 int munmap(void *addr, size_t length);
-""" % {"pfn": _PFN_T}
+""".replace("XEN_PFN_T", _PFN_T)
 
 ffi = cffi.FFI()
 ffi.cdef(CDEF)
@@ -249,8 +249,8 @@ def _plug_hole(addr: int, writable: bool) -> None:
         got = int(ffi.cast("uintptr_t", p))
         if got not in (addr, (1 << (8 * ffi.sizeof("void *"))) - 1):
             c.munmap(p, PAGE_SIZE)  # old kernel: the flag was a hint and it landed elsewhere
-    except Exception:
-        pass
+    except (OSError, AttributeError, TypeError, OverflowError):
+        pass  # best effort: a stale view then faults, as it would without this
 
 
 class MappedPage(PageMapping):
@@ -552,7 +552,7 @@ class XenLibs:
             tool = self._lsevtchn if self._lsevtchn is not None else find_lsevtchn()
             if tool:
                 try:
-                    out = subprocess.run([tool, str(domid)], capture_output=True, text=True, timeout=3)
+                    out = subprocess.run([tool, str(domid)], capture_output=True, text=True, timeout=3, check=False)
                     if out.returncode == 0:
                         table = parse_lsevtchn(out.stdout)
                         top = max(table, default=-1)
