@@ -20,7 +20,7 @@ import pytest
 from xcinspect import procfs
 from xcinspect.core import flags as F
 from xcinspect.platform import fence, xenlibs
-from xcinspect.platform.base import PlatformError
+from xcinspect.platform.base import BindError, PlatformError
 from xcinspect.platform.dom0 import Dom0Platform, read_sysfs_version
 
 
@@ -583,3 +583,100 @@ def test_platform_close_without_libraries_is_harmless(root):
     p = platform_for(root)
     p.close()
     p.close()
+
+
+# -- on a real dom0 only (the Xen lab): nothing faked ---------------------------------------------------
+def _on_dom0() -> bool:
+    try:
+        with open("/proc/xen/capabilities") as f:
+            return "control_d" in f.read() and os.geteuid() == 0
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def live():
+    """(platform, [(domid, ring_ref, port)]) for running PV guests with a console."""
+    if not _on_dom0():
+        pytest.skip("needs root in a Xen dom0")
+    from xcinspect.xs import XsClient
+
+    p = Dom0Platform()
+    p.check()
+    xs = XsClient(p.xenstore_path())
+    guests = []
+    for d in xs.list("/local/domain"):
+        if not d.isdigit() or d == "0":
+            continue
+        base = f"/local/domain/{d}/console"
+        ref, port, ctype = xs.read(f"{base}/ring-ref"), xs.read(f"{base}/port"), xs.read(f"{base}/type")
+        if ref and port and ref.isdigit() and port.isdigit() and ctype in (None, "xenconsoled"):
+            guests.append((int(d), int(ref), int(port)))
+    xs.close()
+    if not guests:
+        pytest.skip("no guest with a xenconsoled console is running")
+    yield p, guests
+    p.close()
+
+
+@pytest.mark.xen
+def test_live_version_and_layout(live):
+    p, _ = live
+    assert F.parse_version(p.xen_version()) is not None
+    if p.xen_version().startswith("4.17"):
+        assert p.default_flag_layout() == F.NONE
+
+
+@pytest.mark.xen
+def test_live_grant_and_foreign_maps_agree_and_are_read_only(live):
+    from xcinspect.core import ring
+
+    p, guests = live
+    domid, ref, _ = guests[0]
+    g = p.libs.gnttab_map(domid, 0)
+    fm = p.libs.foreign_map(domid, ref)
+    try:
+        for m in (g, fm):
+            assert m.buf.readonly and len(m.buf) == 4096
+            with pytest.raises(TypeError):
+                struct.pack_into("<I", m.buf, ring.OUT_CONS, 0)
+            assert ring.parse_page(m.buf).valid
+        assert bytes(g.buf[ring.IN_OFFSET:ring.IN_OFFSET + ring.IN_SIZE]) == \
+            bytes(fm.buf[ring.IN_OFFSET:ring.IN_OFFSET + ring.IN_SIZE])
+        m = p.map_page(domid, ref)
+        assert m.how == "grant" and not m.writable
+        m.close()
+        m.close()
+        with pytest.raises(ValueError):
+            m.buf[0]
+    finally:
+        g.close()
+        fm.close()
+
+
+@pytest.mark.xen
+def test_live_port_status_and_bind(live):
+    p, guests = live
+    domid, _, port = guests[0]
+    bound = p.port_bound(domid, port)
+    if p.consoled_pid() is not None:
+        assert bound is True
+    if bound:
+        with pytest.raises(BindError) as ei:
+            p.bind_evtchn(domid, port)
+        assert f"console port {port} of domain {domid} is already bound" in ei.value.message
+    elif bound is False:
+        ch = p.bind_evtchn(domid, port)
+        try:
+            assert p.port_bound(domid, port) is True
+            deadline = time.monotonic() + 2
+            got = False
+            while not got and time.monotonic() < deadline:  # Xen marks a fresh bind pending
+                got = ch.pending()
+            assert got
+            ch.unmask()
+            ch.notify()
+        finally:
+            ch.close()
+            ch.close()
+        assert p.port_bound(domid, port) is False

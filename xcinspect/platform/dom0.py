@@ -5,12 +5,16 @@ can fake /proc/xen, /sys/hypervisor, pid files and sockets; ``proc`` (default
 ``<root>/proc``) is separate so a fake tree can still see real processes. The Xen
 libraries come from ``xenlibs.XenLibs`` (cffi ABI mode); pass ``libs=`` to replace them.
 
-Xenstore route: pyxs needs the xenstored unix socket. If the socket is missing but
-``/dev/xen/xenbus`` exists (xenstored in a stub domain), this is reported as an error
-rather than silently falling back: ``XsClient`` is built on pyxs' unix-socket connection,
-and pyxs' xenbus connection has no safe way to bound a blocked read (its router thread
-would sit in ``read()`` on the device), so the per-call timeouts the UI depends on could
-not be honoured there.
+Xenstore route: the xenstored unix socket only. If it is missing but ``/dev/xen/xenbus``
+exists (xenstored in a stub domain), that is reported as an error instead of falling back:
+
+* ``XsClient`` rebuilds a hung connection by closing it. pyxs' socket transport closes
+  with ``shutdown(SHUT_RDWR)``, which wakes its router thread out of ``recv``; its xenbus
+  transport only calls ``os.close`` on the fd, which does not wake a thread blocked in
+  ``read()`` on the device. Every rebuild against a hung xenstored would leak a thread
+  stuck forever, and the UI's "never freeze, rebuild" guarantee would be a leak instead.
+* ``Platform.xenstore_path`` returns a socket path and ``XsClient`` builds
+  ``Client(unix_socket_path=...)``; a xenbus route would need a connection factory there.
 """
 
 from __future__ import annotations
@@ -172,7 +176,8 @@ class Dom0Platform(Platform):
             if os.path.exists(self._p(dev)):
                 raise PlatformError(
                     f"xenstored's socket {candidates[0]} is missing and only {dev} exists (xenstored in a "
-                    "stub domain?): xcinspect needs the socket, its watches and timeouts do not work over xenbus",
+                    "stub domain?): xcinspect needs the socket (its pyxs client, watches and timeouts do not work "
+                    "over xenbus)",
                     hint=f"run xenstored in dom0 or set XENSTORED_PATH, or {SIM_HINT}")
         return candidates[0]
 
