@@ -422,6 +422,7 @@ def test_console_lock_holder_at_platform_lock_path(root):
     finally:
         child.kill()
         child.wait()
+        child.stdout.close()
     assert procfs.lock_holder(path) is None
 
 

@@ -26,6 +26,8 @@ def _child(code: str, *args: str) -> subprocess.Popen:
 def _stop(p: subprocess.Popen) -> None:
     p.kill()
     p.wait()
+    if p.stdout is not None:
+        p.stdout.close()
 
 
 FLOCK_CHILD = """
@@ -248,6 +250,7 @@ def test_lock_holder_inherited_flock_names_live_holder(lockfile):
     _ready, pid_s = p.stdout.readline().split()
     grandchild = int(pid_s)
     p.wait()
+    p.stdout.close()
     try:
         # /proc/locks still names the dead parent; the live holder is the grandchild
         assert not procfs.pid_alive(p.pid)
