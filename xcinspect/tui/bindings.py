@@ -1,0 +1,62 @@
+"""Every key binding of the TUI, as data: id, default keys, action, description.
+
+Screens build their ``BINDINGS`` from this table, the help screen lists it, and the
+config loader checks keymap ids against it -- without importing Textual. A keymap in the
+config file (``[keymap]``, binding id -> keys) rebinds any of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Spec:
+    id: str
+    keys: str  # Textual key names, comma separated
+    action: str
+    description: str
+    help: str
+    show: bool = True
+    priority: bool = False
+    writes: bool = False  # an operator action: hidden and refused under --read-only
+    key_display: str | None = None
+    group: str | None = None  # footer group: keys shown together under one description
+
+
+MAIN = (
+    Spec("connect", "c", "connect", "Connect", "Service the selected console (confirm first)", writes=True),
+    Spec("attach", "a", "attach", "Attach", "Open the selected console: typed keys go to the guest", writes=True),
+    Spec("force-disconnect", "d", "force_disconnect", "Disconnect",
+         "Force-disconnect: end an attached client or stop xcinspect's backend (confirm first)", writes=True),
+    Spec("set-flag", "D", "set_flag", "Set flag",
+         "Write 'disconnected' into the connection flag (confirm first)", show=False, writes=True),
+    Spec("filter", "slash", "filter", "Filter", "Filter by name, domid or verdict (esc clears)"),
+    Spec("sort", "s", "sort_next", "Sort", "Sort by the next column (or click a column header)"),
+    Spec("sort-reverse", "S", "sort_reverse", "Reverse", "Reverse the sort order", show=False),
+    Spec("pause", "space", "toggle_pause", "Pause", "Pause or resume sampling", key_display="spc"),
+    Spec("faster", "plus", "faster", "Faster", "Shorter refresh delay", key_display="+", group="Delay"),
+    Spec("slower", "minus", "slower", "Slower", "Longer refresh delay", key_display="-", group="Delay"),
+    Spec("refresh", "r", "refresh", "Refresh", "Sample now (also while paused)", show=False),
+    Spec("zoom", "z", "zoom", "Detail", "Enlarge or restore the detail panel", show=False),
+    Spec("help", "question_mark,f1", "help", "Help", "This help: every key and what it does", key_display="?"),
+    Spec("quit", "q", "quit", "Quit", "Quit xcinspect"),
+)
+
+ATTACH = (
+    Spec("detach", "ctrl+right_square_bracket", "detach", "Detach",
+         "Leave the console and return to the table (xl console's ^])", priority=True),
+    Spec("scroll-mode", "f2,shift+pageup", "scroll_mode", "Scroll/search",
+         "Stop typing to the guest: scroll, search, save and copy the scrollback",
+         priority=True, key_display="F2"),
+    Spec("search", "slash", "search", "Search", "Scroll mode: search the scrollback"),
+    Spec("search-next", "n", "search_next", "Next", "Scroll mode: next match", group="Next/prev"),
+    Spec("search-prev", "N", "search_prev", "Prev", "Scroll mode: previous match", group="Next/prev"),
+    Spec("save", "s", "save", "Save", "Scroll mode: save the scrollback to a file"),
+    Spec("copy", "y", "copy", "Copy", "Scroll mode: copy the current match or the visible lines (OSC 52)"),
+    Spec("live", "i,escape", "live", "Type", "Scroll mode: back to typing to the guest", key_display="i"),
+)
+
+SCREENS = {"Domain table": MAIN, "Console (attach)": ATTACH}
+ALL = {s.id: s for specs in SCREENS.values() for s in specs}
+WRITE_ACTIONS = frozenset(s.action for s in ALL.values() if s.writes)

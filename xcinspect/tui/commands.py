@@ -1,0 +1,65 @@
+"""The command palette: per-domain commands (connect, attach, disconnect, show)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from rich.style import Style
+from rich.text import Text
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+PER_DOMAIN = (
+    ("connect", "Connect", "service this console (confirm first)", True),
+    ("attach", "Attach", "open this console", True),
+    ("force_disconnect", "Force-disconnect", "end the attached client / stop xcinspect's backend (confirm first)",
+     True),
+    ("set_flag", "Set flag disconnected on", "write 'disconnected' into the connection flag (confirm first)",
+     True),
+    ("show", "Show", "select this domain in the table", False),
+)
+
+
+def highlight(matcher, text: str) -> Text:
+    """Like ``Matcher.highlight`` but never parses ``text`` as markup (it holds guest names)."""
+    t = Text(text)
+    _, offsets = matcher.fuzzy_search.match(matcher.query, text)
+    for o in offsets:
+        if not text[o].isspace():
+            t.stylize(Style(bold=True, underline=True), o, o + 1)
+    return t
+
+
+class DomainCommands(Provider):
+    """``Connect dom 7 (web-3)`` and friends, for every domain the table knows."""
+
+    def _rows(self):
+        app = self.app
+        main = getattr(app, "main", None)
+        return main.rows if main is not None else ()
+
+    def _commands(self):
+        app = self.app
+        for r in self._rows():
+            for action, verb, help_text, writes in PER_DOMAIN:
+                if writes and app.read_only:
+                    continue
+                text = f"{verb} dom {r.domid} ({r.name})"
+                yield text, partial(app.domain_command, action, r.domid), f"{r.state}: {help_text}"
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, callback, help_text in self._commands():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, highlight(matcher, text), callback, text=text, help=help_text)
+
+    async def discover(self) -> Hits:
+        # Problem domains first: those are what an operator opens the palette for.
+        app = self.app
+        rows = sorted(self._rows(), key=lambda r: (not r.problem, r.domid))[:20]
+        for r in rows:
+            if r.action in ("connect", "attach") and not app.read_only:
+                verb = "Connect" if r.action == "connect" else "Attach"
+                text = f"{verb} dom {r.domid} ({r.name})"
+                yield DiscoveryHit(Text(text), partial(app.domain_command, r.action, r.domid), text=text,
+                                   help=r.state)

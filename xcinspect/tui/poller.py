@@ -1,0 +1,320 @@
+"""The sampling thread: ticks the Monitor and hands the UI immutable frames.
+
+The UI never touches the Monitor (whose entries the thread mutates in place) and never
+waits on xenstore. memray's pattern: a dedicated daemon thread waits on an Event with the
+refresh interval as timeout, calls ``monitor.tick()`` (every xenstore call inside has its
+own timeout), turns the entries into plain ``Row`` tuples and posts one ``Frame`` to the
+app through a callback (``App.post_message`` is thread-safe).
+
+No Textual here: the callback is injected, so frames can be built and tested headless.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from xcinspect.core import health as H
+from xcinspect.core import ring as R
+from xcinspect.core.sanitize import Sanitizer, sanitize
+
+HISTORY = 120  # samples kept per domain for the sparkline
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One domain as the table shows it (all guest strings sanitized)."""
+
+    domid: int
+    name: str
+    state: str
+    reason: str
+    action: str | None
+    flag: str  # connected / disconnected / invalid / n/a
+    flag_layout: str
+    out_cons: int | None
+    out_prod: int | None
+    out_fill: int | None
+    in_cons: int | None
+    in_prod: int | None
+    in_fill: int | None
+    rate: float
+    quiet: float | None  # seconds since any index moved
+    attached: str  # who holds the console lock ("" when nobody)
+    serviced_by: str | None
+    backend: str  # health.backend_phrase
+    console_type: str | None
+    qemu: bool
+
+    @property
+    def problem(self) -> bool:
+        return self.state in H.PROBLEM_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """Extra data for the selected domain."""
+
+    domid: int
+    keys: tuple[tuple[str, str], ...]  # console/* xenstore keys (sanitized)
+    consumed: str  # the newest output a backend already read (sanitized)
+    unread: str  # output still in the ring (sanitized)
+    history: tuple[int, ...]  # out fill per sample
+    facts: dict
+
+
+@dataclass(frozen=True)
+class Frame:
+    seq: int
+    time: float  # monitor clock
+    rows: tuple[Row, ...]
+    host: dict
+    detail: Detail | None
+    appeared: tuple[tuple[int, str], ...] = ()
+    gone: tuple[tuple[int, str], ...] = ()
+    stalled: tuple[tuple[int, str], ...] = ()
+    recovered: tuple[tuple[int, str, str], ...] = ()  # domid, name, new state
+    tick_ms: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class PollerState:
+    interval: float = 1.0
+    paused: bool = False
+    selected: int | None = None
+
+
+def clean(text: str) -> str:
+    """A xenstore string (name, key value) as one safe line."""
+    return sanitize(text.encode("utf-8", "surrogateescape")).replace("\n", "^J").replace("\t", " ")
+
+
+def _attached(facts, own_pid: int) -> str:
+    if facts is None or not facts.lock_holder_pid:
+        return ""
+    if facts.lock_holder_pid == own_pid:
+        return "this tui"
+    cmd = clean(facts.lock_holder_cmd or "?")
+    return f"{cmd} {facts.lock_holder_pid}"
+
+
+def recent_output(entry, limit: int = R.OUT_SIZE) -> tuple[bytes, bytes]:
+    """(consumed, unread): the newest ``limit`` bytes the guest wrote, split where the
+    backend's read position is. Bytes before ``cons`` are output a backend already took
+    but that still sits in the ring until the guest wraps over it.
+
+    TODO(monitor): belongs in ``monitor.Entry`` as ``recent_out(limit)``.
+    """
+    m = entry.mapping
+    if m is None or entry.idx is None:
+        return b"", b""
+    _, _, cons, prod = entry.idx
+    fill = (prod - cons) & R.MASK32
+    if fill > R.OUT_SIZE:
+        return b"", b""
+    try:
+        # what was written before cons, as far back as the ring (and the page's life) goes
+        back = min(limit, R.OUT_SIZE) - fill
+        old = b""
+        if back > 0:
+            old = R.ring_bytes(m.buf, R.OUT_OFFSET, R.OUT_SIZE, (cons - back) & R.MASK32, cons)
+            old = old.lstrip(b"\0")  # never-written part of a fresh page
+        new = R.ring_bytes(m.buf, R.OUT_OFFSET, R.OUT_SIZE, cons, prod)
+    except (ValueError, OSError, IndexError, TypeError):
+        return b"", b""
+    return old, new
+
+
+class FrameBuilder:
+    """Turns monitor state into frames; keeps the per-domain history and event memory."""
+
+    def __init__(self, monitor, own_pid: int | None = None) -> None:
+        import os
+
+        self.monitor = monitor
+        self.own_pid = own_pid if own_pid is not None else os.getpid()
+        self.history: dict[int, deque] = {}
+        self.sampled: set[int] = set()  # domains seen by at least one tick
+        self.seq = 0
+        self.names: dict[int, tuple[str, str]] = {}  # domid -> (raw name, sanitized)
+
+    def row(self, e, now: float) -> Row:
+        idx = e.idx
+        t = e.track
+        if idx is not None:
+            in_cons, in_prod, out_cons, out_prod = idx
+            out_fill = (out_prod - out_cons) & R.MASK32
+            in_fill = (in_prod - in_cons) & R.MASK32
+            quiet = t.quiet_for(now) if t.last is not None else None
+        else:
+            in_cons = in_prod = out_cons = out_prod = out_fill = in_fill = None
+            quiet = None
+        cached = self.names.get(e.domid)
+        if cached is None or cached[0] != e.name:
+            cached = self.names[e.domid] = (e.name, clean(e.name))
+        name = cached[1]
+        f = e.facts
+        con = e.info.console
+        return Row(
+            domid=e.domid, name=name, state=e.verdict.state, reason=clean(e.verdict.reason),
+            action=e.verdict.action, flag=e.flag.state, flag_layout=e.layout,
+            out_cons=out_cons, out_prod=out_prod, out_fill=out_fill,
+            in_cons=in_cons, in_prod=in_prod, in_fill=in_fill,
+            rate=t.rate_at(now) if idx is not None else 0.0, quiet=quiet,
+            attached=_attached(f, self.own_pid), serviced_by=f.serviced_by if f else None,
+            backend=H.backend_phrase(f), console_type=clean(con.type) if con and con.type else None,
+            qemu=bool(con and con.served_by_qemu),
+        )
+
+    def detail(self, domid: int | None) -> Detail | None:
+        if domid is None:
+            return None
+        e = self.monitor.entries.get(domid)
+        if e is None:
+            return None
+        keys = tuple(sorted((clean(str(k)), clean(str(v))) for k, v in e.info.keys.items()))
+        old, new = recent_output(e)
+        san = Sanitizer()
+        consumed = san.feed(old)
+        unread = san.feed(new) + san.flush()
+        hist = tuple(self.history.get(domid, ()))
+        facts = e.facts.as_dict() if e.facts else {}
+        return Detail(domid, keys, consumed, unread, hist, facts)
+
+    def build(self, res, selected: int | None, tick_ms: float = 0.0, error: str | None = None) -> Frame:
+        mon = self.monitor
+        now = mon.clock()
+        views = mon.views()
+        rows = tuple(self.row(e, now) for e in views)
+        hist = self.history
+        for r in rows:
+            if r.out_fill is not None:
+                h = hist.get(r.domid)
+                if h is None:
+                    h = hist[r.domid] = deque(maxlen=HISTORY)
+                h.append(min(r.out_fill, R.OUT_SIZE))
+        by_id = {r.domid: r for r in rows}
+        appeared: tuple = ()
+        gone: tuple = ()
+        stalled: list = []
+        recovered: list = []
+        if res is not None:
+            appeared = tuple((d, by_id[d].name) for d in res.appeared if d in by_id)
+            gone = tuple((d, clean(name)) for d, name in res.gone)
+            for d, _ in res.gone:
+                hist.pop(d, None)
+                self.sampled.discard(d)
+                self.names.pop(d, None)
+            for d, old, new in res.changed_state:
+                r = by_id.get(d)
+                if r is None or d not in self.sampled:
+                    continue  # first sample of a domain: nothing "became" anything
+                if new == H.STALLED and old != H.STALLED:
+                    stalled.append((d, r.name))
+                elif old == H.STALLED and new != H.STALLED:
+                    recovered.append((d, r.name, new))
+            self.sampled.update(by_id)
+        self.seq += 1
+        host = {}
+        try:
+            host = mon.host_dict()
+        except Exception:  # host not opened (tests) -- the header shows less
+            host = {}
+        return Frame(self.seq, now, rows, host, self.detail(selected), appeared, gone,
+                     tuple(stalled), tuple(recovered), tick_ms, error)
+
+
+class Poller(threading.Thread):
+    """Ticks the monitor every ``state.interval`` seconds unless paused."""
+
+    def __init__(self, monitor, deliver: Callable[[Frame], None], state: PollerState,
+                 *, builder: FrameBuilder | None = None) -> None:
+        super().__init__(name="xcinspect-poller", daemon=True)
+        self.monitor = monitor
+        self.deliver = deliver
+        self.state = state
+        self.builder = builder or FrameBuilder(monitor)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._tick_now = False
+        self._detail_only = False
+        self.lock = threading.Lock()  # held while the monitor is touched
+        self.ticks = 0
+
+    # -- requests from the UI thread (cheap, never block) ---------------------------------
+    def request_tick(self) -> None:
+        self._tick_now = True
+        self._wake.set()
+
+    def request_detail(self) -> None:
+        self._detail_only = True
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> None:
+        next_due = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            timeout = max(0.0, next_due - now) if not self.state.paused else None
+            if timeout is None or timeout > 0:
+                self._wake.wait(timeout if timeout is not None else 3600)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            tick = self._tick_now or (not self.state.paused and time.monotonic() >= next_due)
+            self._tick_now = False
+            detail_only = self._detail_only
+            self._detail_only = False
+            if tick:
+                next_due = time.monotonic() + self.state.interval
+                self.once()
+            elif detail_only:
+                self.detail_once()
+
+    def once(self) -> Frame:
+        """One tick and one frame (also called directly by tests and the benchmark)."""
+        with self.lock:
+            t0 = time.perf_counter()
+            error = None
+            res = None
+            try:
+                res = self.monitor.tick()
+            except Exception as exc:  # a broken tick must not kill the UI: show it
+                error = f"sampling failed: {type(exc).__name__}: {exc}"
+            frame = self.builder.build(res, self.state.selected, (time.perf_counter() - t0) * 1000, error)
+            if error is None and self.monitor.xs_error:
+                frame = _with_error(frame, f"xenstore: {self.monitor.xs_error}")
+            self.ticks += 1
+        self.deliver(frame)
+        return frame
+
+    def detail_once(self) -> None:
+        with self.lock:
+            detail = self.builder.detail(self.state.selected)
+        self.deliver(detail if detail is not None else DetailGone(self.state.selected))
+
+
+@dataclass(frozen=True)
+class DetailGone:
+    domid: int | None
+
+
+def _with_error(frame: Frame, error: str) -> Frame:
+    from dataclasses import replace
+
+    return replace(frame, error=error)
+
+
+__all__ = ["Row", "Detail", "Frame", "FrameBuilder", "Poller", "PollerState", "DetailGone", "clean",
+           "recent_output"]

@@ -1,0 +1,462 @@
+"""The two screens: the domain table with its detail panel, and the attached console."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from rich.style import Style
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input
+
+from xcinspect.core.sanitize import Sanitizer
+from xcinspect.tui import bindings as B
+from xcinspect.tui.attach_io import key_bytes
+from xcinspect.tui.poller import Detail, Row
+from xcinspect.tui.widgets import (
+    SORT_LABEL,
+    SORT_ORDER,
+    ConsoleView,
+    DetailPanel,
+    DomainTable,
+    StatusBar,
+    columns_for,
+    status_text,
+)
+
+
+_GROUPS: dict[str, Binding.Group] = {}
+
+
+def make_bindings(specs) -> list[Binding]:
+    out = []
+    for s in specs:
+        group = None
+        if s.group:
+            group = _GROUPS.setdefault(s.group, Binding.Group(s.group, compact=True))
+        out.append(Binding(s.keys, s.action, s.description, show=s.show, priority=s.priority, id=s.id,
+                           key_display=s.key_display, tooltip=s.help, group=group))
+    return out
+
+
+class MainScreen(Screen):
+    """The domain table, a filter line, the detail panel of the selected domain."""
+
+    BINDINGS = make_bindings(B.MAIN) + [
+        Binding("escape", "clear_filter", "Clear filter", show=True, id="clear-filter"),
+        Binding("enter", "zoom", show=False),
+    ]
+    AUTO_FOCUS = "DomainTable"
+
+    def __init__(self) -> None:
+        super().__init__(id="main")
+        self.rows: tuple[Row, ...] = ()
+        self.detail: Detail | None = None
+        self.host: dict = {}
+        self.error: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        yield Input(placeholder="filter: name, domid or verdict (words must all match; !word excludes)",
+                    id="filter")
+        yield DomainTable(id="domains")
+        yield DetailPanel(id="detail")
+        yield Footer(compact=True, show_command_palette=False)
+
+    @property
+    def table(self) -> DomainTable:
+        return self.query_one(DomainTable)
+
+    def on_mount(self) -> None:
+        self._layout_for(self.app.size.width, self.app.size.height)
+
+    def on_resize(self, event) -> None:
+        self._layout_for(event.size.width, event.size.height)
+
+    def _layout_for(self, width: int, height: int) -> None:
+        self.set_class(height < 32, "-short")
+        self.set_class(width >= 160, "-wide")
+        if self.table.set_columns(columns_for(width)):
+            self.table.apply(self.rows, force=True)
+        self.call_after_refresh(self.show_detail)
+
+    # -- data -----------------------------------------------------------------------------
+    def apply_frame(self, frame) -> None:
+        self.rows = frame.rows
+        self.host = frame.host or self.host
+        self.error = frame.error
+        if frame.detail is not None:
+            self.detail = frame.detail
+        table = self.table
+        with self.app.batch_update():
+            table.apply(frame.rows)
+            self.update_status()
+            self.show_detail()
+        self.app.poller_state.selected = table.selected
+
+    def apply_detail(self, detail: Detail) -> None:
+        self.detail = detail
+        self.show_detail()
+
+    def update_status(self) -> None:
+        app = self.app
+        t = self.table
+        self.query_one(StatusBar).update(status_text(
+            self.host, self.rows, len(t.order), interval=app.poller_state.interval,
+            paused=app.poller_state.paused, query=t.query_text, sort=t.sort_col, reverse=t.sort_reverse,
+            read_only=app.read_only, error=self.error, pal=app.pal, width=self.size.width or 80))
+
+    def show_detail(self) -> None:
+        r = self.table.selected_row()
+        d = self.detail if (self.detail is not None and r is not None and self.detail.domid == r.domid) else None
+        self.query_one(DetailPanel).show(r, d, keys=self.app.keys_for_hint(), read_only=self.app.read_only,
+                                         pal=self.app.pal)
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        t = self.table
+        if t._moving_cursor or event.row_key is None or event.row_key.value is None:
+            return
+        domid = int(event.row_key.value)
+        if domid != t.selected:
+            t.selected = domid
+            self.app.poller_state.selected = domid
+            self.detail = None
+            self.show_detail()
+            self.app.request_detail()
+            self.refresh_bindings()
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_zoom()
+
+    @on(DataTable.HeaderSelected)
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        col = event.column_key.value
+        t = self.table
+        if col == t.sort_col:
+            t.sort_reverse = not t.sort_reverse
+        else:
+            t.sort_col, t.sort_reverse = col, False
+        self._resort()
+
+    # -- actions --------------------------------------------------------------------------
+    def check_action(self, action: str, parameters) -> bool | None:
+        app = self.app
+        if action in B.WRITE_ACTIONS:
+            if app.read_only:
+                return False
+            return True if self.table.selected is not None else None
+        if action == "clear_filter":
+            return bool(self.table.query_text) or self.query_one("#filter").has_class("-active")
+        return True
+
+    def selected(self) -> Row | None:
+        return self.table.selected_row()
+
+    def do(self, action: str) -> None:
+        """Run one of this screen's actions by name (palette commands)."""
+        if self.check_action(action, ()) is not True:
+            self.app.notify(f"{action.replace('_', ' ')} is not available here", severity="warning", markup=False)
+            return
+        getattr(self, f"action_{action}")()
+
+    def action_connect(self) -> None:
+        r = self.selected()
+        if r is not None:
+            self.app.start_connect(r)
+
+    def action_attach(self) -> None:
+        r = self.selected()
+        if r is not None:
+            self.app.start_attach(r)
+
+    def action_force_disconnect(self) -> None:
+        r = self.selected()
+        if r is not None:
+            self.app.start_disconnect(r, force=True)
+
+    def action_set_flag(self) -> None:
+        r = self.selected()
+        if r is not None:
+            self.app.start_disconnect(r, set_flag=True)
+
+    def action_filter(self) -> None:
+        f = self.query_one("#filter", Input)
+        f.add_class("-active")
+        f.focus()
+        self.refresh_bindings()
+
+    def action_clear_filter(self) -> None:
+        f = self.query_one("#filter", Input)
+        f.value = ""
+        f.remove_class("-active")
+        self.table.query_text = ""
+        self.table.apply(self.rows)
+        self.table.focus()
+        self.update_status()
+        self.refresh_bindings()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.table.query_text = event.value.strip()
+        self.table.apply(self.rows)
+        self.update_status()
+        self.show_detail()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        f = self.query_one("#filter", Input)
+        if not f.value.strip():
+            f.remove_class("-active")
+        self.table.focus()
+        self.refresh_bindings()
+
+    def on_key(self, event) -> None:
+        # esc in the filter line clears it (the Input swallows nothing else we need)
+        if event.key == "escape" and self.focused is self.query_one("#filter"):
+            event.stop()
+            self.action_clear_filter()
+
+    def sort_by(self, col: str, reverse: bool | None = None) -> None:
+        t = self.table
+        t.sort_col = col
+        if reverse is not None:
+            t.sort_reverse = reverse
+        self._resort()
+
+    def _resort(self) -> None:
+        t = self.table
+        t.relabel()
+        t.apply(self.rows)
+        self.update_status()
+        direction = "reversed" if t.sort_reverse else ""
+        self.app.notify(f"sorted by {SORT_LABEL.get(t.sort_col, t.sort_col)} {direction}".strip(),
+                        timeout=2, markup=False)
+
+    def action_sort_next(self) -> None:
+        t = self.table
+        order = SORT_ORDER
+        i = order.index(t.sort_col) if t.sort_col in order else -1
+        t.sort_col = order[(i + 1) % len(order)]
+        t.sort_reverse = False
+        self._resort()
+
+    def action_sort_reverse(self) -> None:
+        self.table.sort_reverse = not self.table.sort_reverse
+        self._resort()
+
+    def action_toggle_pause(self) -> None:
+        self.app.toggle_pause()
+
+    def action_faster(self) -> None:
+        self.app.change_interval(-1)
+
+    def action_slower(self) -> None:
+        self.app.change_interval(+1)
+
+    def action_refresh(self) -> None:
+        self.app.request_tick()
+
+    def action_zoom(self) -> None:
+        self.toggle_class("-zoom")
+        self.call_after_refresh(self.show_detail)
+
+    def action_help(self) -> None:
+        self.app.action_help()
+
+    def action_quit(self) -> None:
+        self.app.exit(0)
+
+
+class AttachScreen(Screen):
+    """A live console. Typed keys go to the guest; F2 (or shift+PgUp) switches to scroll
+    mode, where / n s y work on the scrollback; the escape key (^]) detaches."""
+
+    BINDINGS = make_bindings(B.ATTACH)
+    AUTO_FOCUS = "ConsoleView"
+
+    def __init__(self, row: Row, session, *, scrollback: int, escape_display: str) -> None:
+        super().__init__(id="attach")
+        self.row = row
+        self.session = session
+        self.scrollback = scrollback
+        self.escape_display = escape_display
+        self.sanitizer = Sanitizer()
+        self.io = None
+        self.live = True
+        self.closed_reason: str | None = None
+        self.bytes_in = 0
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="attach-status")
+        yield ConsoleView(self.scrollback, id="console")
+        yield Input(placeholder="search the scrollback (enter: find, esc: cancel)", id="search")
+        yield Footer(compact=True, show_command_palette=False)
+
+    @property
+    def console(self) -> ConsoleView:
+        return self.query_one(ConsoleView)
+
+    def on_mount(self) -> None:
+        from xcinspect.tui.attach_io import AttachIO
+
+        self.update_status()
+        self.io = AttachIO(self.session, self._from_thread_output, self._from_thread_closed)
+        self.io.start()
+        self.app.notify(f"Attached to dom {self.row.domid}. Escape character is {self.escape_display}",
+                        timeout=4, markup=False)
+
+    # thread -> UI
+    def _from_thread_output(self, data: bytes) -> None:
+        self.app.call_from_thread(self.feed, data)
+
+    def _from_thread_closed(self, reason: str) -> None:
+        self.app.call_from_thread(self.console_closed, reason)
+
+    def feed(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        self.console.write(self.sanitizer.feed(data))
+
+    def console_closed(self, reason: str) -> None:
+        self.console.write(self.sanitizer.flush())
+        self.closed_reason = reason
+        self.update_status()
+        self.app.notify(f"dom {self.row.domid}: {reason}", severity="warning", markup=False)
+        self.refresh_bindings()
+
+    def update_status(self) -> None:
+        pal = self.app.pal
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(f"dom {self.row.domid} ", style=pal["primary"] + Style(bold=True))
+        t.append(self.row.name, style=Style(bold=True))
+        via = getattr(self.session, "via", "")
+        if via:
+            t.append(f" · via {via}")
+        t.append(" · Escape character is ")
+        t.append(self.escape_display, style=pal["accent"] + Style(bold=True))
+        if self.closed_reason:
+            t.append(f" · {self.closed_reason}", style=pal["error"])
+        elif self.live:
+            t.append(" · typing goes to the guest", style=pal["success"])
+        else:
+            t.append(" · SCROLL MODE (i: back to typing)", style=pal["warning"] + Style(bold=True))
+        self.query_one("#attach-status", StatusBar).update(t)
+
+    # -- keys -----------------------------------------------------------------------------
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action in ("search", "search_next", "search_prev", "save", "copy", "live"):
+            return not self.live
+        return True
+
+    def on_key(self, event) -> None:
+        if not self.live or self.focused is not self.console:
+            return
+        data = key_bytes(event.key, event.character)
+        event.stop()
+        event.prevent_default()
+        if data is not None and self.io is not None and self.closed_reason is None:
+            self.io.send(data)
+
+    def on_paste(self, event) -> None:
+        if self.live and self.io is not None and self.closed_reason is None:
+            event.stop()
+            self.io.send(event.text.replace("\r\n", "\r").replace("\n", "\r").encode("utf-8", "replace"))
+
+    def set_live(self, live: bool) -> None:
+        self.live = live
+        if live:
+            self.console.follow = True
+            self.console.term = ""
+            self.console.refresh()
+            self.console.focus()
+        self.update_status()
+        self.refresh_bindings()
+
+    def action_detach(self) -> None:
+        self.app.detach(self)
+
+    def action_scroll_mode(self) -> None:
+        if self.live:
+            self.set_live(False)
+            self.console.follow = False
+            self.console.scroll_page_up(animate=False)
+        else:
+            self.set_live(True)
+
+    def action_live(self) -> None:
+        self.set_live(True)
+
+    def action_search(self) -> None:
+        s = self.query_one("#search", Input)
+        s.add_class("-active")
+        s.value = self.console.term
+        s.focus()
+
+    @on(Input.Submitted, "#search")
+    def _search(self, event: Input.Submitted) -> None:
+        event.stop()
+        s = self.query_one("#search", Input)
+        s.remove_class("-active")
+        self.console.focus()
+        term = event.value
+        if not term:
+            self.console.term = ""
+            self.console.refresh()
+            return
+        if self.console.find(term, None, -1) is None:
+            self.app.notify(f"not found: {term}", severity="warning", timeout=3, markup=False)
+
+    def on_descendant_blur(self, event) -> None:
+        s = self.query_one("#search", Input)
+        if event.widget is s:
+            s.remove_class("-active")
+
+    def action_search_next(self) -> None:
+        c = self.console
+        if c.term and c.find(c.term, c.current_match(), +1) is None:
+            self.app.notify(f"not found: {c.term}", severity="warning", timeout=3, markup=False)
+
+    def action_search_prev(self) -> None:
+        c = self.console
+        if c.term and c.find(c.term, c.current_match(), -1) is None:
+            self.app.notify(f"not found: {c.term}", severity="warning", timeout=3, markup=False)
+
+    def action_copy(self) -> None:
+        c = self.console
+        i = c.current_match()
+        text = c.line_at(i) if (i is not None and c.term) else c.visible_text()
+        text = text or ""
+        self.app.copy_to_clipboard(text)
+        n = text.count("\n") + 1 if text else 0
+        self.app.notify(f"copied {n} line{'s' if n != 1 else ''} to the clipboard (OSC 52)", timeout=3,
+                        markup=False)
+
+    def action_save(self) -> None:
+        from xcinspect.tui.modals import PromptModal
+
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.row.name)[:40] or "guest"
+        default = os.path.abspath(f"xcinspect-dom{self.row.domid}-{safe}-{time.strftime('%Y%m%d-%H%M%S')}.log")
+        self.app.push_screen(PromptModal("Save the scrollback to", default), self._save_to)
+
+    def _save_to(self, path: str | None) -> None:
+        if not path:
+            return
+        text = self.console.text()
+        try:
+            with open(os.path.expanduser(path), "x", encoding="utf-8") as f:
+                f.write(text + ("\n" if text and not text.endswith("\n") else ""))
+        except OSError as exc:
+            self.app.notify(f"cannot save to {path}: {exc.strerror or exc}", severity="error", markup=False)
+            return
+        n = len(self.console.lines) + (1 if self.console.partial else 0)
+        self.app.notify(f"saved {n} lines to {path}", timeout=5, markup=False)
+
+    def on_unmount(self) -> None:
+        if self.io is not None:
+            self.io.stop()
