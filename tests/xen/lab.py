@@ -228,7 +228,7 @@ def build_boot() -> tuple[Path, str]:
         debs = tmp / "debs"
         debs.mkdir()
         os.chmod(debs, 0o777)    # apt-get download runs as _apt where it can
-        sh(["apt-get", "download", "-q", *[f"{p}={v}" for p, v in zip(pkgs, vers)]], cwd=debs)
+        sh(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", *[f"{p}={v}" for p, v in zip(pkgs, vers)]], cwd=debs)
         x = tmp / "x"
         for deb in sorted(debs.glob("*.deb")):
             sh(["dpkg-deb", "-x", deb, x], quiet=True)
