@@ -75,7 +75,11 @@ def fmt_rate(bps: float) -> str:
         return f"{bps / 1000:.1f}K"
     if bps < 999_500:
         return f"{bps / 1000:.0f}K"
-    return f"{bps / 1e6:.1f}M"
+    if bps < 9.95e6:
+        return f"{bps / 1e6:.1f}M"
+    if bps < 999.5e6:
+        return f"{bps / 1e6:.0f}M"
+    return f"{bps / 1e9:.1f}G"
 
 
 def fmt_age(seconds: float | None) -> str:

@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Input
 from xcinspect.core.sanitize import Sanitizer
 from xcinspect.tui import bindings as B
 from xcinspect.tui.attach_io import key_bytes
-from xcinspect.tui.poller import Detail, Row
+from xcinspect.tui.poller import Detail, Row, clean
 from xcinspect.tui.widgets import (
     SORT_LABEL,
     SORT_ORDER,
@@ -325,7 +325,9 @@ class AttachScreen(Screen):
 
     def console_closed(self, reason: str) -> None:
         self.console.write(self.sanitizer.flush())
-        self.closed_reason = reason
+        self.closed_reason = clean(reason)
+        self.console.show_cursor = False
+        self.console.refresh()
         self.update_status()
         self.app.notify(f"dom {self.row.domid}: {reason}", severity="warning", markup=False)
         self.refresh_bindings()
@@ -335,17 +337,17 @@ class AttachScreen(Screen):
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f"dom {self.row.domid} ", style=pal["primary"] + Style(bold=True))
         t.append(self.row.name, style=Style(bold=True))
-        via = getattr(self.session, "via", "")
-        if via:
-            t.append(f" · via {via}")
-        t.append(" · Escape character is ")
-        t.append(self.escape_display, style=pal["accent"] + Style(bold=True))
         if self.closed_reason:
             t.append(f" · {self.closed_reason}", style=pal["error"])
         elif self.live:
-            t.append(" · typing goes to the guest", style=pal["success"])
+            t.append(" · keys go to the guest", style=pal["success"])
         else:
-            t.append(" · SCROLL MODE (i: back to typing)", style=pal["warning"] + Style(bold=True))
+            t.append(" · SCROLL MODE (i: type again)", style=pal["warning"] + Style(bold=True))
+        t.append(" · Escape character is ")
+        t.append(self.escape_display, style=pal["accent"] + Style(bold=True))
+        via = getattr(self.session, "via", "")
+        if via:
+            t.append(f" · via {clean(str(via))}")
         self.query_one("#attach-status", StatusBar).update(t)
 
     # -- keys -----------------------------------------------------------------------------
@@ -370,6 +372,7 @@ class AttachScreen(Screen):
 
     def set_live(self, live: bool) -> None:
         self.live = live
+        self.console.show_cursor = live and self.closed_reason is None
         if live:
             self.console.follow = True
             self.console.term = ""

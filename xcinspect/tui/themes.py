@@ -1,7 +1,7 @@
 """Theme files: TOML under ``themes/``, registered with Textual at start.
 
 Lookup order (later wins on a name clash): the themes shipped with xcinspect (the
-repository's top-level ``themes/``, reached through the ``xcinspect/tui/themes`` link
+repository's top-level ``themes/``, reached through the ``xcinspect/tui/theme_files`` link
 that also ships in the wheel), then the operator's
 ``$XDG_CONFIG_HOME/xcinspect/themes/*.toml``.
 
@@ -59,10 +59,10 @@ class ThemeSpec:
 def shipped_dir() -> Path:
     """The themes shipped with xcinspect."""
     here = Path(__file__).resolve().parent
-    for cand in (here / "themes", here.parent.parent / "themes"):
+    for cand in (here / "theme_files", here.parent.parent / "themes"):
         if cand.is_dir():
             return cand
-    return here / "themes"
+    return here / "theme_files"
 
 
 def user_dir() -> Path:

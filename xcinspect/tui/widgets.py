@@ -455,6 +455,7 @@ class ConsoleView(ScrollView, can_focus=True):
         self.match_line: int | None = None  # absolute line number of the current match
         self.match_style = Style(reverse=True)
         self.current_style = Style(reverse=True, bold=True)
+        self.show_cursor = True  # a steady block after the last character (no blink)
 
     # -- content --------------------------------------------------------------------------
     def write(self, text: str) -> None:
@@ -540,6 +541,8 @@ class ConsoleView(ScrollView, can_focus=True):
         if line is None:
             return Strip.blank(width, base)
         text = Text(line, no_wrap=True, end="")
+        if self.show_cursor and index == len(self.lines):
+            text.append(" ", style=Style(reverse=True))
         if self.term:
             low = line.lower()
             term = self.term.lower()
