@@ -65,7 +65,7 @@ class AttachIO(threading.Thread):
         self.on_closed = on_closed
         self.poll = poll
         self.outgoing: queue.Queue[bytes] = queue.Queue()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.closed = False
 
     def send(self, data: bytes) -> None:
@@ -73,13 +73,13 @@ class AttachIO(threading.Thread):
             self.outgoing.put(data)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
         reason = "detached"
         try:
             fd = self.session.fileno()
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 while True:
                     try:
                         data = self.outgoing.get_nowait()
@@ -105,5 +105,5 @@ class AttachIO(threading.Thread):
                 self.session.close()
             except Exception:
                 pass
-            if not self._stop.is_set():
+            if not self._halt.is_set():
                 self.on_closed(reason)

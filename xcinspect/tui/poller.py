@@ -239,7 +239,7 @@ class Poller(threading.Thread):
         self.state = state
         self.builder = builder or FrameBuilder(monitor)
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._tick_now = False
         self._detail_only = False
         self.lock = threading.Lock()  # held while the monitor is touched
@@ -258,19 +258,19 @@ class Poller(threading.Thread):
         self._wake.set()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self._wake.set()
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> None:
         next_due = 0.0
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             now = time.monotonic()
             timeout = max(0.0, next_due - now) if not self.state.paused else None
             if timeout is None or timeout > 0:
                 self._wake.wait(timeout if timeout is not None else 3600)
             self._wake.clear()
-            if self._stop.is_set():
+            if self._halt.is_set():
                 break
             tick = self._tick_now or (not self.state.paused and time.monotonic() >= next_due)
             self._tick_now = False

@@ -1,0 +1,144 @@
+"""The sampling thread and frames, without an app."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from conftest import Clock
+
+from xcinspect.monitor import Monitor, TickResult
+from xcinspect.tui.attach_io import AttachIO, key_bytes
+from xcinspect.tui.poller import FrameBuilder, Poller, PollerState, clean, recent_output
+
+
+def monitor(world):
+    m = Monitor(world.platform(), clock=Clock())
+    m.open()
+    return m
+
+
+def test_rows_are_sanitized_plain_data(frozen_world):
+    m = monitor(frozen_world)
+    try:
+        m.tick()
+        f = FrameBuilder(m).build(None, 3)
+        assert [r.domid for r in f.rows] == [1, 2, 3, 4, 5, 6, 7, 8]
+        r3 = f.rows[2]
+        assert r3.state == "stalled" and r3.out_fill == 2048 and r3.action == "connect"
+        assert f.detail.domid == 3 and "Linux version" in f.detail.unread
+        assert dict(f.detail.keys)["ring-ref"] == "1003"
+        assert f.rows[7].out_fill is None and f.rows[7].state == "error"
+        for text in (f.detail.unread, f.detail.consumed, *(r.name for r in f.rows)):
+            assert "\x1b" not in text and "\x07" not in text
+    finally:
+        m.close()
+
+
+def test_recent_output_splits_at_cons(frozen_world):
+    m = monitor(frozen_world)
+    try:
+        m.tick()
+        old, new = recent_output(m.entries[2])  # 300 unread bytes after cons
+        assert len(new) == 300 and new.endswith(b"backup: 41% done\r\n")
+        assert old and not old.startswith(b"\0")
+        old, new = recent_output(m.entries[1])  # empty ring: everything was consumed
+        assert new == b"" and b"Welcome to Debian" in old
+        assert recent_output(m.entries[5]) == (b"", b"")  # corrupt: nothing is read
+    finally:
+        m.close()
+
+
+def test_events_need_a_previous_sample(frozen_world):
+    m = monitor(frozen_world)
+    try:
+        m.tick()
+        b = FrameBuilder(m)
+        first = TickResult(appeared=[], gone=[], changed_state=[(3, "idle", "stalled")])
+        f = b.build(first, None)
+        assert f.stalled == ()  # first sample of dom 3: it did not "become" stalled
+        f = b.build(TickResult(changed_state=[(3, "serviced", "stalled"), (2, "stalled", "serviced")],
+                               gone=[(9, "old\x1b[2Jname")], appeared=[4]), None)
+        assert f.stalled == ((3, "legacy-stuck"),)
+        assert f.recovered == ((2, "db-primary", "serviced"),)
+        assert f.appeared == ((4, "wrap-near-2^32"),)
+        assert f.gone == ((9, "old^[[2Jname"),)
+    finally:
+        m.close()
+
+
+def test_poller_thread_ticks_pauses_and_stops(frozen_world):
+    m = monitor(frozen_world)
+    got = []
+    ev = threading.Event()
+
+    def deliver(item):
+        got.append(item)
+        ev.set()
+
+    st = PollerState(interval=0.05)
+    p = Poller(m, deliver, st)
+    try:
+        p.start()
+        deadline = time.monotonic() + 5
+        while p.ticks < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert p.ticks >= 3
+        st.paused = True
+        p.wake()
+        time.sleep(0.1)
+        n = p.ticks
+        time.sleep(0.2)
+        assert p.ticks == n  # paused
+        p.request_tick()  # "r" while paused samples once
+        deadline = time.monotonic() + 5
+        while p.ticks == n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert p.ticks == n + 1
+        st.selected = 3
+        got.clear()
+        p.request_detail()
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got[0].domid == 3
+    finally:
+        p.stop()
+        p.join(5)
+        m.close()
+    assert not p.is_alive()
+
+
+def test_clean_makes_one_safe_line():
+    assert clean("a\x1b]52;c;xx\x07b\nc\td") == "a^[]52;c;xx^Gb^Jc d"
+
+
+def test_key_bytes():
+    assert key_bytes("enter", "\r") == b"\r"
+    assert key_bytes("ctrl+c", None) == b"\x03"
+    assert key_bytes("a", "a") == b"a"
+    assert key_bytes("question_mark", "?") == b"?"
+    assert key_bytes("up", None) == b"\x1b[A"
+    assert key_bytes("escape", "\x1b") == b"\x1b"
+    assert key_bytes("f5", None) is None
+    assert key_bytes("é", "é") == "é".encode()
+
+
+def test_attach_io_round_trip():
+    from fakes import FakeSession
+
+    s = FakeSession()
+    out = []
+    closed = []
+    io = AttachIO(s, out.append, closed.append, poll=0.02)
+    io.start()
+    s.guest.sendall(b"hello\r\n")
+    io.send(b"ls\r")
+    assert s.guest_read() == b"ls\r"
+    deadline = time.monotonic() + 5
+    while not out and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert b"".join(out) == b"hello\r\n"
+    s.guest.close()  # the guest side goes away: EOF ends the thread
+    io.join(5)
+    assert closed == ["guest went away"] and s.closed
