@@ -168,6 +168,7 @@ class StaticWorld:
                 keys.update(d.keys)
                 for k, v in keys.items():
                     xs.write(f"{base}/console/{k}", v)
+                xs.introduce(d.domid, 0, 0)
         finally:
             xs.close()
         return self

@@ -441,6 +441,7 @@ def run_tui(platform, args, *, platform_args: list[str] | None = None) -> int:
     interval = getattr(args, "interval", None) or config.interval
     monitor = Monitor(platform, flag_layout=args.flag_layout)
     monitor.open()
+    actions = None
     try:
         actions = Actions(platform, flag_override=args.flag_layout, read_only=args.read_only,
                           platform_args=platform_args or [])
@@ -449,6 +450,8 @@ def run_tui(platform, args, *, platform_args: list[str] | None = None) -> int:
         app.run()
         return app.return_code or 0
     finally:
+        if actions is not None:
+            actions.xs.close()
         monitor.close()
 
 

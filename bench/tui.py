@@ -1,0 +1,80 @@
+"""TUI benchmark: 1,000 sim domains at 2 Hz for 60 s, headless.
+
+Prints two figures (goals from issue 3):
+
+* CPU share of one core used by the TUI process (poller thread + UI), goal <= 25 %;
+  the sim world's own processes (guests, xenconsoled, xenstored) are not counted.
+* time from start (before the monitor opens) to the first full frame -- every domain
+  in the table and drawn -- goal <= 1 s.
+
+Usage: python bench/tui.py [--domains N] [--seconds S] [--hz F] [--size WxH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import time
+
+from common import world
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+async def run(domains: int, seconds: float, hz: float, size: tuple[int, int]) -> dict:
+    from xcinspect.monitor import Monitor
+    from xcinspect.platform.sim import SimPlatform
+    from xcinspect.tui.app import make_app
+
+    with world(domains=domains, timeline=True) as w:
+        t_start = time.monotonic()
+        mon = Monitor(SimPlatform(w.dir))
+        mon.open()
+        app = make_app(mon, interval=1.0 / hz)
+        try:
+            async with app.run_test(size=size) as pilot:
+                while app.first_frame_at is None or app.main.table.row_count < len(mon.entries):
+                    await asyncio.sleep(0.005)
+                await pilot.pause()  # the frame is drawn
+                first = time.monotonic() - t_start
+                rows = app.main.table.row_count
+                c0, w0, f0 = cpu_seconds(), time.monotonic(), app.frames
+                await asyncio.sleep(seconds)
+                c1, w1, f1 = cpu_seconds(), time.monotonic(), app.frames
+                ticks = app.poller.ticks
+        finally:
+            mon.close()
+    return {
+        "domains": rows,
+        "first_frame_s": first,
+        "cpu_share": (c1 - c0) / (w1 - w0),
+        "frames": f1 - f0,
+        "seconds": w1 - w0,
+        "ticks": ticks,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--domains", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--hz", type=float, default=2.0)
+    ap.add_argument("--size", default="200x60")
+    a = ap.parse_args()
+    w, h = (int(x) for x in a.size.split("x"))
+    r = asyncio.run(run(a.domains, a.seconds, a.hz, (w, h)))
+    cpu_ok = "ok" if r["cpu_share"] <= 0.25 else "OVER GOAL"
+    ff_ok = "ok" if r["first_frame_s"] <= 1.0 else "OVER GOAL"
+    print(f"TUI, {r['domains']} sim domains at {a.hz:g} Hz for {r['seconds']:.0f} s, headless {w}x{h}")
+    print(f"  CPU share of one core : {r['cpu_share'] * 100:5.1f} %   (goal <= 25 %)  {cpu_ok}")
+    print(f"  first full frame      : {r['first_frame_s']:5.2f} s   (goal <= 1 s)   {ff_ok}")
+    print(f"  frames applied        : {r['frames']} ({r['frames'] / r['seconds']:.2f}/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
