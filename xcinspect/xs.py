@@ -46,7 +46,7 @@ class XsClient:
         self._client: Client | None = None
         self._monitor = None
         self._watches: set[tuple[str, str]] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # _connect re-registers watches from inside a request
         self.reconnects = 0
 
     # -- connection management -----------------------------------------------------------
@@ -78,9 +78,18 @@ class XsClient:
         self._client = client
         self._monitor = client.monitor()
         # Re-establish watches after a reconnect (they fire once on registration).
+        # Not through _request: _connect runs under self._lock (from _send), and that lock is
+        # not reentrant. Subscribe first so the registration firing is not lost.
         for wpath, token in list(self._watches):
-            self._request(Op.WATCH, wpath.encode() + NUL + token.encode() + NUL)
             self._monitor.client.router.subscribe(token.encode(), self._monitor)
+            packet = Packet(Op.WATCH, wpath.encode() + NUL + token.encode() + NUL,
+                            rq_id=next_rq_id() & 0xFFFFFFFF, tx_id=0)
+            try:
+                rvar = client.router.send(packet)
+            except (PyXSError, OSError) as exc:
+                self._drop()
+                raise XenstoreError(f"xenstored connection lost: {exc}") from None
+            self._wait(rvar, Op.WATCH, time.monotonic() + self.timeout)
         return client
 
     def _drop(self) -> None:
