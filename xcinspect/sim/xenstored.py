@@ -1,0 +1,719 @@
+"""The sim xenstored: a unix-socket server speaking the real xenstore wire protocol.
+
+``python -m xcinspect.sim.xenstored --world DIR`` serves ``DIR/xenstored/socket``.
+
+Wire format (xs_wire.h): a 16-byte header ``<IIII`` (type, req_id, tx_id, len) and a
+payload of at most 4096 bytes. Replies echo req_id and tx_id; watch events carry
+req_id 0 and tx_id 0. A client that sends an oversized payload is dropped.
+
+Supported: DIRECTORY, READ, WRITE, MKDIR, RM (recursive), GET_PERMS, SET_PERMS, WATCH
+(fires once on registration, then on any change at or below the path; on RM also for
+watches below the removed node), UNWATCH, TRANSACTION_START/END (snapshot + replay on
+commit, EAGAIN on conflict), INTRODUCE (@introduceDomain), RELEASE (@releaseDomain),
+GET_DOMAIN_PATH, IS_DOMAIN_INTRODUCED, RESET_WATCHES; anything else gets EINVAL.
+
+XS_CONTROL (op 0) commands, for fault injection and for the world:
+
+* ``stall\\0SECONDS\\0``      hold every reply (process nothing) for SECONDS
+* ``stall-mid\\0SECONDS\\0``  the next reply is sent as header + part of its payload, then
+  everything stalls SECONDS before the rest
+* ``drop\\0``                 close every client connection
+* ``ping\\0``                 -> ``OK``
+* ``introduced\\0``           -> space-separated introduced domids (the sim's "hypervisor
+  domain list", used by the sim xenconsoled the way xenconsoled uses xc_domain_getinfo)
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+
+from xcinspect.sim.common import Paths, die_with_parent, remove_pidfile, write_pidfile
+
+HEADER = struct.Struct("<IIII")
+PAYLOAD_MAX = 4096
+
+CONTROL, DIRECTORY, READ, GET_PERMS, WATCH, UNWATCH = 0, 1, 2, 3, 4, 5
+TRANSACTION_START, TRANSACTION_END, INTRODUCE, RELEASE, GET_DOMAIN_PATH = 6, 7, 8, 9, 10
+WRITE, MKDIR, RM, SET_PERMS, WATCH_EVENT, ERROR, IS_DOMAIN_INTRODUCED = 11, 12, 13, 14, 15, 16, 17
+RESUME, SET_TARGET, RESET_WATCHES = 18, 19, 21
+
+SPECIAL = ("@introduceDomain", "@releaseDomain")
+_VALID = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-/_@")
+
+
+class XsErr(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+# -- the tree ----------------------------------------------------------------------------------
+class Store:
+    """Nodes: path -> [value, perms, children-set]. Every mutator returns the watch firings
+    it causes as (path, recurse) pairs."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, list] = {"/": [b"", [b"n0"], set()]}
+        self.gen = 0
+        self.mod: dict[str, int] = {}
+
+    def copy(self) -> "Store":
+        s = Store.__new__(Store)
+        s.nodes = {p: [n[0], list(n[1]), set(n[2])] for p, n in self.nodes.items()}
+        s.gen = self.gen
+        s.mod = {}
+        return s
+
+    @staticmethod
+    def parent(path: str) -> str:
+        if path == "/":
+            return "/"
+        head = path.rsplit("/", 1)[0]
+        return head or "/"
+
+    def _touch(self, path: str) -> None:
+        self.gen += 1
+        self.mod[path] = self.gen
+
+    def _create(self, path: str, value: bytes) -> None:
+        """Create ``path`` and any missing ancestors (empty values)."""
+        missing = []
+        p = path
+        while p not in self.nodes:
+            missing.append(p)
+            p = self.parent(p)
+        for p in reversed(missing):
+            parent = self.parent(p)
+            perms = list(self.nodes[parent][1])
+            self.nodes[p] = [b"", perms, set()]
+            self.nodes[parent][2].add(p.rsplit("/", 1)[1])
+            self._touch(p)
+        self.nodes[path][0] = value
+
+    def read(self, path: str) -> bytes:
+        node = self.nodes.get(path)
+        if node is None:
+            raise XsErr("ENOENT")
+        return node[0]
+
+    def directory(self, path: str) -> list[str]:
+        node = self.nodes.get(path)
+        if node is None:
+            raise XsErr("ENOENT")
+        return sorted(node[2])
+
+    def write(self, path: str, value: bytes) -> list[tuple[str, bool]]:
+        if path in self.nodes:
+            self.nodes[path][0] = value
+        else:
+            self._create(path, value)
+        self._touch(path)
+        return [(path, False)]
+
+    def mkdir(self, path: str) -> list[tuple[str, bool]]:
+        if path in self.nodes:
+            return []
+        self._create(path, b"")
+        return [(path, False)]
+
+    def rm(self, path: str) -> list[tuple[str, bool]]:
+        if path == "/":
+            raise XsErr("EINVAL")
+        if path not in self.nodes:
+            if self.parent(path) not in self.nodes:
+                raise XsErr("ENOENT")
+            return []
+        stack = [path]
+        while stack:
+            p = stack.pop()
+            node = self.nodes.pop(p)
+            self._touch(p)
+            stack.extend(f"{p}/{c}" for c in node[2])
+        parent = self.parent(path)
+        self.nodes[parent][2].discard(path.rsplit("/", 1)[1])
+        self._touch(parent)
+        return [(path, True)]
+
+    def get_perms(self, path: str) -> list[bytes]:
+        node = self.nodes.get(path)
+        if node is None:
+            raise XsErr("ENOENT")
+        return node[1]
+
+    def set_perms(self, path: str, perms: list[bytes]) -> list[tuple[str, bool]]:
+        node = self.nodes.get(path)
+        if node is None:
+            raise XsErr("ENOENT")
+        if not perms or any(len(p) < 2 or p[:1] not in b"wrbn" or not p[1:].isdigit() for p in perms):
+            raise XsErr("EINVAL")
+        node[1] = list(perms)
+        self._touch(path)
+        return [(path, False)]
+
+
+class Transaction:
+    def __init__(self, tid: int, store: Store) -> None:
+        self.tid = tid
+        self.view = store.copy()
+        self.start_gen = store.gen
+        self.touched: set[str] = set()
+        self.ops: list[tuple[str, tuple]] = []
+
+
+# -- connections -------------------------------------------------------------------------------
+class Conn:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.inbuf = bytearray()
+        self.outbuf = bytearray()
+        self.held = bytearray()  # the rest of a stall-mid reply, and whatever follows it
+        self.watches: set[tuple[str, str]] = set()
+        self.txs: dict[int, Transaction] = {}
+        self.closed = False
+        self.writing = False
+
+    def queue(self, data: bytes) -> None:
+        if self.held:
+            self.held += data
+        else:
+            self.outbuf += data
+
+
+class Server:
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self.store = Store()
+        for p in ("/local/domain/0", "/tool", "/vm"):
+            self.store.mkdir(p)
+        self.store.write("/local/domain/0/name", b"Domain-0")
+        self.store.write("/local/domain/0/domid", b"0")
+        self.introduced: dict[int, tuple[int, int]] = {0: (0, 0)}
+        self.sel = selectors.DefaultSelector()
+        self.conns: dict[int, Conn] = {}
+        # watch path (absolute, or a special @name) -> list of (conn, token, path as given)
+        self.watches: dict[str, list[tuple[Conn, str, str]]] = {}
+        self.next_tid = 1
+        self.stall_until = 0.0
+        self.mid_stall: float | None = None
+        self.stop = False
+        self.listener: socket.socket | None = None
+        self._wake_r: socket.socket | None = None
+
+    # -- set-up -------------------------------------------------------------------------------
+    def listen(self) -> None:
+        d = os.path.dirname(self.socket_path)
+        os.makedirs(d, exist_ok=True)
+        if os.path.exists(self.socket_path):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(self.socket_path)
+                raise SystemExit(f"sim xenstored: another xenstored serves {self.socket_path}")
+            except OSError:
+                os.unlink(self.socket_path)
+            finally:
+                probe.close()
+        ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        tmp = self.socket_path + f".{os.getpid()}"
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        ls.bind(tmp)
+        ls.listen(256)
+        os.replace(tmp, self.socket_path)  # appears only once it accepts connections
+        ls.setblocking(False)
+        self.listener = ls
+        self.sel.register(ls, selectors.EVENT_READ, None)
+
+    def install_signals(self) -> None:
+        r, w = socket.socketpair()
+        r.setblocking(False)
+        w.setblocking(False)
+        self._wake_r, self._wake_w = r, w
+        signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
+        self.sel.register(r, selectors.EVENT_READ, "wake")
+
+        def on_signal(signum, frame):
+            self.stop = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGHUP, on_signal)
+
+    def close(self) -> None:
+        for c in list(self.conns.values()):
+            self.drop(c)
+        if self.listener is not None:
+            try:
+                self.sel.unregister(self.listener)
+            except Exception:
+                pass
+            self.listener.close()
+            self.listener = None
+        try:
+            os.unlink(self.socket_path)
+        except OSError:
+            pass
+
+    # -- main loop ------------------------------------------------------------------------------
+    def stalled(self) -> bool:
+        return time.monotonic() < self.stall_until
+
+    def run(self) -> None:
+        while not self.stop:
+            now = time.monotonic()
+            if self.stall_until and now >= self.stall_until:
+                self.end_stall()
+            if not self.stalled():
+                self.process_all()
+            for conn in list(self.conns.values()):
+                self.update_interest(conn)
+            timeout = None
+            if self.stall_until:
+                timeout = max(0.0, self.stall_until - time.monotonic())
+            for key, mask in self.sel.select(timeout):
+                if key.data == "wake":
+                    try:
+                        while key.fileobj.recv(64):
+                            pass
+                    except OSError:
+                        pass
+                    continue
+                if key.data is None:
+                    self.accept()
+                    continue
+                conn: Conn = key.data
+                if conn.closed:
+                    continue
+                if mask & selectors.EVENT_READ:
+                    self.on_readable(conn)
+                if not conn.closed and mask & selectors.EVENT_WRITE:
+                    self.flush(conn)
+
+    def end_stall(self) -> None:
+        self.stall_until = 0.0
+        for conn in self.conns.values():
+            if conn.held:
+                conn.outbuf += conn.held
+                conn.held = bytearray()
+
+    def accept(self) -> None:
+        assert self.listener is not None
+        while True:
+            try:
+                s, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            s.setblocking(False)
+            conn = Conn(s)
+            self.conns[s.fileno()] = conn
+            self.sel.register(s, selectors.EVENT_READ, conn)
+
+    def on_readable(self, conn: Conn) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.drop(conn)  # a client gone mid-request: its partial request is discarded
+            return
+        conn.inbuf += data
+        if len(conn.inbuf) >= HEADER.size:
+            length = HEADER.unpack_from(conn.inbuf, 0)[3]
+            if length > PAYLOAD_MAX:
+                self.drop(conn)  # "Violating this is very bad": xenstored drops the client
+
+    def flush(self, conn: Conn) -> None:
+        while conn.outbuf:
+            try:
+                n = conn.sock.send(conn.outbuf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.drop(conn)
+                return
+            del conn.outbuf[:n]
+
+    def update_interest(self, conn: Conn) -> None:
+        if conn.closed:
+            return
+        if conn.outbuf and not conn.writing:
+            self.flush(conn)
+        if conn.closed:
+            return
+        want = bool(conn.outbuf)
+        if want != conn.writing:
+            conn.writing = want
+            ev = selectors.EVENT_READ | (selectors.EVENT_WRITE if want else 0)
+            self.sel.modify(conn.sock, ev, conn)
+
+    def drop(self, conn: Conn) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        try:
+            self.sel.unregister(conn.sock)
+        except Exception:
+            pass
+        self.conns.pop(conn.sock.fileno(), None)
+        for wpath, token in list(conn.watches):
+            self._remove_watch(conn, wpath, token)
+        conn.txs.clear()
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+
+    def process_all(self) -> None:
+        for conn in list(self.conns.values()):
+            while not conn.closed and not self.stalled():
+                if len(conn.inbuf) < HEADER.size:
+                    break
+                op, rid, tid, length = HEADER.unpack_from(conn.inbuf, 0)
+                if len(conn.inbuf) < HEADER.size + length:
+                    break
+                payload = bytes(conn.inbuf[HEADER.size: HEADER.size + length])
+                del conn.inbuf[: HEADER.size + length]
+                self.request(conn, op, rid, tid, payload)
+            if self.stalled():
+                return
+
+    # -- replies and events -------------------------------------------------------------------
+    def send(self, conn: Conn, op: int, rid: int, tid: int, payload: bytes, *, control_reply: bool = False) -> None:
+        if len(payload) > PAYLOAD_MAX:
+            op, payload = ERROR, b"E2BIG\0"
+        data = HEADER.pack(op, rid, tid, len(payload)) + payload
+        if self.mid_stall is not None and not control_reply and not conn.held:
+            secs, self.mid_stall = self.mid_stall, None
+            cut = HEADER.size + len(payload) // 2
+            conn.outbuf += data[:cut]
+            conn.held += data[cut:]
+            self.stall_until = time.monotonic() + secs
+            return
+        conn.queue(data)
+
+    def event(self, conn: Conn, path: str, token: str) -> None:
+        payload = path.encode() + b"\0" + token.encode() + b"\0"
+        conn.queue(HEADER.pack(WATCH_EVENT, 0, 0, len(payload)) + payload)
+
+    def fire(self, path: str, recurse: bool) -> None:
+        seen: set[tuple[int, str]] = set()
+
+        def emit(conn: Conn, token: str, given: str, epath: str) -> None:
+            key = (id(conn), token)
+            if key in seen or conn.closed:
+                return
+            seen.add(key)
+            if not given.startswith("/") and not given.startswith("@"):
+                rel = "/local/domain/0/"
+                epath = epath[len(rel):] if epath.startswith(rel) else epath
+            self.event(conn, epath, token)
+
+        p = path
+        while True:
+            for conn, token, given in self.watches.get(p, ()):
+                emit(conn, token, given, path)
+            if p == "/":
+                break
+            p = Store.parent(p)
+        if recurse:
+            prefix = path + "/"
+            for wpath, lst in self.watches.items():
+                if wpath.startswith(prefix):
+                    for conn, token, given in lst:
+                        emit(conn, token, given, wpath)
+
+    def fire_special(self, name: str) -> None:
+        for conn, token, given in list(self.watches.get(name, ())):
+            self.event(conn, name, token)
+
+    def _remove_watch(self, conn: Conn, wpath: str, token: str) -> None:
+        conn.watches.discard((wpath, token))
+        lst = self.watches.get(wpath)
+        if lst:
+            lst[:] = [w for w in lst if not (w[0] is conn and w[1] == token)]
+            if not lst:
+                del self.watches[wpath]
+
+    # -- requests ---------------------------------------------------------------------------
+    @staticmethod
+    def args(payload: bytes, n: int | None = None) -> list[bytes]:
+        parts = payload.split(b"\0")
+        if parts and parts[-1] == b"":
+            parts.pop()
+        if n is not None and len(parts) < n:
+            raise XsErr("EINVAL")
+        return parts
+
+    @staticmethod
+    def path(raw: bytes, *, watch: bool = False) -> str:
+        if watch and raw.decode("ascii", "replace") in SPECIAL:
+            return raw.decode()
+        if not raw or any(b not in _VALID for b in raw) or b"//" in raw:
+            raise XsErr("EINVAL")
+        p = raw.decode("ascii")
+        if "@" in p:
+            raise XsErr("EINVAL")
+        if not p.startswith("/"):
+            p = "/local/domain/0/" + p
+        if len(p) > 1 and p.endswith("/"):
+            raise XsErr("EINVAL")
+        if len(p) > 3072:
+            raise XsErr("ENAMETOOLONG")
+        return p
+
+    def request(self, conn: Conn, op: int, rid: int, tid: int, payload: bytes) -> None:
+        try:
+            reply = self.dispatch(conn, op, rid, tid, payload)
+        except XsErr as exc:
+            self.send(conn, ERROR, rid, tid, exc.code.encode() + b"\0")
+            return
+        except (UnicodeDecodeError, ValueError):
+            self.send(conn, ERROR, rid, tid, b"EINVAL\0")
+            return
+        if reply is not None:
+            rop, rpayload, after = reply
+            self.send(conn, rop, rid, tid, rpayload, control_reply=(op == CONTROL))
+            if after is not None:
+                after()
+
+    def _store_for(self, conn: Conn, tid: int) -> tuple[Store, Transaction | None]:
+        if tid == 0:
+            return self.store, None
+        tx = conn.txs.get(tid)
+        if tx is None:
+            raise XsErr("ENOENT")
+        return tx.view, tx
+
+    def _mutate(self, conn: Conn, tid: int, name: str, *a) -> None:
+        store, tx = self._store_for(conn, tid)
+        firings = getattr(store, name)(*a)
+        if tx is None:
+            for path, recurse in firings:
+                self.fire(path, recurse)
+        else:
+            tx.touched.add(a[0])
+            tx.ops.append((name, a))
+
+    def dispatch(self, conn: Conn, op: int, rid: int, tid: int, payload: bytes):
+        OK = b"OK\0"
+        if op == READ:
+            p = self.path(self.args(payload, 1)[0])
+            store, tx = self._store_for(conn, tid)
+            if tx:
+                tx.touched.add(p)
+            return READ, store.read(p), None
+        if op == DIRECTORY:
+            p = self.path(self.args(payload, 1)[0])
+            store, tx = self._store_for(conn, tid)
+            if tx:
+                tx.touched.add(p)
+            names = store.directory(p)
+            return DIRECTORY, b"".join(n.encode() + b"\0" for n in names), None
+        if op == WRITE:
+            i = payload.find(b"\0")
+            if i < 0:
+                raise XsErr("EINVAL")
+            p = self.path(payload[:i])
+            self._mutate(conn, tid, "write", p, payload[i + 1:])
+            return WRITE, OK, None
+        if op == MKDIR:
+            self._mutate(conn, tid, "mkdir", self.path(self.args(payload, 1)[0]))
+            return MKDIR, OK, None
+        if op == RM:
+            self._mutate(conn, tid, "rm", self.path(self.args(payload, 1)[0]))
+            return RM, OK, None
+        if op == GET_PERMS:
+            p = self.path(self.args(payload, 1)[0])
+            store, _ = self._store_for(conn, tid)
+            return GET_PERMS, b"".join(x + b"\0" for x in store.get_perms(p)), None
+        if op == SET_PERMS:
+            parts = self.args(payload, 2)
+            self._mutate(conn, tid, "set_perms", self.path(parts[0]), parts[1:])
+            return SET_PERMS, OK, None
+        if op == WATCH:
+            parts = self.args(payload, 2)
+            given = parts[0].decode("ascii")
+            wpath = self.path(parts[0], watch=True)
+            token = parts[1].decode("ascii")
+            if (wpath, token) in conn.watches:
+                raise XsErr("EEXIST")
+            conn.watches.add((wpath, token))
+            self.watches.setdefault(wpath, []).append((conn, token, given))
+            return WATCH, OK, lambda: self.event(conn, given, token)
+        if op == UNWATCH:
+            parts = self.args(payload, 2)
+            wpath = self.path(parts[0], watch=True)
+            token = parts[1].decode("ascii")
+            if (wpath, token) not in conn.watches:
+                raise XsErr("ENOENT")
+            self._remove_watch(conn, wpath, token)
+            return UNWATCH, OK, None
+        if op == RESET_WATCHES:
+            for wpath, token in list(conn.watches):
+                self._remove_watch(conn, wpath, token)
+            return RESET_WATCHES, OK, None
+        if op == TRANSACTION_START:
+            if tid != 0:
+                raise XsErr("EBUSY")
+            t = self.next_tid
+            self.next_tid = self.next_tid % 0xFFFFFFF0 + 1
+            conn.txs[t] = Transaction(t, self.store)
+            return TRANSACTION_START, str(t).encode() + b"\0", None
+        if op == TRANSACTION_END:
+            arg = self.args(payload, 1)[0]
+            tx = conn.txs.pop(tid, None)
+            if tx is None:
+                raise XsErr("ENOENT")
+            if arg == b"F":
+                return TRANSACTION_END, OK, None
+            if arg != b"T":
+                raise XsErr("EINVAL")
+            if any(self.store.mod.get(p, 0) > tx.start_gen for p in tx.touched):
+                raise XsErr("EAGAIN")
+            for name, a in tx.ops:
+                try:
+                    for path, recurse in getattr(self.store, name)(*a):
+                        self.fire(path, recurse)
+                except XsErr:
+                    pass
+            return TRANSACTION_END, OK, None
+        if op == INTRODUCE:
+            parts = self.args(payload, 3)
+            domid, mfn, port = int(parts[0]), int(parts[1]), int(parts[2])
+            if domid <= 0 or domid >= 0x7FF0:
+                raise XsErr("EINVAL")
+            self.introduced[domid] = (mfn, port)
+            return INTRODUCE, OK, lambda: self.fire_special("@introduceDomain")
+        if op == RELEASE:
+            domid = int(self.args(payload, 1)[0])
+            if domid == 0:
+                raise XsErr("EINVAL")
+            if domid not in self.introduced:
+                raise XsErr("ENOENT")
+            del self.introduced[domid]
+            return RELEASE, OK, lambda: self.fire_special("@releaseDomain")
+        if op == GET_DOMAIN_PATH:
+            domid = int(self.args(payload, 1)[0])
+            return GET_DOMAIN_PATH, f"/local/domain/{domid}".encode() + b"\0", None
+        if op == IS_DOMAIN_INTRODUCED:
+            domid = int(self.args(payload, 1)[0])
+            return IS_DOMAIN_INTRODUCED, (b"T\0" if domid in self.introduced else b"F\0"), None
+        if op == RESUME:
+            domid = int(self.args(payload, 1)[0])
+            if domid not in self.introduced:
+                raise XsErr("ENOENT")
+            return RESUME, OK, None
+        if op == CONTROL:
+            return self.control(conn, self.args(payload))
+        raise XsErr("EINVAL")
+
+    def control(self, conn: Conn, words: list[bytes]):
+        if not words:
+            raise XsErr("EINVAL")
+        cmd = words[0]
+        if cmd == b"ping":
+            return CONTROL, b"OK\0", None
+        if cmd in (b"stall", b"stall-mid"):
+            if len(words) < 2:
+                raise XsErr("EINVAL")
+            secs = float(words[1])
+            if not 0 <= secs <= 3600:
+                raise XsErr("EINVAL")
+            if cmd == b"stall":
+                def start() -> None:
+                    self.stall_until = time.monotonic() + secs
+                return CONTROL, b"OK\0", start
+            def arm() -> None:
+                self.mid_stall = secs
+            return CONTROL, b"OK\0", arm
+        if cmd == b"drop":
+            def drop_all() -> None:
+                # Best effort: let the requester see its OK before the door slams.
+                try:
+                    conn.sock.setblocking(True)
+                    conn.sock.settimeout(1.0)
+                    conn.sock.sendall(bytes(conn.outbuf))
+                    conn.outbuf.clear()
+                except OSError:
+                    pass
+                for c in list(self.conns.values()):
+                    self.drop(c)
+            return CONTROL, b"OK\0", drop_all
+        if cmd == b"introduced":
+            return CONTROL, " ".join(str(d) for d in sorted(self.introduced)).encode() + b"\0", None
+        raise XsErr("EINVAL")
+
+
+def wait_for_socket(path: str, timeout: float = 10.0, proc=None) -> None:
+    """Wait until a xenstored accepts connections on ``path``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+            return
+        except OSError:
+            pass
+        finally:
+            s.close()
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"sim xenstored exited with status {proc.returncode} before listening")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"sim xenstored did not listen on {path} within {timeout:g} s")
+        time.sleep(0.01)
+
+
+def spawn(world_dir: str, *, parent_pid: int | None = None, timeout: float = 10.0, **popen_kw):
+    """Start ``python -m xcinspect.sim.xenstored`` for ``world_dir``; return its Popen once it listens."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "xcinspect.sim.xenstored", "--world", world_dir]
+    if parent_pid:
+        cmd += ["--parent-pid", str(parent_pid)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **popen_kw)
+    try:
+        wait_for_socket(Paths(world_dir).socket, timeout, proc)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m xcinspect.sim.xenstored", description=__doc__.split("\n")[0])
+    ap.add_argument("--world", required=True, help="world directory")
+    ap.add_argument("--socket", help="socket path (default DIR/xenstored/socket)")
+    ap.add_argument("--parent-pid", type=int, help="exit when this parent exits")
+    args = ap.parse_args(argv)
+    paths = Paths(args.world)
+    if args.parent_pid:
+        die_with_parent(args.parent_pid)
+    os.makedirs(paths.run, exist_ok=True)
+    server = Server(args.socket or paths.socket)
+    server.install_signals()
+    server.listen()
+    write_pidfile(paths.xenstored_pid)
+    try:
+        server.run()
+    finally:
+        server.close()
+        remove_pidfile(paths.xenstored_pid)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
