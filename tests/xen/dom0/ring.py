@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Raw read of a guest's PV console page from dom0, read-only (the lab's ground truth).
 
-    ring.py DOMID [--via gnttab|foreign] [--count N --interval S] [--tail N]
+    ring.py DOMID [--via gnttab|foreign] [--lib ctypes|cffi] [--count N --interval S] [--tail N]
 
 Prints one JSON object per sample: the four indices, fills, byte 3088, and with
 --tail the last N bytes written to the out ring (decoded leniently).
+ctypes is the default because it starts fast under TCG (cffi's cdef parsing costs
+seconds there); --lib cffi uses cffi's ABI mode (ffi.dlopen), as xcinspect does.
 """
 import argparse
 import json
@@ -13,10 +15,9 @@ import subprocess
 import sys
 import time
 
-from cffi import FFI
+import ctypes
 
-ffi = FFI()
-ffi.cdef("""
+CDEF = ("""
 typedef struct xengnttab_handle xengnttab_handle;
 xengnttab_handle *xengnttab_open(void *logger, unsigned open_flags);
 int xengnttab_close(xengnttab_handle *xgt);
@@ -29,8 +30,57 @@ void *xenforeignmemory_map(xenforeignmemory_handle *fmem, uint32_t dom, int prot
                            size_t pages, const unsigned long arr[], int err[]);
 int xenforeignmemory_unmap(xenforeignmemory_handle *fmem, void *addr, size_t pages);
 """)
+ffi = None
 PROT_READ = 1
 IDX = struct.Struct("<4I")
+
+
+def ring_ref(domid):
+    return int(subprocess.check_output(
+        ["xenstore-read", f"/local/domain/{domid}/console/ring-ref"], text=True).strip())
+
+
+def map_page_ctypes(domid, via):
+    """Map the page read-only with ctypes; return its 4096 bytes reader."""
+    c = ctypes
+    if via == "gnttab":
+        lib = c.CDLL("libxengnttab.so.1", use_errno=True)
+        lib.xengnttab_open.restype = c.c_void_p
+        lib.xengnttab_open.argtypes = [c.c_void_p, c.c_uint]
+        lib.xengnttab_map_grant_ref.restype = c.c_void_p
+        lib.xengnttab_map_grant_ref.argtypes = [c.c_void_p, c.c_uint32, c.c_uint32, c.c_int]
+        h = lib.xengnttab_open(None, 0)
+        if not h:
+            sys.exit("ring.py: xengnttab_open failed")
+        p = lib.xengnttab_map_grant_ref(h, domid, 0, PROT_READ)
+        if not p:
+            sys.exit(f"ring.py: map grant ref 0 of dom{domid} failed (errno {c.get_errno()})")
+    else:
+        lib = c.CDLL("libxenforeignmemory.so.1", use_errno=True)
+        lib.xenforeignmemory_open.restype = c.c_void_p
+        lib.xenforeignmemory_open.argtypes = [c.c_void_p, c.c_uint]
+        lib.xenforeignmemory_map.restype = c.c_void_p
+        lib.xenforeignmemory_map.argtypes = [c.c_void_p, c.c_uint32, c.c_int, c.c_size_t,
+                                             c.POINTER(c.c_ulong), c.POINTER(c.c_int)]
+        h = lib.xenforeignmemory_open(None, 0)
+        if not h:
+            sys.exit("ring.py: xenforeignmemory_open failed")
+        ref = ring_ref(domid)
+        arr = (c.c_ulong * 1)(ref)
+        err = (c.c_int * 1)()
+        p = lib.xenforeignmemory_map(h, domid, PROT_READ, 1, arr, err)
+        if not p or err[0]:
+            sys.exit(f"ring.py: foreign map of dom{domid} mfn {ref} failed ({err[0]}, errno {c.get_errno()})")
+    return lambda: c.string_at(p, 4096)
+
+
+def map_page_cffi(domid, via):
+    global ffi
+    from cffi import FFI
+    ffi = FFI()
+    ffi.cdef(CDEF)
+    p = map_page(domid, via)
+    return lambda: bytes(ffi.buffer(p, 4096))
 
 
 def map_page(domid, via):
@@ -47,8 +97,7 @@ def map_page(domid, via):
     h = lib.xenforeignmemory_open(ffi.NULL, 0)
     if h == ffi.NULL:
         sys.exit("ring.py: xenforeignmemory_open failed")
-    ref = int(subprocess.check_output(
-        ["xenstore-read", f"/local/domain/{domid}/console/ring-ref"], text=True).strip())
+    ref = ring_ref(domid)
     arr = ffi.new("unsigned long[1]", [ref])
     err = ffi.new("int[1]")
     p = lib.xenforeignmemory_map(h, domid, PROT_READ, 1, arr, err)
@@ -57,10 +106,10 @@ def map_page(domid, via):
     return p
 
 
-def sample(page, domid, via, tail):
-    raw = bytes(ffi.buffer(page, 4096))
+def sample(read, domid, via, lib, tail):
+    raw = read()
     in_cons, in_prod, out_cons, out_prod = IDX.unpack_from(raw, 3072)
-    d = {"domid": domid, "via": via,
+    d = {"domid": domid, "via": via, "lib": lib,
          "in_cons": in_cons, "in_prod": in_prod, "out_cons": out_cons, "out_prod": out_prod,
          "out_fill": (out_prod - out_cons) & 0xFFFFFFFF, "in_fill": (in_prod - in_cons) & 0xFFFFFFFF,
          "byte3088": raw[3088], "t": round(time.monotonic(), 3)}
@@ -76,15 +125,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("domid", type=int)
     ap.add_argument("--via", choices=["gnttab", "foreign"], default="gnttab")
+    ap.add_argument("--lib", choices=["ctypes", "cffi"], default="ctypes")
     ap.add_argument("--count", type=int, default=1)
     ap.add_argument("--interval", type=float, default=0.2)
     ap.add_argument("--tail", type=int, default=0)
     a = ap.parse_args()
-    page = map_page(a.domid, a.via)
+    read = (map_page_cffi if a.lib == "cffi" else map_page_ctypes)(a.domid, a.via)
     for i in range(a.count):
         if i:
             time.sleep(a.interval)
-        print(json.dumps(sample(page, a.domid, a.via, a.tail)), flush=True)
+        print(json.dumps(sample(read, a.domid, a.via, a.lib, a.tail)), flush=True)
 
 
 if __name__ == "__main__":

@@ -79,14 +79,6 @@ done
 [ $n = 2 ] || mark SETUP FAIL "guests not ticking after 120 s"
 mark STAGE guests-ticking "$(up)"
 
-wait $pip_pid
-pip_rc=$?
-mark STAGE pip-done "$(up)" rc=$pip_rc
-if [ $pip_rc != 0 ]; then
-    mark SETUP FAIL "pip install (rc $pip_rc)"
-    tail -40 "$W/pip.log"
-fi
-
 export XCI_LIB=/opt/xci/lib.sh XCI_RING=/opt/xci/ring.py XCI_GUESTS="guest1 guest2"
 export XCI_GUEST1=guest1 XCI_GUEST2=guest2
 XCI_DOMID1=$(xl domid guest1 2>/dev/null); XCI_DOMID2=$(xl domid guest2 2>/dev/null)
@@ -131,12 +123,26 @@ restore() {
     fi
 }
 
+# The project is installed in the background; the first scenario that needs it waits.
+pip_rc=
+wait_pip() {
+    [ -n "$pip_rc" ] && return
+    wait $pip_pid
+    pip_rc=$?
+    mark STAGE pip-done "$(up)" rc=$pip_rc
+    if [ $pip_rc != 0 ]; then
+        mark SETUP FAIL "pip install (rc $pip_rc)"
+        tail -40 "$W/pip.log"
+    fi
+}
+
 sel=" ${XCI_SCENARIOS} "
 for f in /opt/xci/scenarios/*.sh; do
     s=$(basename "$f" .sh)
     case "$sel" in *" all "*|*" $s "*|*" ${s%%-*} "*) ;; *) continue ;; esac
     to=$(sed -n 's/^# xci-timeout: *\([0-9][0-9]*\).*/\1/p' "$f" | head -1)
     to=${to:-$XCI_DEFAULT_TIMEOUT}
+    grep -q '^# xci-needs-project: *no' "$f" || wait_pip
     export XCI_OUT="$W/$s"
     mkdir -p "$XCI_OUT"
     mark BEGIN "$s" timeout="$to" "$(up)"
@@ -158,6 +164,8 @@ for f in /opt/xci/scenarios/*.sh; do
     fi
     restore >/dev/null 2>&1
 done
+wait_pip
+grep -E '^(pip: |Successfully installed)' "$W/pip.log"
 mark DONE "$(up)"
 sync
 busybox poweroff -f || echo o >/proc/sysrq-trigger

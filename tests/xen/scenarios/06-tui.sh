@@ -9,7 +9,7 @@ wait_for 20 ring_full "$XCI_DOMID1" || fail "guest1 ring not full after stopping
 ok "xenconsoled stopped, guest1 ring full"
 
 export TERM=xterm-256color
-tmux -f /dev/null new-session -d -s xci -x 120 -y 40 "env TERM=xterm-256color xcinspect; echo 'xcinspect exited'; sleep 600" ||
+tmux -u -f /dev/null new-session -d -s xci -x 120 -y 40 "env TERM=xterm-256color xcinspect; echo 'xcinspect exited'; sleep 600" ||
     fail "tmux new-session failed"
 shows_all() {
     tmux capture-pane -p -t xci >screen.txt 2>/dev/null &&

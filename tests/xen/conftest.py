@@ -1,0 +1,73 @@
+"""pytest glue for the Xen lab (tests/xen): one boot per session for all selected scenarios.
+
+Run with `make test-xen` (= `pytest tests/xen -m xen -v`). The fast suite ignores this
+directory (`pytest tests --ignore=tests/xen`); if it is collected anyway without `-m xen`
+or XCINSPECT_XEN=1, its tests are skipped. In CI (CI=true) a missing prerequisite is a
+failure, never a skip.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+_LAB_PATH = Path(__file__).with_name("lab.py")
+
+
+def load_lab():
+    name = "xcinspect_xen_lab"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, _LAB_PATH)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(config, items):
+    wanted = "xen" in (config.getoption("markexpr") or "") or os.environ.get("XCINSPECT_XEN") == "1"
+    if wanted:
+        return
+    skip = pytest.mark.skip(reason="Xen lab: run with `make test-xen` (pytest tests/xen -m xen)")
+    for item in items:
+        if item.get_closest_marker("xen"):
+            item.add_marker(skip)
+
+
+def _progress(msg: str) -> None:
+    sys.__stderr__.write(f"\n[xen-lab] {msg}")
+    sys.__stderr__.flush()
+
+
+@pytest.fixture(scope="session")
+def xen_lab():
+    """The lab module, or skip (fail in CI) when the host cannot run it."""
+    lab = load_lab()
+    try:
+        lab.require_tools()
+    except lab.LabError as e:
+        if in_ci():
+            pytest.fail(f"Xen lab prerequisite missing in CI: {e}", pytrace=False)
+        pytest.skip(f"Xen lab prerequisite missing: {e}")
+    return lab
+
+
+@pytest.fixture(scope="session")
+def xen_lab_report(request, xen_lab):
+    """Build (cached), boot once, run every scenario selected in this session."""
+    lab = xen_lab
+    names = sorted({item.callspec.params["scenario"] for item in request.session.items
+                    if hasattr(item, "callspec") and "scenario" in item.callspec.params})
+    try:
+        report = lab.run(names or None, echo=_progress)
+    except lab.LabError as e:
+        pytest.fail(f"Xen lab set-up failed: {e}", pytrace=False)
+    _progress(report.summary().replace("\n", "\n[xen-lab] ") + "\n")
+    return report
