@@ -231,9 +231,13 @@ class Backend:
             except PageError as exc:
                 print(f"xcinspect backend: {exc}; stopping", file=sys.stderr)
                 return 3
-            if n or fed:
-                evtchn.notify()
-            evtchn.unmask()
+            try:
+                if n or fed:
+                    evtchn.notify()
+                evtchn.unmask()
+            except PlatformError as exc:  # the guest died under us (XenCallError on dom0)
+                print(f"xcinspect backend: event channel failed ({exc.message}); releasing", file=sys.stderr)
+                return 0
             if listener.fileno() in r:
                 try:
                     s, _ = listener.accept()
