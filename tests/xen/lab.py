@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import dataclasses
 import fcntl
-import glob
 import gzip
 import hashlib
 import io
@@ -32,10 +31,8 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -58,6 +55,7 @@ DOM0_CMDLINE = "console=hvc0 quiet"
 
 DEFAULT_SCENARIO_TIMEOUT = 120      # seconds, per scenario (a header can override)
 BOOT_BUDGET = 240                   # seconds from QEMU start to the first scenario
+GLOBAL_TIMEOUT_CAP = 840            # a whole run never takes longer (CI budget)
 KEEP_RUNS = 3
 
 
@@ -78,7 +76,7 @@ def sh(cmd, *, cwd=None, env=None, capture=False, check=True, quiet=False) -> st
     """Run a command; on failure raise LabError with its output."""
     if not quiet:
         log("$ " + " ".join(str(c) for c in cmd))
-    p = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, text=True,
+    p = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, text=True, check=False,
                        stdout=subprocess.PIPE if capture else None,
                        stderr=subprocess.PIPE if capture else None)
     if check and p.returncode != 0:
@@ -121,10 +119,10 @@ def debian_mirror() -> str:
         text = f.read_text(errors="replace")
         if f.suffix == ".sources":
             for stanza in re.split(r"\n\s*\n", text):
-                if re.search(r"^Enabled:\s*no", stanza, re.M | re.I):
+                if re.search(r"^Enabled:\s*no", stanza, re.MULTILINE | re.IGNORECASE):
                     continue
-                uris = re.findall(r"^URIs:\s*(.+)$", stanza, re.M)
-                suites = " ".join(re.findall(r"^Suites:\s*(.+)$", stanza, re.M)).split()
+                uris = re.findall(r"^URIs:\s*(.+)$", stanza, re.MULTILINE)
+                suites = " ".join(re.findall(r"^Suites:\s*(.+)$", stanza, re.MULTILINE)).split()
                 for u in " ".join(uris).split():
                     cands.append((u, suites))
         else:
@@ -233,7 +231,7 @@ def build_boot() -> tuple[Path, str]:
         for deb in sorted(debs.glob("*.deb")):
             sh(["dpkg-deb", "-x", deb, x], quiet=True)
         (tmp / "xen.elf").write_bytes(gzip.decompress((x / "boot/xen-4.17-amd64.gz").read_bytes()))
-        vmlinuz = sorted((x / "boot").glob("vmlinuz-*"))[0]
+        vmlinuz = min((x / "boot").glob("vmlinuz-*"))
         kver = vmlinuz.name[len("vmlinuz-"):]
         shutil.copy(vmlinuz, tmp / "vmlinuz")
         (tmp / "kver").write_text(kver + "\n")
@@ -396,7 +394,7 @@ def select_scenarios(wanted: list[str] | None) -> list[str]:
 
 
 def scenario_timeout(name: str) -> int:
-    m = re.search(r"^# xci-timeout:\s*(\d+)", (SCENARIO_DIR / f"{name}.sh").read_text(), re.M)
+    m = re.search(r"^# xci-timeout:\s*(\d+)", (SCENARIO_DIR / f"{name}.sh").read_text(), re.MULTILINE)
     return int(m.group(1)) if m else DEFAULT_SCENARIO_TIMEOUT
 
 
@@ -562,7 +560,7 @@ def run(scenarios: list[str] | None = None, *, echo=None, timeout: float | None 
                 shutil.copyfileobj(f, out, 1 << 20)
     serial = run_dir / "serial.log"
     if timeout is None:
-        timeout = BOOT_BUDGET + sum(scenario_timeout(n) + 10 for n in names)
+        timeout = min(GLOBAL_TIMEOUT_CAP, BOOT_BUDGET + sum(scenario_timeout(n) + 10 for n in names))
     cmd = ["qemu-system-x86_64", *QEMU_ARGS, "-serial", f"file:{serial}",
            "-kernel", str(images.xen), "-append", XEN_CMDLINE,
            "-initrd", f"{images.vmlinuz} {DOM0_CMDLINE},{initrd}"]
@@ -570,9 +568,10 @@ def run(scenarios: list[str] | None = None, *, echo=None, timeout: float | None 
     log(f"booting Xen under QEMU TCG: {len(names)} scenario(s), timeout {timeout:.0f} s, log {serial}")
     parser = SerialParser(token, names)
     tq = time.monotonic()
-    qemu = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=open(run_dir / "qemu.out", "wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
     pos = 0
+    with open(run_dir / "qemu.out", "wb") as qout:
+        qemu = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qout,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         while True:
             if serial.exists():

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Install the host prerequisites of the Xen lab (idempotent). Needs root and the
-# Debian package archive configured in apt. CI calls this from `make test-xen`.
+# Install the host prerequisites of the Xen lab (idempotent; apt-get update at most once).
+# Needs root and the Debian archive configured in apt. `make test-xen` (and so CI) runs it.
+# The Xen, kernel and busybox packages are not installed here: lab.py fetches them with
+# `apt-get download` and unpacks them into its cache.
 set -euo pipefail
 
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v cpio >/dev/null || need+=(cpio)
-[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx setsid || need+=(busybox-static)
-command -v zstd >/dev/null || need+=(zstd)
-command -v dpkg-deb >/dev/null || need+=(dpkg)
+command -v unshare >/dev/null || need+=(util-linux)
 command -v gzip >/dev/null || need+=(gzip)
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -19,9 +19,6 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    # qemu-system-x86 without recommends: no GUI, firmware comes as a dependency.
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-command -v qemu-system-x86_64 >/dev/null
-command -v debootstrap >/dev/null
-echo "setup-host: ok ($(qemu-system-x86_64 --version | head -1))"
+echo "setup-host: ok ($(qemu-system-x86_64 --version | head -1), debootstrap $(dpkg-query -W -f '${Version}' debootstrap))"

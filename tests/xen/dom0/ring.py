@@ -9,13 +9,12 @@ ctypes is the default because it starts fast under TCG (cffi's cdef parsing cost
 seconds there); --lib cffi uses cffi's ABI mode (ffi.dlopen), as xcinspect does.
 """
 import argparse
+import ctypes
 import json
 import struct
 import subprocess
 import sys
 import time
-
-import ctypes
 
 CDEF = ("""
 typedef struct xengnttab_handle xengnttab_handle;

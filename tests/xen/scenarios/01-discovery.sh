@@ -1,5 +1,5 @@
 #!/bin/bash
-# xci-timeout: 120
+# xci-timeout: 90
 # Discovery: `xcinspect --once --json` agrees with xenstore on name, ring-ref, port, tty,
 # type for both guests; its ring indices agree with a raw read of the page; flag layout
 # `none` on Xen 4.17.

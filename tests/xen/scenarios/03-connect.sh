@@ -1,5 +1,5 @@
 #!/bin/bash
-# xci-timeout: 150
+# xci-timeout: 120
 # Connect: with xenconsoled gone and the ring full, `xcinspect connect` services the
 # console: the guest resumes (ticks advance), the log it reports (`log: PATH`) holds the
 # guest's output in order, no tick missing or repeated, continuing where xenconsoled's

@@ -1,5 +1,5 @@
 #!/bin/bash
-# xci-timeout: 120
+# xci-timeout: 90
 # Force-disconnect: an `xl console` session holds /var/lock/xenconsole.<domid>;
 # `xcinspect disconnect --force` ends it, and a later attach succeeds.
 . "$XCI_LIB"

@@ -1,5 +1,5 @@
 #!/bin/bash
-# xci-timeout: 150
+# xci-timeout: 120
 # TUI: `xcinspect` inside dom0 under tmux (TERM=xterm-256color, 120x40) shows both
 # guests and the stalled verdict (xenconsoled stopped, rings full).
 . "$XCI_LIB"

@@ -1,5 +1,5 @@
 #!/bin/bash
-# xci-timeout: 90
+# xci-timeout: 60
 # Bad environment: run as a non-root user, xcinspect prints one clear line on stderr
 # and exits 2 (no traceback).
 . "$XCI_LIB"
