@@ -7,9 +7,11 @@ failure, never a skip.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,9 +43,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def _progress(msg: str) -> None:
-    sys.__stderr__.write(f"\n[xen-lab] {msg}")
-    sys.__stderr__.flush()
+def _progress_writer(config):
+    """Print progress live, past pytest's output capture (a run takes minutes)."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+
+    def echo(msg: str) -> None:
+        with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+            sys.stderr.write(f"\n[xen-lab {time.strftime('%H:%M:%S')}] {msg}")
+            sys.stderr.flush()
+
+    return echo
 
 
 @pytest.fixture(scope="session")
@@ -65,9 +74,11 @@ def xen_lab_report(request, xen_lab):
     lab = xen_lab
     names = sorted({item.callspec.params["scenario"] for item in request.session.items
                     if hasattr(item, "callspec") and "scenario" in item.callspec.params})
+    echo = _progress_writer(request.config)
+    lab._log_hook = echo
     try:
-        report = lab.run(names or None, echo=_progress)
+        report = lab.run(names or None, echo=echo)
     except lab.LabError as e:
         pytest.fail(f"Xen lab set-up failed: {e}", pytrace=False)
-    _progress(report.summary().replace("\n", "\n[xen-lab] ") + "\n")
+    echo(report.summary().replace("\n", "\n    ") + "\n")
     return report

@@ -68,8 +68,14 @@ def cache_root() -> Path:
                 or Path.home() / ".cache" / "xcinspect" / "xen-lab").expanduser()
 
 
+_log_hook = None     # set by conftest.py: print past pytest's capture
+
+
 def log(msg: str) -> None:
-    print(f"[xen-lab {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    if _log_hook:
+        _log_hook(msg)
+    else:
+        print(f"[xen-lab {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def sh(cmd, *, cwd=None, env=None, capture=False, check=True, quiet=False) -> str:
