@@ -41,8 +41,8 @@ class ConfirmModal(ModalScreen[bool]):
             yield Label(Text(self.title_text, style=Style(bold=True)), id="confirm-title")
             yield Static(Text(self.body), id="confirm-body")
             with Horizontal(id="confirm-buttons"):
-                yield Button("No [n]", id="no")
-                yield Button(f"{self.yes} [y]", id="yes", variant="error" if self.destructive else "primary")
+                yield Button(Text("No [n]"), id="no")
+                yield Button(Text(f"{self.yes} [y]"), id="yes", variant="error" if self.destructive else "primary")
 
     def on_mount(self) -> None:
         self.query_one("#no" if self.destructive else "#yes", Button).focus()

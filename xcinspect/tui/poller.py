@@ -209,10 +209,11 @@ class FrameBuilder:
                 hist.pop(d, None)
                 self.sampled.discard(d)
                 self.names.pop(d, None)
+            born = set(res.appeared) if self.seq else set()
             for d, old, new in res.changed_state:
                 r = by_id.get(d)
-                if r is None or d not in self.sampled:
-                    continue  # first sample of a domain: nothing "became" anything
+                if r is None or (d not in self.sampled and d not in born):
+                    continue  # first sample at start-up: nothing "became" anything
                 if new == H.STALLED and old != H.STALLED:
                     stalled.append((d, r.name))
                 elif old == H.STALLED and new != H.STALLED:
