@@ -28,8 +28,13 @@ def test_full_ring_without_backend_is_stalled_at_once():
 
 
 def test_full_ring_duration_in_reason():
-    v = run([(0.0, (0, 0, 0, 2048)), (34.0, (0, 0, 0, 2048))], NOBODY)
+    v = run([(0.0, (0, 0, 0, 2040)), (1.0, (0, 0, 0, 2048)), (35.0, (0, 0, 0, 2048))], NOBODY)
     assert "out ring full for 34 s" in v.reason
+
+
+def test_full_ring_already_full_when_first_seen():
+    v = run([(0.0, (0, 0, 0, 2048)), (34.0, (0, 0, 0, 2048))], NOBODY)
+    assert "out ring full since before xcinspect started watching (34 s ago)" in v.reason
 
 
 def test_full_ring_with_moving_cons_is_backlog_not_stalled():

@@ -212,8 +212,11 @@ def classify(
 
     if out_fill == OUT_SIZE and (bound is False or frozen >= stall_after):
         since = track.t_full if track.t_full is not None else now
-        dur = now - since
-        return Verdict(STALLED, f"out ring full for {human_duration(dur)}; {where}", act_connect)
+        if since == track.first_seen:  # already full when we started watching
+            how_long = f"since before xcinspect started watching ({human_duration(now - since)} ago)"
+        else:
+            how_long = f"for {human_duration(now - since)}"
+        return Verdict(STALLED, f"out ring full {how_long}; {where}", act_connect)
     if out_fill and frozen >= stall_after:
         return Verdict(
             STALLED,
