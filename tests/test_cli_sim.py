@@ -1,0 +1,212 @@
+"""The CLI against a running sim world: batch output, actions, and every bad-input case."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from xcinspect.sim.world import start_world
+from xcinspect.xs import XsClient
+
+
+def xci(*args, input=None, timeout=60):
+    return subprocess.run([sys.executable, "-m", "xcinspect", *args], capture_output=True, text=True,
+                          input=input, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    w = start_world(str(tmp_path_factory.mktemp("cli-world")), scenario="demo", timeline=False)
+    yield w
+    w.stop()
+
+
+def once(world) -> dict:
+    r = xci("--sim", world.dir, "--once", "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def by_name(doc) -> dict:
+    return {d["name"]: d for d in doc["domains"]}
+
+
+def wait_state(world, name, states, timeout=20.0) -> dict:
+    deadline = time.time() + timeout
+    while True:
+        d = by_name(once(world))[name]
+        if d["verdict"]["state"] in states or time.time() > deadline:
+            return d
+        time.sleep(0.5)
+
+
+def test_once_json_shape_and_demo_verdicts(world):
+    doc = once(world)
+    assert doc["host"]["xen_version"] == "sim"
+    assert doc["host"]["flag_layout"] in ("none", "rfc-v2", "xen-4.21")
+    doms = by_name(doc)
+    for d in doc["domains"]:
+        assert set(d) >= {"domid", "name", "console", "ring", "verdict"}
+        assert set(d["console"]) == {"ring_ref", "port", "tty", "type"}
+        assert set(d["ring"]) == {"out", "in", "valid", "flag"}
+        assert set(d["ring"]["out"]) == {"cons", "prod", "fill", "size"}
+        assert set(d["ring"]["flag"]) == {"layout", "raw", "state"}
+        assert d["ring"]["flag"]["state"] in ("connected", "disconnected", "invalid", "n/a")
+        assert set(d["verdict"]) == {"state", "reason"}
+    stuck = doms["stuck-boot"]
+    assert stuck["verdict"]["state"] == "stalled"
+    assert stuck["ring"]["out"]["fill"] == 2048
+    assert "no backend bound" in stuck["verdict"]["reason"]
+    assert doms["web01"]["verdict"]["state"] in ("serviced", "idle")
+    assert doms["web01"]["console"]["tty"].startswith("/dev/pts/")
+    assert doms["db01"]["ring"]["flag"] == {"layout": "xen-4.21", "raw": 0, "state": "connected"}
+    assert doms["rfc-guest"]["ring"]["flag"] == {"layout": "rfc-v2", "raw": 1, "state": "connected"}
+    assert doms["hyperlaunch"]["verdict"]["state"] == "disconnected"
+    assert doms["hyperlaunch"]["ring"]["flag"]["state"] == "disconnected"
+    corrupt = wait_state(world, "corrupt", {"corrupt"})
+    assert corrupt["verdict"]["state"] == "corrupt" and corrupt["ring"]["valid"] is False
+    chatty = wait_state(world, "chatty", {"backlog"})
+    assert chatty["verdict"]["state"] == "backlog"
+
+
+def test_flag_layout_override_applies_to_every_domain(world):
+    r = xci("--sim", world.dir, "--once", "--json", "--flag-layout", "rfc-v2")
+    doc = json.loads(r.stdout)
+    assert doc["host"]["flag_layout"] == "rfc-v2"
+    assert {d["ring"]["flag"]["layout"] for d in doc["domains"]} == {"rfc-v2"}
+    # db01's 4.21 "connected" (0) reads as disconnected under the RFC's values
+    assert by_name(doc)["db01"]["ring"]["flag"]["state"] == "disconnected"
+
+
+def test_ndjson_stream(world):
+    r = xci("--sim", world.dir, "--json", "--interval", "0.3", "--count", "3")
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 3
+    docs = [json.loads(x) for x in lines]
+    assert all("domains" in d and "time" in d for d in docs)
+    assert docs[0]["time"] < docs[1]["time"] < docs[2]["time"]
+
+
+def test_batch_table(world):
+    r = xci("--sim", world.dir, "--batch", "--count", "2", "--interval", "0.2")
+    assert r.returncode == 0
+    assert r.stdout.count("DOMID NAME") == 2
+    assert "stuck-boot" in r.stdout and "stalled" in r.stdout
+    assert "\x1b" not in r.stdout
+
+
+def test_connect_stuck_boot_then_disconnect(world):
+    before = by_name(once(world))["stuck-boot"]
+    r = xci("--sim", world.dir, "connect", "stuck-boot")
+    assert r.returncode == 0, r.stderr
+    log = [ln for ln in r.stdout.splitlines() if ln.startswith("log: ")][0][5:]
+    d = wait_state(world, "stuck-boot", {"serviced", "idle"})
+    assert d["verdict"]["state"] in ("serviced", "idle"), d["verdict"]
+    assert "xcinspect" in d["verdict"]["reason"]
+    # the guest resumed: its producer index moved past the full ring
+    time.sleep(1.5)
+    after = by_name(once(world))["stuck-boot"]
+    assert after["ring"]["out"]["prod"] != before["ring"]["out"]["prod"]
+    data = open(log, "rb").read()
+    assert len(data) > 2048 and b"tick" in data
+    # connecting twice is refused with the reason
+    r2 = xci("--sim", world.dir, "connect", "stuck-boot")
+    assert r2.returncode == 1 and "already serviced by xcinspect" in r2.stderr
+    # attach goes through our own backend
+    r3 = xci("--sim", world.dir, "attach", "stuck-boot", "--linger", "1.5", input="echo XC-$((6*7))\n")
+    assert "XC-42" in r3.stdout, r3.stdout[-500:]
+    r4 = xci("--sim", world.dir, "disconnect", "stuck-boot")
+    assert r4.returncode == 0, r4.stderr
+    d = wait_state(world, "stuck-boot", {"no-backend", "stalled"})
+    assert d["verdict"]["state"] in ("no-backend", "stalled")
+    assert d["ring"]["out"]["fill"] > 0  # nobody drains it any more
+
+
+def test_connect_refused_when_serviced(world):
+    r = xci("--sim", world.dir, "connect", "web01")
+    assert r.returncode == 1
+    assert "already serviced by xenconsoled" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_attach_round_trip_via_pty(world):
+    r = xci("--sim", world.dir, "attach", "web01", "--linger", "1.5", input="echo X-ROUNDTRIP\n")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "X-ROUNDTRIP" in lines, lines[-5:]
+    assert "\x1b" not in r.stdout
+
+
+def test_attach_refused_while_held_then_forced(world):
+    holder = subprocess.Popen([sys.executable, "-m", "xcinspect", "--sim", world.dir, "attach", "db01"],
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        lock = os.path.join(world.dir, "lock", "xenconsole.2")
+        deadline = time.time() + 20
+        while not os.path.exists(lock) and time.time() < deadline:
+            time.sleep(0.1)
+        r = xci("--sim", world.dir, "attach", "db01", input="")
+        assert r.returncode == 1 and "is attached by pid" in r.stderr
+        r = xci("--sim", world.dir, "disconnect", "db01")
+        assert r.returncode == 1 and "force" in r.stderr
+        r = xci("--sim", world.dir, "disconnect", "db01", "--force")
+        assert r.returncode == 0, r.stderr
+        assert holder.wait(timeout=10) is not None
+        r = xci("--sim", world.dir, "attach", "db01", "--linger", "1", input="echo AFTER\n")
+        assert "AFTER" in r.stdout.splitlines()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    audit = [json.loads(x) for x in open(os.path.join(world.dir, "audit.log"))]
+    assert any(a["action"] == "attach" and a["result"] == "refused" for a in audit)
+    assert any(a["action"] == "disconnect" and a.get("how") == "kick" for a in audit)
+
+
+def test_read_only_refuses_actions(world):
+    for cmd in (["connect", "hyperlaunch"], ["disconnect", "web01", "--force"], ["attach", "web01"]):
+        r = xci("--sim", world.dir, "--read-only", *cmd, input="")
+        assert r.returncode == 1, cmd
+        assert "read-only" in r.stderr
+
+
+def test_unknown_domain(world):
+    for cmd in (["connect", "nosuch"], ["attach", "999"], ["disconnect", "nosuch"]):
+        r = xci("--sim", world.dir, *cmd, input="")
+        assert r.returncode == 2, (cmd, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_malformed_xenstore_value_isolates_one_domain(world):
+    xs = XsClient(world.xenstore_path)
+    path = "/local/domain/8/console/port"
+    good = xs.read(path)
+    try:
+        xs.write(path, "not-a-port")
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            doms = by_name(once(world))
+            if doms["ephemeral"]["verdict"]["state"] == "error":
+                break
+            time.sleep(0.3)
+        assert doms["ephemeral"]["verdict"]["state"] == "error"
+        assert "console/port is 'not-a-port', not a number" in doms["ephemeral"]["verdict"]["reason"]
+        assert doms["web01"]["verdict"]["state"] in ("serviced", "idle")
+    finally:
+        xs.write(path, good)
+        xs.close()
+
+
+def test_missing_xenstore_socket(tmp_path, world):
+    fake = tmp_path / "world"
+    fake.mkdir()
+    shutil.copy(os.path.join(world.dir, "world.json"), fake / "world.json")
+    r = xci("--sim", str(fake), "--once", "--json")
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "xenstore" in r.stderr.lower() and "Traceback" not in r.stderr
