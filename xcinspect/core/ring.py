@@ -177,7 +177,9 @@ class RingIO:
         return U32.unpack_from(self.buf, off)[0]
 
     def _store(self, off: int, value: int) -> None:
-        U32.pack_into(self.buf, off, value & MASK32)
+        # One 4-byte copy. Not ``U32.pack_into``: CPython's pack_into memsets the target to
+        # zero before packing, so a concurrent reader (the guest) could see an index of 0.
+        self.buf[off: off + 4] = U32.pack(value & MASK32)
 
     # -- backend: consume guest output ------------------------------------------------
     def peek_out(self, max_bytes: int | None = None) -> tuple[bytes, int]:
