@@ -1,0 +1,842 @@
+"""The sim world controller: builds a world directory, runs xenstored, xenconsoled and the
+guests as separate processes, and plays a scenario timeline.
+
+Foreground (also what ``xcinspect sim DIR`` runs)::
+
+    python -m xcinspect.sim.world --world DIR [--domains N] [--scenario demo|scale] [--no-timeline]
+
+Python API (tests, ``xcinspect --sim``)::
+
+    world = start_world(dir, domains=None, scenario="demo", timeline=True)
+    world.dir, world.xenstore_path, world.domains, world.pids()
+    world.control("destroy 8")        # the control socket, see below
+    world.stop()                      # every process of the world is gone afterwards
+
+The controller is started in its own session; all the world's processes share its
+process group, so ``World.stop()`` can always clean up (even after the controller was
+SIGKILLed); the children also get SIGTERM from the kernel when the controller dies.
+
+Control socket ``DIR/run/world.sock`` (one line in, one line out)::
+
+    ping                                   -> ok
+    status                                 -> ok {json}
+    destroy DOMID                          -> ok           (the domain dies)
+    create NAME [key=value ...]            -> ok DOMID     (kernel=, layout=, behaviour=,
+                                                            consoled=0|1, tick=)
+    guest DOMID set KEY VALUE              -> ok           (e.g. behaviour chatty)
+    xenstored stall|stall-mid SECONDS | drop   -> ok       (fault injection via XS_CONTROL)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid as _uuid
+
+from xcinspect.core import flags as F
+from xcinspect.core.ring import blank_page
+from xcinspect.sim.common import (
+    WORLD_VERSION, Paths, pid_alive, read_world, world_id_for, write_world,
+)
+
+CONSOLE_PORT = 2  # the console's guest-side event channel (port 1 is xenstore's)
+XENSTORE_PORT = 1
+GUESTS_PER_PROCESS = 64
+CONSOLE_LIMIT = 1048576
+
+
+# -- scenarios ----------------------------------------------------------------------------------
+def _dom(name, kernel="legacy", layout=F.NONE, behaviour="normal", consoled=True, tick=2.0, shows=""):
+    return {"name": name, "kernel": kernel, "layout": layout, "behaviour": behaviour,
+            "consoled": consoled, "tick": tick, "shows": shows}
+
+
+def demo_domains() -> dict[int, dict]:
+    return {
+        1: _dom("web01", shows="healthy console (no flag), serviced by xenconsoled"),
+        2: _dom("db01", kernel="xen-4.21", layout=F.XEN_421, tick=3.0,
+                shows="Xen 4.21 layout, 4.21-aware kernel, serviced: connection=0 (connected)"),
+        3: _dom("rfc-guest", kernel="rfc-v2", layout=F.RFC_V2, tick=2.5,
+                shows="RFC v2 layout, serviced: flag=1 (connected)"),
+        4: _dom("stuck-boot", consoled=False, tick=1.0,
+                shows="stuck boot: no backend, out full (2048), guest blocked; resumes when drained"),
+        5: _dom("hyperlaunch", kernel="xen-4.21", layout=F.XEN_421, consoled=False,
+                shows="Xen 4.21 layout, no backend: connection=1, guest drops writes (ring empty)"),
+        6: _dom("chatty", behaviour="chatty", shows="flooding guest held by the rate limit"),
+        7: _dom("corrupt", behaviour="corrupt", shows="corrupt indices (fill > 2048)"),
+        8: _dom("ephemeral", tick=1.5, shows="dies ~20 s after start"),
+    }
+
+
+DEMO_LATECOMER = (9, _dom("latecomer", kernel="xen-4.21", layout=F.XEN_421, tick=2.0,
+                          shows="appears ~10 s after start"))
+DEMO_EPHEMERAL = 8
+
+ROLES = ("web", "app", "db", "cache", "mq", "build", "ci", "mail", "dns", "lb", "api", "batch")
+
+
+def scale_domains(n: int) -> dict[int, dict]:
+    """n domains, mostly healthy and quiet-ish, with a sprinkling of each problem case."""
+    out: dict[int, dict] = {}
+    chatty = 0
+    for d in range(1, n + 1):
+        name = f"{ROLES[d % len(ROLES)]}{d:04d}"
+        tick = 2.0 + (d * 7919 % 40) / 10.0  # a line every 2..6 s
+        if d % 97 == 13:
+            out[d] = _dom(f"stuck{d:04d}", consoled=False, tick=1.0, shows="stuck boot")
+        elif d % 89 == 29:
+            out[d] = _dom(f"hl{d:04d}", kernel="xen-4.21", layout=F.XEN_421, consoled=False,
+                          shows="4.21, no backend: dropping")
+        elif d % 83 == 41:
+            out[d] = _dom(f"bad{d:04d}", behaviour="corrupt", shows="corrupt indices")
+        elif d % 211 == 17 and chatty < 3:
+            chatty += 1
+            out[d] = _dom(f"chatty{d:04d}", behaviour="chatty", shows="rate-limited flood")
+        elif d % 71 == 5:
+            out[d] = _dom(name, kernel="rfc-v2", layout=F.RFC_V2, tick=tick, shows="rfc-v2, serviced")
+        elif d % 7 == 3:
+            out[d] = _dom(name, kernel="xen-4.21", layout=F.XEN_421, tick=tick, shows="4.21, serviced")
+        else:
+            out[d] = _dom(name, tick=tick, behaviour="quiet" if d % 5 == 0 else "normal", shows="healthy")
+    return out
+
+
+# -- the controller ------------------------------------------------------------------------------
+class GuestProc:
+    def __init__(self, proc: subprocess.Popen, domids: list[int]) -> None:
+        self.proc = proc
+        self.domids = set(domids)
+        self.buf = b""
+
+
+class Controller:
+    def __init__(self, directory: str, scenario: str = "demo", domains: int | None = None,
+                 timeline: bool = True, log: str | None = None) -> None:
+        self.paths = Paths(directory)
+        self.dir = self.paths.dir
+        self.world_id = world_id_for(self.dir)
+        self.scenario = scenario
+        self.n = domains
+        self.timeline_on = timeline
+        self.consoled_log = log
+        self.domains: dict[int, dict] = {}
+        self.initial: set[int] = set()
+        self.booted: set[int] = set()
+        self.ready = False
+        self.t_start = time.monotonic()
+        self.t_ready: float | None = None
+        self.timeline: list[tuple[float, str, object]] = []
+        self.xenstored: subprocess.Popen | None = None
+        self.consoled: subprocess.Popen | None = None
+        self.guests: list[GuestProc] = []
+        self.sel = selectors.DefaultSelector()
+        self.stop = False
+        self.wire = None
+        self.listener: socket.socket | None = None
+        self.clients: dict[int, tuple[socket.socket, bytes]] = {}
+        self.next_health = 0.0
+
+    # -- output ----------------------------------------------------------------------------------
+    def say(self, msg: str) -> None:
+        t = time.monotonic() - self.t_start
+        try:
+            print(f"[{t:7.2f}] {msg}", flush=True)
+        except (BrokenPipeError, OSError):
+            pass
+
+    def child_log(self, name: str):
+        return open(os.path.join(self.paths.run, f"{name}.log"), "ab", buffering=0)
+
+    # -- world.json -------------------------------------------------------------------------------
+    def save(self) -> None:
+        data = {
+            "version": WORLD_VERSION,
+            "world_id": self.world_id,
+            "xen_version": "sim",
+            "default_layout": F.NONE,
+            "controller_pid": os.getpid(),
+            "scenario": self.scenario,
+            "domains": {str(d): cfg for d, cfg in sorted(self.domains.items())},
+            "pids": self.pid_map(),
+        }
+        write_world(self.dir, data)
+
+    def pid_map(self) -> dict:
+        return {
+            "xenstored": self.xenstored.pid if self.xenstored else None,
+            "xenconsoled": self.consoled.pid if self.consoled else None,
+            "guests": [g.proc.pid for g in self.guests if g.proc.poll() is None],
+        }
+
+    # -- start-up ----------------------------------------------------------------------------------
+    def setup(self) -> None:
+        p = self.paths
+        p.makedirs()
+        for stale in (p.ready, p.control):
+            try:
+                os.unlink(stale)
+            except FileNotFoundError:
+                pass
+        for name in os.listdir(p.pages):
+            os.unlink(os.path.join(p.pages, name))
+        if self.scenario == "scale" or self.n:
+            self.domains = scale_domains(self.n or 100)
+        else:
+            self.domains = demo_domains()
+        for d, cfg in self.domains.items():
+            self._fill_cfg(d, cfg)
+        self.initial = set(self.domains)
+        self.save()
+        self.start_control()
+        self.start_xenstored()
+        from xcinspect.sim.xswire import WireClient
+
+        self.wire = WireClient(p.socket, timeout=10.0)
+        self.wire.write_many([("/local/domain/0/name", "Domain-0"), ("/local/domain/0/domid", "0"),
+                              ("/tool/xenstored/domid", "0")])
+        self.start_consoled()
+        for d in sorted(self.domains):
+            self.make_page(d)
+        self.populate(sorted(self.domains))
+        from xcinspect.sim.xenstored import INTRODUCE
+
+        self.wire.pipeline([(INTRODUCE, b"%d\0%d\0%d\0" % (d, self.domains[d]["store_mfn"], XENSTORE_PORT))
+                            for d in sorted(self.domains)])
+        # As on a host, the backend is set up before the guest runs (xl unpauses it after
+        # xenconsoled had its chance): start the guests once served consoles have a tty.
+        self.wait_for_backend(sorted(self.domains))
+        self.start_guests(sorted(self.domains))
+        self.save()
+        if self.timeline_on:
+            if self.scenario == "demo" and not self.n:
+                self.timeline = [(10.0, "create", DEMO_LATECOMER), (20.0, "destroy", DEMO_EPHEMERAL)]
+            else:
+                last = max(self.domains)
+                self.timeline = [(10.0, "create", (last + 1, _dom(f"late{last + 1:04d}", shows="appears later"))),
+                                 (20.0, "destroy", last)]
+        self.say(f"world {self.dir}: {len(self.domains)} domains, waiting for the guests to boot")
+
+    def _fill_cfg(self, d: int, cfg: dict) -> None:
+        cfg.setdefault("port", CONSOLE_PORT)
+        cfg.setdefault("ring_ref", 0x9F000 + d * 0x41)  # a fake frame number (GFN), as libxl writes
+        cfg.setdefault("store_mfn", 0x9E000 + d * 0x41)
+        cfg.setdefault("uuid", str(_uuid.uuid5(_uuid.NAMESPACE_URL, f"xcinspect-sim:{self.world_id}/{d}/{cfg['name']}")))
+
+    def start_control(self) -> None:
+        ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        ls.bind(self.paths.control)
+        ls.listen(16)
+        ls.setblocking(False)
+        self.listener = ls
+        self.sel.register(ls, selectors.EVENT_READ, "listen")
+
+    def _spawn(self, args: list[str], name: str, **kw) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", *args, "--world", self.dir, "--parent-pid", str(os.getpid())]
+        log = self.child_log(name)
+        try:
+            return subprocess.Popen(cmd, stderr=log, close_fds=True, **kw)
+        finally:
+            log.close()
+
+    def start_xenstored(self) -> None:
+        from xcinspect.sim.xenstored import wait_for_socket
+
+        self.xenstored = self._spawn(["xcinspect.sim.xenstored"], "xenstored",
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        wait_for_socket(self.paths.socket, 15.0, self.xenstored)
+
+    def start_consoled(self) -> None:
+        args = ["xcinspect.sim.consoled"]
+        log = self.consoled_log or ("none" if len(self.domains) > 100 else "guest")
+        args += ["--log", log]
+        self.consoled = self._spawn(args, "xenconsoled", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+    def make_page(self, d: int) -> None:
+        cfg = self.domains[d]
+        layout = cfg["layout"]
+        # libxenguest: a zeroed page; >= 4.21 sets connection = 1 (disconnected).
+        page = blank_page(layout, F.DISCONNECTED if layout == F.XEN_421 else None)
+        tmp = self.paths.page(d) + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(page)
+        os.replace(tmp, self.paths.page(d))
+        with open(self.paths.layout(d), "w", encoding="ascii") as f:
+            f.write(layout + "\n")
+
+    def populate(self, domids: list[int]) -> None:
+        """What libxl writes for a domain (the console keys before the introduce)."""
+        items: list[tuple[str, str]] = []
+        for d in domids:
+            cfg = self.domains[d]
+            base = f"/local/domain/{d}"
+            back = f"/local/domain/0/backend/console/{d}/0"
+            vm = f"/vm/{cfg['uuid']}"
+            items += [
+                (f"{vm}/uuid", cfg["uuid"]), (f"{vm}/name", cfg["name"]),
+                (f"{base}/name", cfg["name"]), (f"{base}/domid", str(d)), (f"{base}/vm", vm),
+                (f"{base}/memory/target", str(1048576 * (1 + d % 4))),
+                (f"{base}/cpu/0/availability", "online"),
+                (f"{base}/store/ring-ref", str(cfg["store_mfn"])), (f"{base}/store/port", str(XENSTORE_PORT)),
+                (f"{back}/frontend", f"{base}/console"), (f"{back}/frontend-id", str(d)),
+                (f"{back}/online", "1"), (f"{back}/state", "1"), (f"{back}/protocol", "vt100"),
+                (f"{base}/console/backend", back), (f"{base}/console/backend-id", "0"),
+                (f"{base}/console/limit", str(CONSOLE_LIMIT)), (f"{base}/console/type", "xenconsoled"),
+                (f"{base}/console/output", "pty"), (f"{base}/console/tty", ""),
+                (f"{base}/console/port", str(cfg["port"])), (f"{base}/console/ring-ref", str(cfg["ring_ref"])),
+            ]
+        for i in range(0, len(items), 4000):
+            self.wire.write_many(items[i: i + 4000])
+
+    def wait_for_backend(self, domids: list[int], timeout: float | None = None) -> None:
+        from xcinspect.sim.xenstored import READ
+
+        want = [d for d in domids if self.domains[d].get("consoled", True)]
+        deadline = time.monotonic() + (timeout if timeout is not None else 10.0 + 0.01 * len(want))
+        while want and time.monotonic() < deadline:
+            reps = self.wire.pipeline([(READ, f"/local/domain/{d}/console/tty".encode() + b"\0") for d in want])
+            want = [d for d, (op, payload) in zip(want, reps) if not payload.strip(b"\0")]
+            if want:
+                time.sleep(0.02)
+        if want:
+            self.say(f"xenconsoled did not set up {len(want)} console(s) in time; starting the guests anyway")
+
+    def start_guests(self, domids: list[int]) -> None:
+        per = 1 if len(domids) <= 16 else GUESTS_PER_PROCESS
+        for i in range(0, len(domids), per):
+            chunk = domids[i: i + per]
+            args = ["xcinspect.sim.guest"]
+            for d in chunk:
+                args += ["--domid", str(d)]
+            proc = self._spawn(args, f"guest-{chunk[0]}", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            os.set_blocking(proc.stdout.fileno(), False)
+            g = GuestProc(proc, chunk)
+            self.guests.append(g)
+            self.sel.register(proc.stdout, selectors.EVENT_READ, g)
+
+    # -- domain life cycle ----------------------------------------------------------------------------
+    def create_domain(self, d: int | None, cfg: dict) -> int:
+        if d is None:
+            d = max(self.domains, default=0) + 1
+        if d in self.domains:
+            raise ValueError(f"domain {d} exists")
+        cfg = dict(cfg)
+        self._fill_cfg(d, cfg)
+        self.domains[d] = cfg
+        self.save()  # xenconsoled reads who it serves from world.json
+        self.make_page(d)
+        self.populate([d])
+        self.wire.introduce(d, cfg["store_mfn"], XENSTORE_PORT)
+        self.wait_for_backend([d], 5.0)
+        self.start_guests([d])
+        self.save()
+        self.say(f"domain {d} ({cfg['name']}) created")
+        return d
+
+    def destroy_domain(self, d: int) -> None:
+        cfg = self.domains.get(d)
+        if cfg is None:
+            raise ValueError(f"no domain {d}")
+        for g in self.guests:
+            if d in g.domids:
+                g.domids.discard(d)
+                self.guest_command(g, f"stop {d}")
+                if not g.domids:
+                    self._stop_proc(g.proc, 3.0)
+        try:
+            self.wire.release(d)
+        except Exception:
+            pass
+        for path in (f"/local/domain/{d}", f"/vm/{cfg.get('uuid')}", f"/local/domain/0/backend/console/{d}"):
+            try:
+                self.wire.rm(path)
+            except Exception:
+                pass
+        for path in (self.paths.page(d), self.paths.layout(d)):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        del self.domains[d]
+        self.guests = [g for g in self.guests if g.domids or g.proc.poll() is None]
+        self.save()
+        self.say(f"domain {d} ({cfg['name']}) destroyed")
+
+    def guest_command(self, g: GuestProc, line: str) -> None:
+        try:
+            g.proc.stdin.write((line + "\n").encode())
+            g.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    # -- control socket --------------------------------------------------------------------------------
+    def control(self, line: str) -> str:
+        words = line.split()
+        if not words:
+            return "err empty command"
+        cmd = words[0]
+        try:
+            if cmd == "ping":
+                return "ok"
+            if cmd == "status":
+                return "ok " + json.dumps({
+                    "ready": self.ready, "domains": sorted(self.domains), "booted": sorted(self.booted),
+                    "pids": self.pid_map(),
+                })
+            if cmd == "destroy" and len(words) == 2:
+                self.destroy_domain(int(words[1]))
+                return "ok"
+            if cmd == "create" and len(words) >= 2:
+                cfg = _dom(words[1])
+                for kv in words[2:]:
+                    k, _, v = kv.partition("=")
+                    if k == "consoled":
+                        cfg[k] = v not in ("0", "false", "no")
+                    elif k == "tick":
+                        cfg[k] = float(v)
+                    elif k == "domid":
+                        continue
+                    elif k in cfg:
+                        cfg[k] = v
+                    else:
+                        return f"err unknown key {k}"
+                want = next((int(kv[6:]) for kv in words[2:] if kv.startswith("domid=")), None)
+                return f"ok {self.create_domain(want, cfg)}"
+            if cmd == "guest" and len(words) >= 5 and words[2] == "set":
+                d = int(words[1])
+                for g in self.guests:
+                    if d in g.domids:
+                        self.guest_command(g, "set " + " ".join(words[1:2] + words[3:]))
+                        if words[3] in ("behaviour", "kernel", "tick"):
+                            self.domains[d][words[3]] = float(words[4]) if words[3] == "tick" else words[4]
+                            self.save()
+                        return "ok"
+                return f"err no guest {d}"
+            if cmd == "xenstored" and len(words) >= 2:
+                reply = self.wire.control(*words[1:])
+                return "ok " + reply.rstrip(b"\0").decode()
+        except Exception as exc:  # a bad command must not take the world down
+            return f"err {exc}"
+        return f"err unknown command {line.strip()!r}"
+
+    def on_control_client(self, s: socket.socket) -> None:
+        fd = s.fileno()
+        sock, buf = self.clients[fd]
+        try:
+            chunk = s.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.sel.unregister(s)
+            del self.clients[fd]
+            s.close()
+            return
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            reply = self.control(line.decode(errors="replace"))
+            try:
+                s.setblocking(True)
+                s.sendall(reply.encode() + b"\n")
+                s.setblocking(False)
+            except OSError:
+                pass
+        self.clients[fd] = (sock, buf)
+
+    # -- main loop --------------------------------------------------------------------------------------
+    def on_guest_output(self, g: GuestProc) -> None:
+        try:
+            chunk = os.read(g.proc.stdout.fileno(), 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            try:
+                self.sel.unregister(g.proc.stdout)
+            except (KeyError, ValueError):
+                pass
+            return
+        g.buf += chunk
+        while b"\n" in g.buf:
+            line, g.buf = g.buf.split(b"\n", 1)
+            words = line.decode(errors="replace").split()
+            if len(words) == 2 and words[0] == "booted":
+                self.booted.add(int(words[1]))
+        if not self.ready and self.initial <= self.booted:
+            self.ready = True
+            self.t_ready = time.monotonic()
+            with open(self.paths.ready, "w") as f:
+                f.write(f"{time.time():.3f}\n")
+            self.say(f"world ready in {self.t_ready - self.t_start:.2f} s")
+
+    def run(self) -> int:
+        r, w = socket.socketpair()
+        r.setblocking(False)
+        w.setblocking(False)
+        signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
+
+        def on_signal(signum, frame):
+            self.stop = True
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, on_signal)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        self.sel.register(r, selectors.EVENT_READ, "wake")
+        try:
+            self.setup()
+            while not self.stop:
+                now = time.monotonic()
+                timeout = 1.0
+                if self.ready and self.timeline:
+                    due = self.t_ready + self.timeline[0][0]
+                    timeout = max(0.0, min(timeout, due - now))
+                for key, _ in self.sel.select(timeout):
+                    if key.data == "wake":
+                        try:
+                            while r.recv(64):
+                                pass
+                        except OSError:
+                            pass
+                    elif key.data == "listen":
+                        try:
+                            s, _ = self.listener.accept()
+                            s.setblocking(False)
+                            self.clients[s.fileno()] = (s, b"")
+                            self.sel.register(s, selectors.EVENT_READ, "client")
+                        except OSError:
+                            pass
+                    elif key.data == "client":
+                        self.on_control_client(key.fileobj)
+                    else:
+                        self.on_guest_output(key.data)
+                now = time.monotonic()
+                while self.ready and self.timeline and now >= self.t_ready + self.timeline[0][0]:
+                    _, action, arg = self.timeline.pop(0)
+                    try:
+                        if action == "create":
+                            self.create_domain(*arg)
+                        elif action == "destroy":
+                            self.destroy_domain(arg)
+                    except Exception as exc:
+                        self.say(f"timeline {action} failed: {exc}")
+                if now >= self.next_health:
+                    self.next_health = now + 1.0
+                    self.check_children()
+        finally:
+            self.teardown()
+        return 0
+
+    def check_children(self) -> None:
+        for name, proc in (("xenstored", self.xenstored), ("xenconsoled", self.consoled)):
+            if proc is not None and proc.poll() is not None and not getattr(proc, "_reported", False):
+                proc._reported = True
+                self.say(f"{name} exited with status {proc.returncode}")
+
+    @staticmethod
+    def _stop_proc(proc: subprocess.Popen | None, timeout: float) -> None:
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            proc.terminate()
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        except OSError:
+            pass
+
+    def teardown(self) -> None:
+        self.say("stopping the world")
+        for g in self.guests:
+            if g.proc.poll() is None:
+                try:
+                    g.proc.terminate()
+                except OSError:
+                    pass
+        for g in self.guests:
+            self._stop_proc(g.proc, 3.0)
+            for f in (g.proc.stdin, g.proc.stdout):
+                try:
+                    f.close()
+                except Exception:
+                    pass
+        self._stop_proc(self.consoled, 3.0)
+        if self.wire is not None:
+            self.wire.close()
+        self._stop_proc(self.xenstored, 3.0)
+        for path in (self.paths.socket, self.paths.control, self.paths.ready,
+                     self.paths.xenstored_pid, self.paths.consoled_pid):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        if self.listener is not None:
+            self.listener.close()
+        try:
+            data = read_world(self.dir)
+            data["controller_pid"] = None
+            data["pids"] = {"xenstored": None, "xenconsoled": None, "guests": []}
+            write_world(self.dir, data)
+        except (OSError, ValueError):
+            pass
+        self.say("world stopped")
+
+
+# -- the Python API ----------------------------------------------------------------------------------
+class WorldError(RuntimeError):
+    pass
+
+
+def _group_members(pgid: int) -> list[int]:
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            if int(rest[2]) == pgid and rest[0] != "Z":
+                out.append(int(name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+class World:
+    """A running sim world (see ``start_world``)."""
+
+    def __init__(self, directory: str, proc: subprocess.Popen) -> None:
+        self.paths = Paths(directory)
+        self.dir = self.paths.dir
+        self.proc = proc
+        self.pid = proc.pid
+        self.pgid = proc.pid  # start_new_session: the controller leads its own group
+        self.stopped = False
+        self._known_pids: set[int] = set()
+
+    @property
+    def xenstore_path(self) -> str:
+        return self.paths.socket
+
+    @property
+    def world_id(self) -> str:
+        return world_id_for(self.dir)
+
+    def info(self) -> dict:
+        return read_world(self.dir)
+
+    @property
+    def domains(self) -> dict[int, dict]:
+        return {int(k): v for k, v in self.info().get("domains", {}).items()}
+
+    def domid(self, name: str) -> int:
+        for d, cfg in self.domains.items():
+            if cfg.get("name") == name:
+                return d
+        raise KeyError(name)
+
+    def pids(self) -> list[int]:
+        """The controller and every process it started (as recorded in world.json)."""
+        try:
+            p = self.info().get("pids", {})
+        except (OSError, ValueError):
+            p = {}
+        pids = [self.pid] + [x for x in (p.get("xenstored"), p.get("xenconsoled")) if x] + list(p.get("guests", []))
+        self._known_pids.update(pids)
+        return pids
+
+    def platform(self):
+        from xcinspect.platform.sim import SimPlatform
+
+        return SimPlatform(self.dir)
+
+    def control(self, line: str, timeout: float = 10.0) -> str:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(self.paths.control)
+            s.sendall(line.strip().encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        finally:
+            s.close()
+        reply = buf.decode().strip()
+        if not reply.startswith("ok"):
+            raise WorldError(f"world control {line!r}: {reply or 'no reply'}")
+        return reply[2:].strip()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the world: every process of it is gone when this returns."""
+        if self.stopped:
+            return
+        try:
+            self.pids()
+        except Exception:
+            pass
+        if self.proc.poll() is None:
+            try:
+                self.proc.terminate()
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # Whatever is left in the group (controller SIGKILLed, a wedged child): kill it.
+        deadline = time.monotonic() + 5.0
+        while True:
+            members = _group_members(self.pgid)
+            strays = [p for p in self._known_pids if p != self.pid and pid_alive(p) and p not in members]
+            if not members and not strays:
+                break
+            try:
+                os.killpg(self.pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            for p in strays:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._stop_backends()
+        for path in (self.paths.socket, self.paths.control, self.paths.ready):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self.stopped = True
+
+    def _stop_backends(self) -> None:
+        """xcinspect backend daemons started for this world (own sessions) go with it."""
+        try:
+            names = os.listdir(self.paths.state)
+        except OSError:
+            return
+        for name in names:
+            if not name.endswith(".pid"):
+                continue
+            try:
+                with open(os.path.join(self.paths.state, name)) as f:
+                    pid = int(f.read().split()[0])
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except (OSError, ValueError, IndexError):
+                continue
+            if self.dir.encode() not in cmd:
+                continue
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                continue
+            for _ in range(60):
+                if not pid_alive(pid):
+                    break
+                time.sleep(0.05)
+            else:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_world(directory: str, domains: int | None = None, scenario: str = "demo", timeline: bool = True,
+                timeout: float | None = None, log: str | None = None) -> World:
+    """Start a world controller for ``directory`` (in its own session) and wait until every
+    initial guest has booted (``world.ready``). Raises WorldError with the reason when it
+    does not come up within ``timeout`` seconds (default: 30 s + 60 ms per domain)."""
+    if domains and scenario == "demo":
+        scenario = "scale"  # a domain count means the scale scenario
+    paths = Paths(directory)
+    paths.makedirs()
+    try:
+        os.unlink(paths.ready)
+    except FileNotFoundError:
+        pass
+    cmd = [sys.executable, "-m", "xcinspect.sim.world", "--world", paths.dir, "--scenario", scenario]
+    if domains:
+        cmd += ["--domains", str(int(domains))]
+    if not timeline:
+        cmd.append("--no-timeline")
+    if log:
+        cmd += ["--log", log]
+    logf = open(os.path.join(paths.run, "world.log"), "ab", buffering=0)
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+    finally:
+        logf.close()
+    world = World(paths.dir, proc)
+    if timeout is None:
+        timeout = 30.0 + 0.06 * (domains or 10)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(paths.ready):
+        if proc.poll() is not None:
+            tail = _tail(os.path.join(paths.run, "world.log"))
+            world.stop()
+            raise WorldError(f"the sim world controller exited (status {proc.returncode}) before the world "
+                             f"was ready:\n{tail}")
+        if time.monotonic() > deadline:
+            tail = _tail(os.path.join(paths.run, "world.log"))
+            world.stop()
+            raise WorldError(f"the sim world at {paths.dir} was not ready within {timeout:g} s:\n{tail}")
+        time.sleep(0.02)
+    world.pids()
+    return world
+
+
+def _tail(path: str, n: int = 15) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m xcinspect.sim.world", description="run a simulated Xen world")
+    ap.add_argument("--world", required=True, help="world directory (created if missing)")
+    ap.add_argument("--domains", type=int, help="number of domains (scale scenario, up to 1000)")
+    ap.add_argument("--scenario", choices=("demo", "scale"), default=None)
+    ap.add_argument("--no-timeline", dest="timeline", action="store_false",
+                    help="no domain appears or dies later (deterministic tests)")
+    ap.add_argument("--log", choices=("none", "guest"), help="sim xenconsoled guest logs (default: guest up to 100 domains)")
+    args = ap.parse_args(argv)
+    if args.domains is not None and not 1 <= args.domains <= 4000:
+        ap.error("--domains must be between 1 and 4000")
+    scenario = args.scenario or ("scale" if args.domains else "demo")
+    if scenario == "scale" and not args.domains:
+        args.domains = 100
+    ctl = Controller(args.world, scenario=scenario, domains=args.domains if scenario == "scale" else None,
+                     timeline=args.timeline, log=args.log)
+    return ctl.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
