@@ -334,7 +334,7 @@ class Controller:
         self.make_page(d)
         self.populate([d])
         self.wire.introduce(d, cfg["store_mfn"], XENSTORE_PORT)
-        self.wait_for_backend([d], 5.0)
+        self.wait_for_backend([d], 3.0)
         self.start_guests([d])
         self.save()
         self.say(f"domain {d} ({cfg['name']}) created")

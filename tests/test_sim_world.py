@@ -1,0 +1,332 @@
+"""The demo world behaves like a Xen host: libxl's xenstore keys, xenconsoled servicing the
+consoles it is set up for, a stuck boot that resumes once drained, each flag layout,
+corrupt indices, a rate-limited flood, guests answering on their pty, domains coming and
+going, and nothing left behind on stop."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import select
+import signal
+import time
+import tty
+
+import pytest
+
+from xcinspect.core import flags as F
+from xcinspect.core import ring as R
+from xcinspect.platform.base import BindError, PlatformError
+from xcinspect.platform.sim import SimPlatform
+from xcinspect.sim.common import pid_alive
+from xcinspect.sim.evtchn import SimEventChannel, port_bound
+from xcinspect.sim.world import start_world
+from xcinspect.xs import XsClient
+
+SERVED = ("web01", "db01", "rfc-guest", "chatty", "corrupt", "ephemeral")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    w = start_world(str(tmp_path_factory.mktemp("world")), timeline=False)
+    yield w
+    w.stop()
+
+
+@pytest.fixture(scope="module")
+def xs(world):
+    c = XsClient(world.xenstore_path, timeout=5.0)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def plat(world):
+    p = SimPlatform(world.dir)
+    p.check()
+    return p
+
+
+def idx(world, domid):
+    """(in_cons, in_prod, out_cons, out_prod) of a page, read the way an observer does."""
+    with open(os.path.join(world.dir, "pages", f"dom{domid}.page"), "rb") as f:
+        return R.IDX.unpack_from(f.read(), R.IDX_OFFSET)
+
+
+def page(world, domid):
+    with open(os.path.join(world.dir, "pages", f"dom{domid}.page"), "rb") as f:
+        return f.read()
+
+
+def until(cond, timeout=10.0, step=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(step)
+
+
+def test_world_files(world):
+    info = world.info()
+    assert info["version"] == 1 and info["xen_version"] == "sim" and info["default_layout"] == "none"
+    assert re.fullmatch(r"[0-9a-f]{12}", info["world_id"]) and info["world_id"] == world.world_id
+    assert pid_alive(info["controller_pid"])
+    assert os.path.exists(os.path.join(world.dir, "world.ready"))
+    for d, cfg in world.domains.items():
+        assert os.path.getsize(os.path.join(world.dir, "pages", f"dom{d}.page")) == R.PAGE_SIZE
+        with open(os.path.join(world.dir, "pages", f"dom{d}.layout")) as f:
+            assert f.read().strip() == cfg["layout"]
+    for sub in ("lock", "state", "logs", "run"):
+        assert os.path.isdir(os.path.join(world.dir, sub))
+    assert {cfg["name"] for cfg in world.domains.values()} == {
+        "web01", "db01", "rfc-guest", "stuck-boot", "hyperlaunch", "chatty", "corrupt", "ephemeral"}
+
+
+def test_xenstore_filled_like_libxl(world, xs):
+    doms = world.domains
+    assert sorted(int(x) for x in xs.list("/local/domain")) == [0, *sorted(doms)]
+    assert xs.read("/local/domain/0/name") == "Domain-0"
+    for d, cfg in doms.items():
+        base = f"/local/domain/{d}"
+        assert xs.read(f"{base}/name") == cfg["name"]
+        assert xs.read(f"{base}/domid") == str(d)
+        assert xs.read(f"{base}/vm").startswith("/vm/")
+        c = f"{base}/console"
+        assert int(xs.read(f"{c}/ring-ref")) > 0
+        assert xs.read(f"{c}/port") == str(cfg["port"])
+        assert xs.read(f"{c}/type") == "xenconsoled"
+        assert xs.read(f"{c}/limit") == "1048576"
+        assert xs.read(f"{c}/output") == "pty"
+        assert xs.read(f"{c}/backend") == f"/local/domain/0/backend/console/{d}/0"
+        assert xs.read(f"{c}/backend-id") == "0"
+        assert xs.read(f"{c}/tty") is not None
+
+
+def test_consoled_services_the_consoles_it_is_set_up_for(world, xs, plat):
+    assert plat.consoled_pid() is not None
+    for name in SERVED:
+        d = world.domid(name)
+        ttyp = xs.read(f"/local/domain/{d}/console/tty")
+        assert ttyp and ttyp.startswith("/dev/pts/"), (name, ttyp)
+        fd = os.open(ttyp, os.O_RDWR | os.O_NOCTTY)
+        try:
+            assert os.isatty(fd)
+        finally:
+            os.close(fd)
+        assert plat.port_bound(d, world.domains[d]["port"]) is True
+    for name in ("web01", "db01", "rfc-guest", "ephemeral"):
+        d = world.domid(name)
+        # the whole boot log went through and was consumed
+        until(lambda: idx(world, d)[2] == idx(world, d)[3] > 2048, what=f"{name} drained")
+    for name in ("stuck-boot", "hyperlaunch"):  # not set up for these
+        d = world.domid(name)
+        assert xs.read(f"/local/domain/{d}/console/tty") == ""
+        assert plat.port_bound(d, world.domains[d]["port"]) is False
+
+
+def test_guest_log(world):
+    path = os.path.join(world.dir, "logs", "guest-web01.log")
+    text = until(lambda: os.path.exists(path) and open(path, "rb").read(), what="guest log")
+    assert b"Linux version 6.1.0" in text and b"web01 login:" in text and b"\r\n" in text
+    assert re.search(rb"\[\s+0\.000000\] Linux version", text)
+
+
+def test_flag_layouts(world, plat):
+    db01, rfc, hl, web = (world.domid(n) for n in ("db01", "rfc-guest", "hyperlaunch", "web01"))
+    assert plat.domain_flag_hint(db01) == F.XEN_421 and plat.domain_flag_hint(web) == F.NONE
+    assert R.parse_page(page(world, db01), F.XEN_421).flag.raw == 0  # xenconsoled: connected
+    assert R.parse_page(page(world, rfc), F.RFC_V2).flag.raw == 1  # RFC v2: connected
+    snap = R.parse_page(page(world, hl), F.XEN_421)
+    assert (snap.flag.raw, snap.flag.state) == (1, F.DISCONNECTED)  # nobody connected it
+    # ... and the 4.21-aware kernel drops its writes: the ring stays empty
+    assert snap.out.prod == snap.out.cons == 0
+    assert R.parse_page(page(world, web), F.NONE).flag.state == F.NOT_APPLICABLE
+
+
+def test_stuck_boot_is_full_and_frozen(world, xs):
+    d = world.domid("stuck-boot")
+    a = idx(world, d)
+    assert R.fill(a[3], a[2]) == 2048
+    time.sleep(1.0)
+    assert idx(world, d) == a  # nothing moves: the guest is blocked
+
+
+def test_corrupt_indices(world):
+    d = world.domid("corrupt")
+    until(lambda: R.fill(idx(world, d)[3], idx(world, d)[2]) > 2048, what="corrupt indices")
+
+
+def test_chatty_guest_is_held_by_the_rate_limit(world):
+    d = world.domid("chatty")
+    with open(os.path.join(world.dir, "pages", f"dom{d}.page"), "rb") as f:
+        mm = mmap.mmap(f.fileno(), R.PAGE_SIZE, access=mmap.ACCESS_READ)
+    try:
+        c0 = R.IDX.unpack_from(mm, R.IDX_OFFSET)[2]
+        t0 = time.monotonic()
+        full = n = 0
+        while time.monotonic() - t0 < 2.0:
+            _, _, cons, prod = R.IDX.unpack_from(mm, R.IDX_OFFSET)
+            full += R.fill(prod, cons) == 2048
+            n += 1
+            time.sleep(0.002)
+        moved = (R.IDX.unpack_from(mm, R.IDX_OFFSET)[2] - c0) & R.MASK32
+        took = time.monotonic() - t0
+    finally:
+        mm.close()
+    assert moved > 20_000  # out_cons keeps moving ...
+    assert full / n > 0.3  # ... but the guest sees a full ring much of the time
+    # 30 events per 200 ms, at most one ring's worth each
+    assert moved / took <= 30 * 5 * R.OUT_SIZE * 1.1
+
+
+class PtyReader:
+    def __init__(self, fd):
+        self.fd = fd
+        self.buf = b""
+
+    def until(self, pattern: bytes, timeout=5.0) -> bytes:
+        """Everything up to and including ``pattern`` (the rest stays buffered)."""
+        deadline = time.monotonic() + timeout
+        while pattern not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{pattern!r} did not come; got {self.buf[-300:]!r}")
+            r, _, _ = select.select([self.fd], [], [], left)
+            if r:
+                self.buf += os.read(self.fd, 65536)
+        i = self.buf.index(pattern) + len(pattern)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+
+def test_guest_answers_on_its_pty(world, xs):
+    d = world.domid("web01")
+    fd = os.open(xs.read(f"/local/domain/{d}/console/tty"), os.O_RDWR | os.O_NOCTTY)
+    try:
+        tty.setraw(fd)
+        pty = PtyReader(fd)
+        os.write(fd, b"echo PING-$((6*7))\r")
+        out = pty.until(b"PING-42\r\n")
+        assert b"echo PING-$((6*7))\r\n" in out  # echoed like a tty in cooked mode
+        pty.until(b"~ # ")
+        os.write(fd, b"frobnicate\r")
+        pty.until(b"sh: frobnicate: not found\r\n~ # ")
+        os.write(fd, b"uname -a\r")
+        pty.until(b"Linux web01 6.1.0")
+    finally:
+        os.close(fd)
+
+
+def test_backend_port_cannot_be_bound_twice(world, plat):
+    d = world.domid("web01")
+    with pytest.raises(BindError):
+        plat.bind_evtchn(d, world.domains[d]["port"])
+
+
+def test_map_page_errors(world, plat, tmp_path):
+    with pytest.raises(PlatformError, match="console page of domain 999 is gone"):
+        plat.map_page(999, None)
+    m = plat.map_page(world.domid("web01"), None)
+    try:
+        assert len(m.buf) == R.PAGE_SIZE and not m.writable
+        with pytest.raises(TypeError):
+            m.buf[0] = 1  # read-only mapping
+    finally:
+        m.close()
+    with pytest.raises(PlatformError, match="no sim world"):
+        SimPlatform(str(tmp_path / "nowhere")).check()
+
+
+def test_stuck_boot_resumes_when_someone_drains(world, plat):
+    d = world.domid("stuck-boot")
+    port = world.domains[d]["port"]
+    ev = plat.bind_evtchn(d, port)
+    m = plat.map_page(d, None, writable=True)
+    got = b""
+    try:
+        assert plat.port_bound(d, port) is True
+        ring = R.RingIO(m.buf)
+        deadline = time.monotonic() + 8.0
+        while time.monotonic() < deadline and len(re.findall(rb"tick (\d+)", got)) < 2:
+            select.select([ev.fileno()], [], [], 0.2)
+            ev.pending()
+            data, new_cons = ring.peek_out()
+            if data:
+                got += data
+                ring.commit_out(new_cons)
+                ev.notify()
+            ev.unmask()
+    finally:
+        ev.close()
+        m.close()
+    assert b"Linux version" in got and b"stuck-boot login:" in got  # the rest of the boot
+    ticks = [int(x) for x in re.findall(rb"tick (\d+)", got)]
+    assert len(ticks) >= 2 and ticks == sorted(ticks)  # and then it runs again
+    assert plat.port_bound(d, port) is False
+    # nobody drains any more: out_cons stays put while the guest keeps writing (until full)
+    a = idx(world, d)
+    until(lambda: idx(world, d)[3] != a[3], timeout=5, what="more output")
+    assert idx(world, d)[2] == a[2]
+
+
+def test_consoled_binds_again_after_a_release(world, xs, plat):
+    """A port held by someone else when xenconsoled looked is picked up when the console
+    watch fires again after the holder released it (xenconsoled's handle_xs)."""
+    domid = max(world.domains) + 1
+    squatter = SimEventChannel(world.world_id, domid, 2)  # bound before xenconsoled can
+    try:
+        assert world.control(f"create squat domid={domid}") == str(domid)
+        assert xs.read(f"/local/domain/{domid}/console/tty") == ""
+        time.sleep(0.3)
+        assert xs.read(f"/local/domain/{domid}/console/tty") == ""
+    finally:
+        squatter.close()
+    xs.write(f"/local/domain/{domid}/console/tty", "")  # what `disconnect` does
+    until(lambda: (xs.read(f"/local/domain/{domid}/console/tty") or "").startswith("/dev/pts/"),
+          what="xenconsoled to bind again")
+    until(lambda: idx(world, domid)[2] == idx(world, domid)[3] > 2048, what="the boot log drained")
+
+
+def test_domain_dies_and_appears(world, xs, plat):
+    d = world.domid("ephemeral")
+    port = world.domains[d]["port"]
+    assert world.control(f"destroy {d}") == ""
+    assert d not in world.domains
+    assert not os.path.exists(os.path.join(world.dir, "pages", f"dom{d}.page"))
+    assert xs.read(f"/local/domain/{d}/name") is None
+    until(lambda: not plat.port_bound(d, port), what="xenconsoled to let go")
+    with pytest.raises(PlatformError, match="is gone"):
+        plat.map_page(d, None)
+
+    new = int(world.control("create newcomer kernel=xen-4.21 layout=xen-4.21"))
+    assert world.domains[new]["name"] == "newcomer"
+    assert xs.read(f"/local/domain/{new}/name") == "newcomer"
+    until(lambda: idx(world, new)[2] == idx(world, new)[3] > 2048, what="newcomer's boot drained")
+    assert R.parse_page(page(world, new), F.XEN_421).flag.state == F.CONNECTED
+
+
+def _stop_and_check(w, pids):
+    sock = w.xenstore_path
+    w.stop()
+    alive = [p for p in pids if pid_alive(p)]
+    assert not alive, f"left behind: {alive}"
+    assert not os.path.exists(sock)
+
+
+def test_stop_leaves_nothing_behind(tmp_path):
+    w = start_world(str(tmp_path / "w"), timeline=False)
+    pids = w.pids()
+    assert len(pids) >= 3 + 8 and all(pid_alive(p) for p in pids)
+    _stop_and_check(w, pids)
+    assert not os.path.exists(os.path.join(w.dir, "run", "xenconsoled.pid"))
+
+
+def test_stop_after_the_controller_was_killed(tmp_path):
+    w = start_world(str(tmp_path / "w"), timeline=False)
+    pids = w.pids()
+    os.kill(w.pid, signal.SIGKILL)
+    _stop_and_check(w, pids)
