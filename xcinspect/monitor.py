@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import struct
 import time
-from dataclasses import dataclass, field
 
 from xcinspect import facts as _facts
 from xcinspect.core import flags as F
@@ -89,12 +88,16 @@ class Entry:
         }
 
 
-@dataclass
 class TickResult:
-    appeared: list[int] = field(default_factory=list)
-    gone: list[tuple[int, str]] = field(default_factory=list)
-    changed_state: list[tuple[int, str, str]] = field(default_factory=list)  # domid, old, new
-    moved: int = 0
+    """What one tick changed (a plain slotted class: it is built on every tick)."""
+
+    __slots__ = ("appeared", "gone", "changed_state", "moved")
+
+    def __init__(self) -> None:
+        self.appeared: list[int] = []
+        self.gone: list[tuple[int, str]] = []
+        self.changed_state: list[tuple[int, str, str]] = []  # domid, old state, new state
+        self.moved = 0
 
 
 class Monitor:
@@ -129,6 +132,7 @@ class Monitor:
         self.scrape_errors = 0
         self.ticks = 0
         self._facts_due = 0.0
+        self._pairs: list | None = None  # (entry, page buffer) for the sampling loop
 
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> None:
@@ -141,6 +145,7 @@ class Monitor:
         self._sync_entries(set(self.discovery.domains))
 
     def close(self) -> None:
+        self._pairs = None
         for e in self.entries.values():
             if e.mapping is not None:
                 e.mapping.close()
@@ -189,6 +194,7 @@ class Monitor:
 
     def _sync_entries(self, changed: set[int]) -> TickResult:
         res = TickResult()
+        self._pairs = None
         assert self.discovery is not None
         doms = self.discovery.domains
         for d in sorted(changed):
@@ -262,13 +268,14 @@ class Monitor:
         stall_after, idle_after = self.stall_after, self.idle_after
         changed_state = res.changed_state
         moved = 0
-        for e in self.entries.values():
-            m = e.mapping
-            if m is None:
+        if self._pairs is None:
+            self._pairs = [(e, e.mapping.buf if e.mapping is not None else None) for e in self.entries.values()]
+        for e, buf in self._pairs:
+            if buf is None:
                 self._unmapped_verdict(e, changed_state)
                 continue
             try:
-                raw = unpack(m.buf, _IDX_OFF)
+                raw = unpack(buf, _IDX_OFF)
             except (ValueError, OSError, IndexError, TypeError) as exc:
                 e.verdict = H.Verdict(H.ERROR, f"cannot read console page: {exc}")
                 continue
@@ -281,7 +288,7 @@ class Monitor:
                     moved += 1
                 e.idx = idx
                 if e.layout != F.NONE:
-                    e.flag = F.decode(m.buf, e.layout)
+                    e.flag = F.decode(buf, e.layout)
             v = H.classify(
                 idx, e.flag.state, e.track, e.facts, now,
                 console_type=e.console_type, stall_after=stall_after, idle_after=idle_after,

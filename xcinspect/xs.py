@@ -236,6 +236,11 @@ class XsClient:
         Raises XenstoreError when the connection died (watches are re-registered on the
         next successful call, and each fires once then).
         """
+        mon = self._monitor
+        if timeout <= 0 and mon is not None and not mon.events.queue:
+            # Hot path (called every tick): nothing queued. Only check the router lives.
+            if self._client is not None and self._client.router.thread.is_alive():
+                return []
         self._connect()
         assert self._monitor is not None
         q = self._monitor.events
