@@ -153,7 +153,11 @@ class Context(contextlib.ExitStack):
                 self.callback(shutil.rmtree, tmp, True)
                 n = getattr(self.args, "domains", None)
                 kw = {"domains": n, "scenario": "scale"} if n else {"scenario": "demo"}
-                self.world = start_world(tmp, **kw)
+                try:
+                    self.world = start_world(tmp, **kw)
+                except Exception as exc:  # WorldError: say what failed, in one line
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise PlatformError(f"could not start the demo world: {first}") from None
                 self.callback(self.world.stop)
                 sim = tmp
             elif not os.path.isdir(sim):
