@@ -330,3 +330,50 @@ def test_stop_after_the_controller_was_killed(tmp_path):
     pids = w.pids()
     os.kill(w.pid, signal.SIGKILL)
     _stop_and_check(w, pids)
+
+
+def _check_scale(w, n):
+    doms = w.domains
+    assert len(doms) == n
+    kinds = {cfg["shows"] for cfg in doms.values()}
+    assert {"healthy", "stuck boot", "corrupt indices", "4.21, no backend: dropping"} <= kinds
+    xs = XsClient(w.xenstore_path, timeout=10.0)
+    try:
+        assert len(xs.list("/local/domain")) == n + 1  # the listing fits one 4096-byte reply
+        served = [d for d, c in doms.items() if c["consoled"]]
+        ttys = xs.read_many([f"/local/domain/{d}/console/tty" for d in served])
+        assert all(t and t.startswith("/dev/pts/") for t in ttys)
+    finally:
+        xs.close()
+    for d, cfg in doms.items():
+        _, _, cons, prod = idx(w, d)
+        if cfg["shows"] == "healthy":
+            until(lambda: idx(w, d)[2] == idx(w, d)[3] > 2048, what=f"dom{d} drained")
+        elif cfg["shows"] == "stuck boot":
+            assert R.fill(prod, cons) == 2048
+
+
+def test_scale_world(tmp_path):
+    t0 = time.monotonic()
+    w = start_world(str(tmp_path / "w"), domains=250, timeline=False)
+    try:
+        assert time.monotonic() - t0 < 30
+        _check_scale(w, 250)
+        pids = w.pids()
+        assert len(pids) < 3 + 250  # guests are sharded over a few processes
+    finally:
+        w.stop()
+    assert not [p for p in pids if pid_alive(p)]
+
+
+@pytest.mark.slow
+def test_thousand_domains(tmp_path):
+    t0 = time.monotonic()
+    w = start_world(str(tmp_path / "w"), domains=1000, timeline=False)
+    try:
+        print(f"\n1000 domains ready in {time.monotonic() - t0:.1f} s")
+        _check_scale(w, 1000)
+        pids = w.pids()
+    finally:
+        w.stop()
+    assert not [p for p in pids if pid_alive(p)]

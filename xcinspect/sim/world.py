@@ -38,6 +38,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid as _uuid
 
@@ -786,6 +787,10 @@ def start_world(directory: str, domains: int | None = None, scenario: str = "dem
         cmd.append("--no-timeline")
     if log:
         cmd += ["--log", log]
+    if threading.current_thread() is threading.main_thread():
+        # The world dies with us even if we are SIGKILLed (PDEATHSIG is per thread, so
+        # only from the main thread: a worker thread's exit must not end the world).
+        cmd += ["--parent-pid", str(os.getpid())]
     logf = open(os.path.join(paths.run, "world.log"), "ab", buffering=0)
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
@@ -796,18 +801,20 @@ def start_world(directory: str, domains: int | None = None, scenario: str = "dem
     if timeout is None:
         timeout = 30.0 + 0.06 * (domains or 10)
     deadline = time.monotonic() + timeout
-    while not os.path.exists(paths.ready):
-        if proc.poll() is not None:
-            tail = _tail(os.path.join(paths.run, "world.log"))
-            world.stop()
-            raise WorldError(f"the sim world controller exited (status {proc.returncode}) before the world "
-                             f"was ready:\n{tail}")
-        if time.monotonic() > deadline:
-            tail = _tail(os.path.join(paths.run, "world.log"))
-            world.stop()
-            raise WorldError(f"the sim world at {paths.dir} was not ready within {timeout:g} s:\n{tail}")
-        time.sleep(0.02)
-    world.pids()
+    try:
+        while not os.path.exists(paths.ready):
+            if proc.poll() is not None:
+                tail = _tail(os.path.join(paths.run, "world.log"))
+                raise WorldError(f"the sim world controller exited (status {proc.returncode}) before the "
+                                 f"world was ready:\n{tail}")
+            if time.monotonic() > deadline:
+                tail = _tail(os.path.join(paths.run, "world.log"))
+                raise WorldError(f"the sim world at {paths.dir} was not ready within {timeout:g} s:\n{tail}")
+            time.sleep(0.02)
+        world.pids()
+    except BaseException:  # also Ctrl-C while waiting: never leave a half-started world
+        world.stop()
+        raise
     return world
 
 
@@ -827,7 +834,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-timeline", dest="timeline", action="store_false",
                     help="no domain appears or dies later (deterministic tests)")
     ap.add_argument("--log", choices=("none", "guest"), help="sim xenconsoled guest logs (default: guest up to 100 domains)")
+    ap.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.parent_pid:
+        from xcinspect.sim.common import die_with_parent
+
+        die_with_parent(args.parent_pid)
     if args.domains is not None and not 1 <= args.domains <= 4000:
         ap.error("--domains must be between 1 and 4000")
     scenario = args.scenario or ("scale" if args.domains else "demo")

@@ -206,6 +206,7 @@ class Server:
         self.stop = False
         self.listener: socket.socket | None = None
         self._wake_r: socket.socket | None = None
+        self.managed = False  # run by a world controller: Ctrl-C is the controller's business
 
     # -- set-up -------------------------------------------------------------------------------
     def listen(self) -> None:
@@ -245,7 +246,7 @@ class Server:
             self.stop = True
 
         signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGINT, signal.SIG_IGN if self.managed else on_signal)
         signal.signal(signal.SIGHUP, on_signal)
 
     def close(self) -> None:
@@ -704,6 +705,7 @@ def main(argv: list[str] | None = None) -> int:
         die_with_parent(args.parent_pid)
     os.makedirs(paths.run, exist_ok=True)
     server = Server(args.socket or paths.socket)
+    server.managed = bool(args.parent_pid)
     server.install_signals()
     server.listen()
     write_pidfile(paths.xenstored_pid)
