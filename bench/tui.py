@@ -33,11 +33,10 @@ async def run(domains: int, seconds: float, hz: float, size: tuple[int, int]) ->
     with world(domains=domains, timeline=True) as w:
         t_start = time.monotonic()
         mon = Monitor(SimPlatform(w.dir))
-        mon.open()
-        app = make_app(mon, interval=1.0 / hz)
+        app = make_app(mon, interval=1.0 / hz, open_monitor=True)  # as run_tui does
         try:
             async with app.run_test(size=size) as pilot:
-                while app.first_frame_at is None or app.main.table.row_count < len(mon.entries):
+                while app.first_frame_at is None or app.main.table.row_count < max(1, len(mon.entries)):
                     await asyncio.sleep(0.005)
                 await pilot.pause()  # the frame is drawn
                 first = time.monotonic() - t_start

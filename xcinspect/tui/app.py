@@ -21,7 +21,7 @@ from xcinspect.platform.base import PlatformError
 from xcinspect.tui import render as V
 from xcinspect.tui.commands import DomainCommands
 from xcinspect.tui.config import Config, load_config
-from xcinspect.tui.poller import Detail, DetailGone, Frame, Poller, PollerState, Row, clean
+from xcinspect.tui.poller import Detail, DetailGone, Frame, OpenFailed, Poller, PollerState, Row, clean
 from xcinspect.tui.themes import load_themes, resolve_theme, textual_themes
 
 INTERVALS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -54,7 +54,7 @@ class XcApp(App[int], inherit_bindings=False):
 
     def __init__(self, monitor, *, actions=None, config: Config | None = None, read_only: bool = False,
                  interval: float | None = None, theme: str | None = None, poll: bool = True,
-                 themes: dict | None = None) -> None:
+                 themes: dict | None = None, open_monitor: bool = False) -> None:
         super().__init__()
         self.monitor = monitor
         self.actions = actions
@@ -64,7 +64,11 @@ class XcApp(App[int], inherit_bindings=False):
         self.start_theme = resolve_theme(theme or self.config.theme, self.theme_specs)
         self.poll = poll
         self.poller_state = PollerState(interval=interval or self.config.interval)
-        self.poller = Poller(monitor, self._deliver, self.poller_state)
+        # open_monitor: the poller thread opens the monitor while Textual starts up (the
+        # first frame comes sooner); a failure ends the app with ``open_error`` set.
+        self.poller = Poller(monitor, self._deliver, self.poller_state,
+                             opener=monitor.open if open_monitor else None)
+        self.open_error: OpenFailed | None = None
         self._pending: list[Frame | Detail | DetailGone] = []
         self._pending_lock = threading.Lock()
         self._posted = False
@@ -138,6 +142,11 @@ class XcApp(App[int], inherit_bindings=False):
         with self._pending_lock:
             items, self._pending = self._pending, []
             self._posted = False
+        for i in items:
+            if isinstance(i, OpenFailed):
+                self.open_error = i
+                self.exit(2)
+                return
         frames = [i for i in items if isinstance(i, Frame)]
         for f in frames:
             self._notify_events(f)
@@ -423,10 +432,10 @@ class XcApp(App[int], inherit_bindings=False):
 
 def make_app(monitor, *, actions=None, config: Config | None = None, read_only: bool = False,
              interval: float | None = None, theme: str | None = None, poll: bool = True,
-             themes: dict | None = None) -> XcApp:
+             themes: dict | None = None, open_monitor: bool = False) -> XcApp:
     """The one factory for the CLI, tests and the benchmark."""
     return XcApp(monitor, actions=actions, config=config, read_only=read_only, interval=interval,
-                 theme=theme, poll=poll, themes=themes)
+                 theme=theme, poll=poll, themes=themes, open_monitor=open_monitor)
 
 
 def run_tui(platform, args, *, platform_args: list[str] | None = None) -> int:
@@ -440,14 +449,16 @@ def run_tui(platform, args, *, platform_args: list[str] | None = None) -> int:
     theme = resolve_theme(getattr(args, "theme", None) or config.theme, themes)
     interval = getattr(args, "interval", None) or config.interval
     monitor = Monitor(platform, flag_layout=args.flag_layout)
-    monitor.open()
+    platform.check()  # the usual environment problems, before the screen switches
     actions = None
     try:
         actions = Actions(platform, flag_override=args.flag_layout, read_only=args.read_only,
                           platform_args=platform_args or [])
         app = make_app(monitor, actions=actions, config=config, read_only=args.read_only,
-                       interval=interval, theme=theme, themes=themes)
+                       interval=interval, theme=theme, themes=themes, open_monitor=True)
         app.run()
+        if app.open_error is not None:
+            raise PlatformError(app.open_error.message, app.open_error.hint)
         return app.return_code or 0
     finally:
         if actions is not None:

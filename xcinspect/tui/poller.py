@@ -93,6 +93,20 @@ def clean(text: str) -> str:
     return sanitize(text.encode("utf-8", "surrogateescape")).replace("\n", "^J").replace("\t", " ")
 
 
+_TYPES: dict[str, str] = {}
+
+
+def name_of_type(con) -> str | None:
+    if con is None or not con.type:
+        return None
+    t = _TYPES.get(con.type)
+    if t is None:
+        if len(_TYPES) > 64:
+            _TYPES.clear()
+        t = _TYPES[con.type] = clean(con.type)
+    return t
+
+
 def _attached(facts, own_pid: int) -> str:
     if facts is None or not facts.lock_holder_pid:
         return ""
@@ -141,6 +155,7 @@ class FrameBuilder:
         self.sampled: set[int] = set()  # domains seen by at least one tick
         self.seq = 0
         self.names: dict[int, tuple[str, str]] = {}  # domid -> (raw name, sanitized)
+        self.reasons: dict[int, tuple] = {}  # domid -> (verdict, sanitized reason)
 
     def row(self, e, now: float) -> Row:
         idx = e.idx
@@ -159,14 +174,18 @@ class FrameBuilder:
         name = cached[1]
         f = e.facts
         con = e.info.console
+        v = e.verdict
+        rc = self.reasons.get(e.domid)
+        if rc is None or rc[0] is not v:
+            rc = self.reasons[e.domid] = (v, clean(v.reason))  # verdicts are immutable
         return Row(
-            domid=e.domid, name=name, state=e.verdict.state, reason=clean(e.verdict.reason),
-            action=e.verdict.action, flag=e.flag.state, flag_layout=e.layout,
+            domid=e.domid, name=name, state=v.state, reason=rc[1],
+            action=v.action, flag=e.flag.state, flag_layout=e.layout,
             out_cons=out_cons, out_prod=out_prod, out_fill=out_fill,
             in_cons=in_cons, in_prod=in_prod, in_fill=in_fill,
             rate=t.rate_at(now) if idx is not None else 0.0, quiet=quiet,
             attached=_attached(f, self.own_pid), serviced_by=f.serviced_by if f else None,
-            backend=H.backend_phrase(f), console_type=clean(con.type) if con and con.type else None,
+            backend=H.backend_phrase(f), console_type=name_of_type(con),
             qemu=bool(con and con.served_by_qemu),
         )
 
@@ -209,6 +228,7 @@ class FrameBuilder:
                 hist.pop(d, None)
                 self.sampled.discard(d)
                 self.names.pop(d, None)
+                self.reasons.pop(d, None)
             born = set(res.appeared) if self.seq else set()
             for d, old, new in res.changed_state:
                 r = by_id.get(d)
@@ -233,7 +253,7 @@ class Poller(threading.Thread):
     """Ticks the monitor every ``state.interval`` seconds unless paused."""
 
     def __init__(self, monitor, deliver: Callable[[Frame], None], state: PollerState,
-                 *, builder: FrameBuilder | None = None) -> None:
+                 *, builder: FrameBuilder | None = None, opener: Callable[[], None] | None = None) -> None:
         super().__init__(name="xcinspect-poller", daemon=True)
         self.monitor = monitor
         self.deliver = deliver
@@ -245,6 +265,7 @@ class Poller(threading.Thread):
         self._detail_only = False
         self.lock = threading.Lock()  # held while the monitor is touched
         self.ticks = 0
+        self.opener = opener  # opens the monitor on this thread, while the UI starts
 
     # -- requests from the UI thread (cheap, never block) ---------------------------------
     def request_tick(self) -> None:
@@ -264,6 +285,14 @@ class Poller(threading.Thread):
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> None:
+        if self.opener is not None:
+            try:
+                with self.lock:
+                    self.opener()
+            except Exception as exc:
+                self.deliver(OpenFailed(getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}",
+                                        getattr(exc, "hint", None)))
+                return
         next_due = 0.0
         while not self._halt.is_set():
             now = time.monotonic()
@@ -311,11 +340,17 @@ class DetailGone:
     domid: int | None
 
 
+@dataclass(frozen=True)
+class OpenFailed:
+    message: str
+    hint: str | None = None
+
+
 def _with_error(frame: Frame, error: str) -> Frame:
     from dataclasses import replace
 
     return replace(frame, error=error)
 
 
-__all__ = ["Row", "Detail", "Frame", "FrameBuilder", "Poller", "PollerState", "DetailGone", "clean",
+__all__ = ["Row", "Detail", "Frame", "FrameBuilder", "Poller", "PollerState", "DetailGone", "OpenFailed", "clean",
            "recent_output"]

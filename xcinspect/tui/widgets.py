@@ -173,6 +173,14 @@ class DomainTable(DataTable):
         self._rows: tuple[Row, ...] = ()
         self._moving_cursor = False
 
+    def _update_dimensions(self, new_rows) -> None:
+        """Every column here has a fixed width and every row is one line high, so skip
+        DataTable's measuring of each new cell (a quarter of a second for 1,000 rows)
+        and only size the scrollable area (textual 8.2.8 internals; pinned)."""
+        width = sum(c.get_render_width(self) for c in self.columns.values()) + self._row_label_column_width
+        header = self.header_height if self.show_header else 0
+        self.virtual_size = Size(width, self._total_row_height + header)
+
     # -- columns --------------------------------------------------------------------------
     def set_columns(self, cols: tuple[str, ...]) -> bool:
         if cols == self.cols:
