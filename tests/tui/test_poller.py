@@ -12,6 +12,12 @@ from xcinspect.tui.attach_io import AttachIO, key_bytes
 from xcinspect.tui.poller import FrameBuilder, Poller, PollerState, clean, recent_output
 
 
+def tick_result(appeared=(), gone=(), changed_state=()):
+    r = TickResult()
+    r.appeared, r.gone, r.changed_state = list(appeared), list(gone), list(changed_state)
+    return r
+
+
 def monitor(world):
     m = Monitor(world.platform(), clock=Clock())
     m.open()
@@ -54,11 +60,11 @@ def test_events_need_a_previous_sample(frozen_world):
     try:
         m.tick()
         b = FrameBuilder(m)
-        first = TickResult(appeared=[], gone=[], changed_state=[(3, "idle", "stalled")])
+        first = tick_result(changed_state=[(3, "idle", "stalled")])
         f = b.build(first, None)
         assert f.stalled == ()  # first sample of dom 3: it did not "become" stalled
-        f = b.build(TickResult(changed_state=[(3, "serviced", "stalled"), (2, "stalled", "serviced")],
-                               gone=[(9, "old\x1b[2Jname")], appeared=[4]), None)
+        f = b.build(tick_result(changed_state=[(3, "serviced", "stalled"), (2, "stalled", "serviced")],
+                                gone=[(9, "old\x1b[2Jname")], appeared=[4]), None)
         assert f.stalled == ((3, "legacy-stuck"),)
         assert f.recovered == ((2, "db-primary", "serviced"),)
         assert f.appeared == ((4, "wrap-near-2^32"),)
