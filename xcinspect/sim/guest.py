@@ -245,7 +245,6 @@ class Guest:
         self.ticks = 0
         self.written = 0
         self.dropped = 0
-        self.corrupt_at = 0.0
         self.halted = False
         self.chatty_n = 0
         self.hold_until = 0.0  # a chatty writer whose output is being dropped backs off a little
@@ -303,6 +302,8 @@ class Guest:
 
     def _booted(self) -> None:
         self.booted = True
+        if self.behaviour == "corrupt":
+            self.corrupt()  # right after the boot, so a ready world already shows it
         self.report(f"booted {self.domid}")
 
     def read_input(self) -> None:
@@ -351,8 +352,6 @@ class Guest:
         now = time.monotonic()
         self.next_tick = now + self.tick
         self.next_input_poll = now + INPUT_POLL
-        if self.behaviour == "corrupt":
-            self.corrupt_at = 0.0
         self.flush()
 
     def corrupt(self) -> None:
@@ -376,12 +375,6 @@ class Guest:
             return
         if not self.booted:
             self.flush()
-            return
-        if self.behaviour == "corrupt":
-            if not self.corrupt_at:
-                self.corrupt_at = now + 0.3
-            elif now >= self.corrupt_at:
-                self.corrupt()
             return
         if self.behaviour == "chatty":
             if now >= self.hold_until:
@@ -422,8 +415,6 @@ class Guest:
             return time.monotonic()
         if self.behaviour == "normal":
             return min(d, self.next_tick)
-        if self.behaviour == "corrupt":
-            return min(d, self.corrupt_at or time.monotonic())
         if self.behaviour == "chatty":
             return max(time.monotonic(), self.hold_until) if not self.obuf else min(d, self.next_poll)
         return d
