@@ -309,6 +309,22 @@ def test_domain_dies_and_appears(world, xs, plat):
     assert R.parse_page(page(world, new), F.XEN_421).flag.state == F.CONNECTED
 
 
+def test_world_survives_xenstored_faults(world, xs):
+    """xenstored drops every connection, then stalls: xenconsoled and the controller
+    reconnect, and a domain created afterwards is set up and serviced."""
+    assert world.control("xenstored drop") == "OK"
+    time.sleep(0.3)
+    web = world.domid("web01")
+    d1 = int(world.control("create after-drop"))
+    until(lambda: (xs.read(f"/local/domain/{d1}/console/tty") or "").startswith("/dev/pts/"),
+          what="xenconsoled to set up a console after the drop")
+    assert world.control("xenstored stall 1.5") == "OK"
+    time.sleep(1.7)
+    d2 = int(world.control("create after-stall"))
+    for d in (d1, d2, web):
+        until(lambda: idx(world, d)[2] == idx(world, d)[3] > 2048, what=f"dom{d} serviced")
+
+
 def _stop_and_check(w, pids):
     sock = w.xenstore_path
     w.stop()

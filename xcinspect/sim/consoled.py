@@ -98,7 +98,7 @@ class Consoled:
         self.ignored: set[int] = set()
         self.ep = select.epoll()
         self.fds: dict[int, tuple[str, Console]] = {}
-        self.xs = XsClient(self.paths.socket, timeout=2.0)
+        self.xs = XsClient(self.paths.socket, timeout=1.0)
         self.stop = False
         self.need_enum = True
         self.retry: set[int] = set()

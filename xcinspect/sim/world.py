@@ -201,7 +201,7 @@ class Controller:
         from xcinspect.sim.xswire import WireClient
 
         self.wire = WireClient(p.socket, timeout=10.0)
-        self.wire.write_many([("/local/domain/0/name", "Domain-0"), ("/local/domain/0/domid", "0"),
+        self.xs("write_many", [("/local/domain/0/name", "Domain-0"), ("/local/domain/0/domid", "0"),
                               ("/tool/xenstored/domid", "0")])
         self.start_consoled()
         for d in sorted(self.domains):
@@ -209,7 +209,7 @@ class Controller:
         self.populate(sorted(self.domains))
         from xcinspect.sim.xenstored import INTRODUCE
 
-        self.wire.pipeline([(INTRODUCE, b"%d\0%d\0%d\0" % (d, self.domains[d]["store_mfn"], XENSTORE_PORT))
+        self.xs("pipeline", [(INTRODUCE, b"%d\0%d\0%d\0" % (d, self.domains[d]["store_mfn"], XENSTORE_PORT))
                             for d in sorted(self.domains)])
         # As on a host, the backend is set up before the guest runs (xl unpauses it after
         # xenconsoled had its chance): start the guests once served consoles have a tty.
@@ -230,6 +230,23 @@ class Controller:
         cfg.setdefault("ring_ref", 0x9F000 + d * 0x41)  # a fake frame number (GFN), as libxl writes
         cfg.setdefault("store_mfn", 0x9E000 + d * 0x41)
         cfg.setdefault("uuid", str(_uuid.uuid5(_uuid.NAMESPACE_URL, f"xcinspect-sim:{self.world_id}/{d}/{cfg['name']}")))
+
+    def xs(self, method: str, *args):
+        """A call on the controller's xenstore connection, reconnecting once if xenstored
+        dropped it (fault injection does that)."""
+        from xcinspect.sim.xswire import WireClient, WireClosed
+
+        for attempt in (0, 1):
+            try:
+                if self.wire is None:
+                    self.wire = WireClient(self.paths.socket, timeout=10.0)
+                return getattr(self.wire, method)(*args)
+            except (WireClosed, OSError):
+                if self.wire is not None:
+                    self.wire.close()
+                self.wire = None
+                if attempt:
+                    raise
 
     def start_control(self) -> None:
         ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -294,7 +311,7 @@ class Controller:
                 (f"{base}/console/port", str(cfg["port"])), (f"{base}/console/ring-ref", str(cfg["ring_ref"])),
             ]
         for i in range(0, len(items), 4000):
-            self.wire.write_many(items[i: i + 4000])
+            self.xs("write_many", items[i: i + 4000])
 
     def wait_for_backend(self, domids: list[int], timeout: float | None = None) -> None:
         from xcinspect.sim.xenstored import READ
@@ -302,7 +319,7 @@ class Controller:
         want = [d for d in domids if self.domains[d].get("consoled", True)]
         deadline = time.monotonic() + (timeout if timeout is not None else 10.0 + 0.01 * len(want))
         while want and time.monotonic() < deadline:
-            reps = self.wire.pipeline([(READ, f"/local/domain/{d}/console/tty".encode() + b"\0") for d in want])
+            reps = self.xs("pipeline", [(READ, f"/local/domain/{d}/console/tty".encode() + b"\0") for d in want])
             want = [d for d, (op, payload) in zip(want, reps) if not payload.strip(b"\0")]
             if want:
                 time.sleep(0.02)
@@ -334,7 +351,7 @@ class Controller:
         self.save()  # xenconsoled reads who it serves from world.json
         self.make_page(d)
         self.populate([d])
-        self.wire.introduce(d, cfg["store_mfn"], XENSTORE_PORT)
+        self.xs("introduce", d, cfg["store_mfn"], XENSTORE_PORT)
         self.wait_for_backend([d], 3.0)
         self.start_guests([d])
         self.save()
@@ -352,12 +369,12 @@ class Controller:
                 if not g.domids:
                     self._stop_proc(g.proc, 3.0)
         try:
-            self.wire.release(d)
+            self.xs("release", d)
         except Exception:
             pass
         for path in (f"/local/domain/{d}", f"/vm/{cfg.get('uuid')}", f"/local/domain/0/backend/console/{d}"):
             try:
-                self.wire.rm(path)
+                self.xs("rm", path)
             except Exception:
                 pass
         for path in (self.paths.page(d), self.paths.layout(d)):
@@ -421,7 +438,7 @@ class Controller:
                         return "ok"
                 return f"err no guest {d}"
             if cmd == "xenstored" and len(words) >= 2:
-                reply = self.wire.control(*words[1:])
+                reply = self.xs("control", *words[1:])
                 return "ok " + reply.rstrip(b"\0").decode()
         except Exception as exc:  # a bad command must not take the world down
             return f"err {exc}"

@@ -13,7 +13,11 @@ from xcinspect.sim.xenstored import (
 
 
 class WireError(Exception):
-    pass
+    """xenstored answered with an error (or something unexpected)."""
+
+
+class WireClosed(WireError):
+    """The connection is gone (xenstored dropped us, died, or timed out)."""
 
 
 class WireClient:
@@ -50,11 +54,14 @@ class WireClient:
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise socket.timeout("xenstore reply timed out")
+                    raise WireClosed("xenstore reply timed out")
                 self.sock.settimeout(left)
-            chunk = self.sock.recv(65536)
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError as exc:
+                raise WireClosed(f"xenstore connection: {exc}") from None
             if not chunk:
-                raise WireError("xenstored closed the connection")
+                raise WireClosed("xenstored closed the connection")
             self.buf += chunk
 
     def pipeline(self, requests: list[tuple[int, bytes]], tx: int = 0) -> list[tuple[int, bytes]]:
@@ -67,7 +74,10 @@ class WireClient:
             ids.append(rid)
             out += HEADER.pack(op, rid, tx, len(payload)) + payload
         self.sock.settimeout(self.timeout)
-        self.sock.sendall(out)
+        try:
+            self.sock.sendall(out)
+        except OSError as exc:
+            raise WireClosed(f"xenstore connection: {exc}") from None
         want = {rid: i for i, rid in enumerate(ids)}
         replies: list = [None] * len(ids)
         deadline = time.monotonic() + self.timeout + 0.0005 * len(ids)
