@@ -80,7 +80,7 @@ class Sanitizer:
 
     def _emit_seq(self) -> str:
         seq = "".join(self._seq)
-        self._seq = []
+        self._seq.clear()  # in place: ``_run`` holds this list as a local alias
         self.escaped += 1
         return _visible(seq)
 
