@@ -21,7 +21,7 @@ from xcinspect.platform.base import BindError, PlatformError
 from xcinspect.platform.sim import SimPlatform
 from xcinspect.sim.common import pid_alive
 from xcinspect.sim.evtchn import SimEventChannel, port_bound
-from xcinspect.sim.world import start_world
+from xcinspect.sim.world import WorldError, start_world
 from xcinspect.xs import XsClient
 
 SERVED = ("web01", "db01", "rfc-guest", "chatty", "corrupt", "ephemeral")
@@ -393,3 +393,10 @@ def test_thousand_domains(tmp_path):
     finally:
         w.stop()
     assert not [p for p in pids if pid_alive(p)]
+
+
+def test_one_world_per_directory(world):
+    with pytest.raises(WorldError, match="already running"):
+        start_world(world.dir, timeline=False)
+    assert os.path.exists(os.path.join(world.dir, "world.ready"))  # the running world is untouched
+    assert world.control("ping") == ""

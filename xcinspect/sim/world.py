@@ -111,6 +111,10 @@ def scale_domains(n: int) -> dict[int, dict]:
 
 
 # -- the controller ------------------------------------------------------------------------------
+class WorldError(RuntimeError):
+    pass
+
+
 class GuestProc:
     def __init__(self, proc: subprocess.Popen, domids: list[int]) -> None:
         self.proc = proc
@@ -144,6 +148,7 @@ class Controller:
         self.listener: socket.socket | None = None
         self.clients: dict[int, tuple[socket.socket, bytes]] = {}
         self.next_health = 0.0
+        self.refused = False
 
     # -- output ----------------------------------------------------------------------------------
     def say(self, msg: str) -> None:
@@ -178,9 +183,26 @@ class Controller:
         }
 
     # -- start-up ----------------------------------------------------------------------------------
+    def running_controller(self) -> int | None:
+        """Pid of another live controller of this directory, if any."""
+        try:
+            pid = int(read_world(self.dir).get("controller_pid") or 0)
+        except (OSError, ValueError, TypeError):
+            return None
+        if not pid or pid == os.getpid() or not pid_alive(pid):
+            return None
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return pid if b"xcinspect.sim.world" in f.read() else None
+        except OSError:
+            return None
+
     def setup(self) -> None:
         p = self.paths
         p.makedirs()
+        other = self.running_controller()
+        if other:
+            raise WorldError(f"a sim world is already running in {self.dir} (controller pid {other})")
         for stale in (p.ready, p.control):
             try:
                 os.unlink(stale)
@@ -511,7 +533,12 @@ class Controller:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.sel.register(r, selectors.EVENT_READ, "wake")
         try:
-            self.setup()
+            try:
+                self.setup()
+            except WorldError as exc:
+                self.say(f"error: {exc}")
+                self.refused = True
+                return 1
             while not self.stop:
                 now = time.monotonic()
                 timeout = 1.0
@@ -574,6 +601,10 @@ class Controller:
             pass
 
     def teardown(self) -> None:
+        if self.refused:  # another controller owns this directory: touch nothing
+            if self.listener is not None:
+                self.listener.close()
+            return
         self.say("stopping the world")
         for g in self.guests:
             if g.proc.poll() is None:
@@ -611,8 +642,6 @@ class Controller:
 
 
 # -- the Python API ----------------------------------------------------------------------------------
-class WorldError(RuntimeError):
-    pass
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -793,6 +822,9 @@ def start_world(directory: str, domains: int | None = None, scenario: str = "dem
         scenario = "scale"  # a domain count means the scale scenario
     paths = Paths(directory)
     paths.makedirs()
+    other = Controller(paths.dir).running_controller()
+    if other:
+        raise WorldError(f"a sim world is already running in {paths.dir} (controller pid {other})")
     try:
         os.unlink(paths.ready)
     except FileNotFoundError:
