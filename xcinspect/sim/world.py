@@ -518,6 +518,27 @@ class Controller:
             with open(self.paths.ready, "w") as f:
                 f.write(f"{time.time():.3f}\n")
             self.say(f"world ready in {self.t_ready - self.t_start:.2f} s")
+            self.print_summary()
+
+    def print_summary(self) -> None:
+        lines = []
+        if len(self.domains) <= 20:
+            for d, c in sorted(self.domains.items()):
+                backend = "xenconsoled" if c.get("consoled", True) else "none"
+                lines.append(f"  {d:>4}  {c['name']:<12} {c['kernel']:<9} {c['layout']:<9} {backend:<12} {c.get('shows', '')}")
+            lines.insert(0, f"  {'dom':>4}  {'name':<12} {'kernel':<9} {'layout':<9} {'backend':<12} shows")
+        else:
+            kinds: dict[str, int] = {}
+            for c in self.domains.values():
+                kinds[c.get("shows", "")] = kinds.get(c.get("shows", ""), 0) + 1
+            lines += [f"  {n:>5}  {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])]
+        if self.timeline:
+            lines.append("  timeline: " + ", ".join(f"{a} at +{t:g} s" for t, a, _ in self.timeline))
+        lines.append(f"  watch it with: xcinspect --sim {self.dir}    (Ctrl-C here stops the world)")
+        try:
+            print("\n".join(lines), flush=True)
+        except (BrokenPipeError, OSError):
+            pass
 
     def run(self) -> int:
         r, w = socket.socketpair()
