@@ -108,11 +108,13 @@ class HelpScreen(ModalScreen[None]):
     def _body(self) -> Group:
         parts: list = []
 
+        id_width = max(len(s.id) for s in B.ALL.values())
+
         def grid() -> Table:
             g = Table.grid(padding=(0, 2))
-            g.add_column(no_wrap=True, style=Style(bold=True), min_width=8)
+            g.add_column(no_wrap=True, style=Style(bold=True), width=14)
             g.add_column(ratio=1)
-            g.add_column(no_wrap=True, style=Style(dim=True))
+            g.add_column(no_wrap=True, style=Style(dim=True), width=id_width)
             return g
 
         for title, specs in B.SCREENS.items():

@@ -98,6 +98,8 @@ class MainScreen(Screen):
             self.update_status()
             self.show_detail()
         self.app.poller_state.selected = table.selected
+        if table.selected is not None and (self.detail is None or self.detail.domid != table.selected):
+            self.app.request_detail()  # the cursor landed on a domain of its own (first frame, a death)
 
     def apply_detail(self, detail: Detail) -> None:
         self.detail = detail
