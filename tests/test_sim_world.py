@@ -177,8 +177,9 @@ def test_chatty_guest_is_held_by_the_rate_limit(world):
         took = time.monotonic() - t0
     finally:
         mm.close()
-    assert moved > 20_000  # out_cons keeps moving ...
-    assert full / n > 0.3  # ... but the guest sees a full ring much of the time
+    assert moved > 20_000, moved  # out_cons keeps moving ...
+    # ... but the guest sees a full ring much of the time (~0.98 on an idle box)
+    assert full / n > 0.15, (full, n)
     # 30 events per 200 ms, at most one ring's worth each
     assert moved / took <= 30 * 5 * R.OUT_SIZE * 1.1
 
