@@ -161,7 +161,8 @@ class DomainTable(DataTable):
     """
 
     def __init__(self, **kw) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, **kw)
+        # Cells keep their own colours on the cursor row (a full ring stays red).
+        super().__init__(cursor_type="row", zebra_stripes=False, cursor_foreground_priority="renderable", **kw)
         self.cols: tuple[str, ...] = ()
         self.sort_col = "domid"
         self.sort_reverse = False
