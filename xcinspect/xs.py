@@ -25,6 +25,25 @@ from xcinspect.platform.base import PlatformError
 DEFAULT_TIMEOUT = 2.0
 
 
+def _install_router_excepthook() -> None:
+    """pyxs' router thread dies with a traceback on stderr when xenstored drops or stalls
+    the connection (and when we close a connection under it). We detect a dead router and
+    rebuild the client, so that traceback is noise -- and it would garble the TUI."""
+    from pyxs.client import Router
+
+    previous = threading.excepthook
+
+    def hook(args) -> None:
+        if isinstance(getattr(args.thread, "_target", None), Router):
+            return
+        previous(args)
+
+    threading.excepthook = hook
+
+
+_install_router_excepthook()
+
+
 class XenstoreError(PlatformError):
     """xenstored is unreachable, hung, or closed the connection."""
 
