@@ -10,6 +10,8 @@ device-status queries that make the terminal type an answer, bracketed-paste mar
   carry no information worth showing.
 * Every other escape sequence (CSI, OSC, DCS, APC, PM, SOS, two-byte ESC) is shown as
   visible text: ``^[`` followed by its bytes in caret notation, cut at 48 characters.
+  A string sequence (OSC, DCS, ...) ends at its terminator or at the end of the line, so
+  an unterminated one cannot hide the guest's later lines.
 * C0 controls other than newline and tab are shown as ``^X``; ``\\r`` is dropped (CRLF and
   a lone CR both read as plain text); DEL as ``^?``.
 * C1 controls (U+0080-U+009F) and bytes that are not valid UTF-8 are shown as ``\\xNN``.
@@ -139,11 +141,22 @@ class Sanitizer:
                 elif ch == ESC:
                     seq.append(ch)
                     state = _STRING_ESC
+                elif ch == "\n":
+                    # No string spans lines: an unterminated one must not hide every line
+                    # the guest writes after it. Show it, keep the newline.
+                    append(self._emit_seq())
+                    append(ch)
+                    state = _GROUND
                 elif len(seq) < MAX_STRING:
                     seq.append(ch)
-                # else: an overlong string is swallowed up to its terminator, as a
-                # terminal would; what is shown is cut at MAX_SEQ anyway.
+                # else: an overlong string is swallowed up to its terminator or the end
+                # of the line; what is shown is cut at MAX_SEQ anyway.
             else:  # _STRING_ESC: ESC inside a string; ESC \ is ST
+                if ch == "\n":
+                    append(self._emit_seq())
+                    append(ch)
+                    state = _GROUND
+                    continue
                 seq.append(ch)
                 if ch == "\\":
                     append(self._emit_seq())
