@@ -156,18 +156,31 @@ class FrameBuilder:
         self.seq = 0
         self.names: dict[int, tuple[str, str]] = {}  # domid -> (raw name, sanitized)
         self.reasons: dict[int, tuple] = {}  # domid -> (verdict, sanitized reason)
+        self.rows: dict[int, tuple] = {}  # domid -> (what the row shows, Row)
 
     def row(self, e, now: float) -> Row:
+        """The Row for one entry; the previous Row object itself when nothing shown changed
+        (the UI skips rows it has already drawn by identity)."""
         idx = e.idx
         t = e.track
+        if idx is not None:
+            quiet = t.quiet_for(now) if t.last is not None else None
+            rate = t.rate_at(now)
+        else:
+            quiet = None
+            rate = 0.0
+        # What the row shows, at the granularity it is shown (whole seconds, whole B/s).
+        key = (e.raw, e.verdict, e.facts, e.flag, e.info, e.layout,
+               None if quiet is None else int(quiet), round(rate))
+        hit = self.rows.get(e.domid)
+        if hit is not None and hit[0] == key:
+            return hit[1]
         if idx is not None:
             in_cons, in_prod, out_cons, out_prod = idx
             out_fill = (out_prod - out_cons) & R.MASK32
             in_fill = (in_prod - in_cons) & R.MASK32
-            quiet = t.quiet_for(now) if t.last is not None else None
         else:
             in_cons = in_prod = out_cons = out_prod = out_fill = in_fill = None
-            quiet = None
         cached = self.names.get(e.domid)
         if cached is None or cached[0] != e.name:
             cached = self.names[e.domid] = (e.name, clean(e.name))
@@ -178,16 +191,18 @@ class FrameBuilder:
         rc = self.reasons.get(e.domid)
         if rc is None or rc[0] is not v:
             rc = self.reasons[e.domid] = (v, clean(v.reason))  # verdicts are immutable
-        return Row(
+        row = Row(
             domid=e.domid, name=name, state=v.state, reason=rc[1],
             action=v.action, flag=e.flag.state, flag_layout=e.layout,
             out_cons=out_cons, out_prod=out_prod, out_fill=out_fill,
             in_cons=in_cons, in_prod=in_prod, in_fill=in_fill,
-            rate=t.rate_at(now) if idx is not None else 0.0, quiet=quiet,
+            rate=rate, quiet=quiet,
             attached=_attached(f, self.own_pid), serviced_by=f.serviced_by if f else None,
             backend=H.backend_phrase(f), console_type=name_of_type(con),
             qemu=bool(con and con.served_by_qemu),
         )
+        self.rows[e.domid] = (key, row)
+        return row
 
     def detail(self, domid: int | None) -> Detail | None:
         if domid is None:
@@ -229,6 +244,7 @@ class FrameBuilder:
                 self.sampled.discard(d)
                 self.names.pop(d, None)
                 self.reasons.pop(d, None)
+                self.rows.pop(d, None)
             born = set(res.appeared) if self.seq else set()
             for d, old, new in res.changed_state:
                 r = by_id.get(d)

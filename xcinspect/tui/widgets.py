@@ -13,6 +13,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from xcinspect.core import health as H
 from xcinspect.core import ring as R
@@ -152,6 +153,25 @@ def render_cell(col: str, r: Row, pal: V.Palette) -> Text:
     raise KeyError(col)
 
 
+class Cell:
+    """A table cell drawn on demand: DataTable renders only the visible rows, so the
+    ``Text`` for a cell is built only when it is on screen (1,000 domains, 10 columns)."""
+
+    __slots__ = ("col", "row", "pal", "domid")
+
+    def __init__(self, col: str, row: Row, pal: V.Palette) -> None:
+        self.col = col
+        self.row = row
+        self.pal = pal
+        self.domid = row.domid
+
+    def __rich__(self) -> Text:
+        return render_cell(self.col, self.row, self.pal)
+
+    def __str__(self) -> str:
+        return render_cell(self.col, self.row, self.pal).plain
+
+
 class DomainTable(DataTable):
     """The live domain list. Rows are keyed by domid; only changed cells are updated and
     the cursor follows its domain while rows come, go and move."""
@@ -168,6 +188,7 @@ class DomainTable(DataTable):
         self.sort_reverse = False
         self.query_text = ""
         self.shown: dict[int, dict[str, object]] = {}  # domid -> column -> value shown
+        self.drawn: dict[int, Row] = {}  # domid -> the Row object last drawn
         self.order: list[int] = []
         self.selected: int | None = None
         self.palette_ = V.PLAIN
@@ -189,6 +210,7 @@ class DomainTable(DataTable):
         self.cols = cols
         self.clear(columns=True)
         self.shown.clear()
+        self.drawn.clear()
         self.order = []
         for c in cols:
             col = COLUMNS[c]
@@ -225,24 +247,39 @@ class DomainTable(DataTable):
         for d in [d for d in self.shown if d not in wanted]:
             self.remove_row(str(d))
             del self.shown[d]
+            self.drawn.pop(d, None)
         cols = self.cols
+        drawn = self.drawn
+        data = self._data
+        changed = False
         for r in visible:
-            shown = self.shown.get(r.domid)
+            d = r.domid
+            if not force and drawn.get(d) is r:
+                continue  # the very Row object already on screen: nothing changed
+            drawn[d] = r
+            shown = self.shown.get(d)
             if shown is None:
                 values = {c: cell_value(c, r) for c in cols}
-                self.add_row(*(render_cell(c, r, pal) for c in cols), key=str(r.domid))
-                self.shown[r.domid] = values
+                self.add_row(*(Cell(c, r, pal) for c in cols), key=str(d))
+                self.shown[d] = values
                 continue
-            key = str(r.domid)
+            cells = None
             for c in cols:
                 v = cell_value(c, r)
                 if force or shown.get(c) != v:
                     shown[c] = v
-                    self.update_cell(key, c, render_cell(c, r, pal))
+                    if cells is None:
+                        cells = data[RowKey(str(d))]
+                    # DataTable.update_cell() refreshes the widget once per cell; set the
+                    # cell and refresh once per frame instead (textual 8.2.8; pinned).
+                    cells[ColumnKey(c)] = Cell(c, r, pal)
+                    changed = True
+        if changed:
+            self._update_count += 1
+            self.refresh()
         if want != self.order:
             pos = {d: i for i, d in enumerate(want)}
-            first = cols[0]  # the domid column: its cell's text is the domid
-            self.sort(first, key=lambda cell: pos[int(cell.plain)])
+            self.sort(cols[0], key=lambda cell: pos[cell.domid])
             self.order = want
         self.restore_cursor()
 
