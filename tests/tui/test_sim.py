@@ -113,7 +113,12 @@ async def test_attach_round_trip(sim_app, tmp_path):
         await pilot.press("slash")
         assert isinstance(app.focused, Input)
         await pilot.press(*"uname", "enter")
+        first = screen.console.current_match()
+        assert first is not None and "uname" in screen.console.line_at(first).lower()
+        await pilot.press("N")  # previous match (older), wrapping round
         assert screen.console.current_match() is not None
+        await pilot.press("n")  # and back
+        assert screen.console.current_match() == first
         await pilot.press("y")
         assert "uname" in app.clipboard
         await pilot.press("s")
@@ -193,3 +198,17 @@ async def test_read_only_refuses_in_the_actions_too(sim_app):
         assert isinstance(app.screen, MainScreen) and app.ops == 0
         with pytest.raises(Exception, match="read-only"):
             app.actions.connect(row(app, "stuck-boot").domid)
+
+
+async def test_set_flag_disconnected_through_confirm(sim_app):
+    app = sim_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: row(app, "db01") is not None and row(app, "db01").flag == "connected")
+        await select(pilot, app, "db01")
+        await pilot.press("D")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog")
+        body = str(app.screen.query_one("#confirm-body").render())
+        assert "xen-4.21 connection flag" in body and "DROP their console output" in body
+        await pilot.press("y")
+        await until(pilot, lambda: row(app, "db01").flag == "disconnected", what="flag disconnected")
+        await until(pilot, lambda: row(app, "db01").state == "disconnected", what="verdict disconnected")
