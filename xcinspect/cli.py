@@ -320,15 +320,18 @@ def cmd_attach(args, ctx: Context) -> int:
         return _die(exc.message, code=EXIT_FAIL)
     san = None if args.raw else Sanitizer()
     out = sys.stdout.buffer
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
 
     def emit(data: bytes) -> None:
         if san is None:
             out.write(data)
         else:
-            out.write(san.feed(data).encode())
+            text = san.feed(data)
+            if interactive:  # the terminal is in raw mode (no ONLCR): \n alone would staircase
+                text = text.replace("\n", "\r\n")
+            out.write(text.encode())
         out.flush()
 
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
     stdin_fd = sys.stdin.fileno()
     with session:
         if interactive:
