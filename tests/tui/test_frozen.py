@@ -282,3 +282,26 @@ async def test_palette_opens_and_runs_a_command(frozen_app):
         await pilot.press("enter")
         await pilot.pause()
         assert table(app).selected == 5
+
+
+async def test_monitor_open_failure_ends_the_app_with_status_2(frozen_world):
+    """run_tui opens the monitor on the poller thread; a failure there is one line, exit 2."""
+    from xcinspect.monitor import Monitor
+    from xcinspect.platform.base import PlatformError
+    from xcinspect.tui.app import make_app
+
+    mon = Monitor(frozen_world.platform())
+
+    def broken_open():
+        raise PlatformError("xenstored did not answer within 2 s", "is xenstored running?")
+
+    mon.open = broken_open
+    app = make_app(mon, open_monitor=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(100):
+            if app.open_error is not None:
+                break
+            await pilot.pause(0.02)
+    assert app.return_code == 2
+    assert app.open_error.message == "xenstored did not answer within 2 s"
+    assert app.open_error.hint == "is xenstored running?"

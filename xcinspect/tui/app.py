@@ -145,7 +145,7 @@ class XcApp(App[int], inherit_bindings=False):
         for i in items:
             if isinstance(i, OpenFailed):
                 self.open_error = i
-                self.exit(2)
+                self.exit(2, return_code=2)
                 return
         frames = [i for i in items if isinstance(i, Frame)]
         for f in frames:
