@@ -77,6 +77,7 @@ class XcApp(App[int], inherit_bindings=False):
         self.pal = V.PLAIN
         self.ops = 0  # actions running on threads (tests wait for 0)
         self._action_lock = threading.Lock()
+        self._inflight: set[tuple[str, int | None]] = set()
         self.main = None
         self.last_result: str | None = None
 
@@ -292,11 +293,17 @@ class XcApp(App[int], inherit_bindings=False):
             main.do(action)
 
     # -- actions (off the UI thread) -------------------------------------------------------
-    def run_blocking(self, fn: Callable, on_ok: Callable, what: str) -> None:
-        """Run ``fn`` on a daemon thread; ``on_ok(result)`` or an error notification."""
+    def run_blocking(self, fn: Callable, on_ok: Callable, what: str, domid: int | None = None) -> None:
+        """Run ``fn`` on a daemon thread; ``on_ok(result)`` or an error notification.
+        A second request for the same action on the same domain while one runs is dropped."""
         if self.actions is None:
             self.notify("actions are not available here", severity="error", markup=False)
             return
+        key = (what, domid)
+        if key in self._inflight:
+            self.notify(f"{what} of dom {domid} is already under way", timeout=2, markup=False)
+            return
+        self._inflight.add(key)
         self.ops += 1
 
         def body() -> None:
@@ -304,11 +311,11 @@ class XcApp(App[int], inherit_bindings=False):
                 with self._action_lock:
                     result = fn()
             except PlatformError as exc:
-                self._later(self._op_failed, what, exc.message)
+                self._later(self._op_failed, key, exc.message)
             except Exception as exc:  # report, never crash the UI
-                self._later(self._op_failed, what, f"{type(exc).__name__}: {exc}")
+                self._later(self._op_failed, key, f"{type(exc).__name__}: {exc}")
             else:
-                self._later(self._op_done, on_ok, result)
+                self._later(self._op_done, key, on_ok, result)
 
         threading.Thread(target=body, name=f"xcinspect-{what}", daemon=True).start()
 
@@ -318,12 +325,15 @@ class XcApp(App[int], inherit_bindings=False):
         except Exception:  # the app is shutting down
             pass
 
-    def _op_done(self, on_ok, result) -> None:
+    def _op_done(self, key, on_ok, result) -> None:
         self.ops -= 1
+        self._inflight.discard(key)
         on_ok(result)
 
-    def _op_failed(self, what: str, message: str) -> None:
+    def _op_failed(self, key, message: str) -> None:
         self.ops -= 1
+        self._inflight.discard(key)
+        what = key[0]
         self.last_result = f"{what} failed: {message}"
         self.notify(clean(message), title=f"{what} failed", severity="error", timeout=8, markup=False)
         self.request_tick()
@@ -356,9 +366,9 @@ class XcApp(App[int], inherit_bindings=False):
                 return
             self._confirm(f"Connect the console of dom {r.domid} ({r.name})?", plan.description, "Connect",
                           False, lambda: self.run_blocking(lambda: acts.connect(r.domid), self._done("connect"),
-                                                           "connect"))
+                                                           "connect", r.domid))
 
-        self.run_blocking(lambda: acts.plan_connect(r.domid), planned, "connect")
+        self.run_blocking(lambda: acts.plan_connect(r.domid), planned, "connect", r.domid)
 
     def start_disconnect(self, r: Row, *, force: bool = False, set_flag: bool = False) -> None:
         acts = self.actions
@@ -374,9 +384,10 @@ class XcApp(App[int], inherit_bindings=False):
                           "Set flag" if set_flag else "Disconnect", True,
                           lambda: self.run_blocking(
                               lambda: acts.disconnect(r.domid, force=force, set_flag=set_flag),
-                              self._done(what), what))
+                              self._done(what), what, r.domid))
 
-        self.run_blocking(lambda: acts.plan_disconnect(r.domid, force=force, set_flag=set_flag), planned, what)
+        self.run_blocking(lambda: acts.plan_disconnect(r.domid, force=force, set_flag=set_flag), planned, what,
+                          r.domid)
 
     def start_attach(self, r: Row, force: bool = False) -> None:
         if r.qemu:
@@ -413,7 +424,7 @@ class XcApp(App[int], inherit_bindings=False):
             else:
                 opened(value)
 
-        self.run_blocking(attach, result, "attach")
+        self.run_blocking(attach, result, "attach", r.domid)
 
     def _offer_force(self, r: Row, why: str) -> None:
         self._confirm(
