@@ -366,6 +366,8 @@ class AttachScreen(Screen):
         event.prevent_default()
         if data is not None and self.io is not None and self.closed_reason is None:
             self.io.send(data)
+            if not self.console.follow:
+                self.console.follow = True  # typing brings the view back to the prompt
 
     def on_paste(self, event) -> None:
         if self.live and self.io is not None and self.closed_reason is None:
