@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -31,6 +35,41 @@ def world(domains: int | None = None, scenario: str | None = None, timeline: boo
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def custom_world(domains: dict[int, dict], external=(), timeout: float = 120.0):
+    """A sim world with exactly these domains (``bench/benchworld.py``); ``external``
+    domains have no sim guest process: the benchmark plays their guest."""
+    from xcinspect.sim.common import Paths
+    from xcinspect.sim.world import World, WorldError, _tail
+
+    tmp = tempfile.mkdtemp(prefix="xcinspect-bench-")
+    paths = Paths(tmp)
+    paths.makedirs()
+    spec = json.dumps({"domains": {str(d): c for d, c in domains.items()}, "external": sorted(external)})
+    cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchworld.py"),
+           "--world", paths.dir, "--spec", spec]
+    if threading.current_thread() is threading.main_thread():
+        cmd += ["--parent-pid", str(os.getpid())]
+    logf = open(os.path.join(paths.run, "world.log"), "ab", buffering=0)
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+    finally:
+        logf.close()
+    w = World(paths.dir, proc)
+    try:
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(paths.ready):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise WorldError("bench world did not come up:\n" + _tail(os.path.join(paths.run, "world.log")))
+            time.sleep(0.02)
+        w.pids()
+        yield w
+    finally:
+        w.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def best_of(fn, repeat: int = 7, number: int = 20) -> float:
     """Best per-call time in seconds (min over repeats of the mean over `number` calls)."""
     times = []
@@ -48,3 +87,24 @@ def median(xs):
 
 def fmt_us(seconds: float) -> str:
     return f"{seconds * 1e6:9.1f} µs"
+
+
+def percentile(xs, p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty sequence."""
+    s = sorted(xs)
+    k = max(0, min(len(s) - 1, math.ceil(p / 100.0 * len(s)) - 1))
+    return s[k]
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def machine() -> str:
+    """One line about the box and its load right now (figures only compare within a run)."""
+    try:
+        load = os.getloadavg()
+        la = f"load {load[0]:.2f}"
+    except OSError:
+        la = "load ?"
+    return f"{os.cpu_count()} CPUs, {la}, Python {sys.version.split()[0]}"
