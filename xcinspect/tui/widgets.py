@@ -521,7 +521,14 @@ class ConsoleView(ScrollView, can_focus=True):
         self._resize()
         if self.follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
+            # A write that makes a scrollbar appear cannot scroll yet (the scrollbar, and
+            # so the room to scroll, exists only after the next layout): again after it.
+            self.call_after_refresh(self._follow_end)
         self.refresh()
+
+    def _follow_end(self) -> None:
+        if self.follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def text(self) -> str:
         body = "\n".join(self.lines)
