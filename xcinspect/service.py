@@ -225,19 +225,6 @@ class Backend:
                 continue
             if evtchn.fileno() in r:
                 evtchn.pending()
-            try:
-                n = self.drain(ring, journal)
-                fed = self.feed(ring)
-            except PageError as exc:
-                print(f"xcinspect backend: {exc}; stopping", file=sys.stderr)
-                return 3
-            try:
-                if n or fed:
-                    evtchn.notify()
-                evtchn.unmask()
-            except PlatformError as exc:  # the guest died under us (XenCallError on dom0)
-                print(f"xcinspect backend: event channel failed ({exc.message}); releasing", file=sys.stderr)
-                return 0
             if listener.fileno() in r:
                 try:
                     s, _ = listener.accept()
@@ -245,6 +232,8 @@ class Backend:
                     self.clients[s.fileno()] = (s, bytearray())
                 except OSError:
                     pass
+            # Client input first, so a keystroke reaches the ring in this round, not after
+            # the next select (which could wait its whole timeout).
             for fd in r:
                 if fd in self.clients:
                     s, _ = self.clients[fd]
@@ -259,17 +248,31 @@ class Backend:
                         del self.clients[fd]
                     else:
                         self.inbuf += chunk
-            for fd in w:
-                if fd in self.clients:
-                    s, buf = self.clients[fd]
-                    try:
-                        sent = s.send(buf)
-                        del buf[:sent]
-                    except BlockingIOError:
-                        pass
-                    except OSError:
-                        s.close()
-                        del self.clients[fd]
+            try:
+                n = self.drain(ring, journal)
+                fed = self.feed(ring)
+            except PageError as exc:
+                print(f"xcinspect backend: {exc}; stopping", file=sys.stderr)
+                return 3
+            try:
+                if n or fed:
+                    evtchn.notify()
+                evtchn.unmask()
+            except PlatformError as exc:  # the guest died under us (XenCallError on dom0)
+                print(f"xcinspect backend: event channel failed ({exc.message}); releasing", file=sys.stderr)
+                return 0
+            # Output to clients now (non-blocking; what does not fit waits for writability).
+            for fd, (s, buf) in list(self.clients.items()):
+                if not buf:
+                    continue
+                try:
+                    sent = s.send(buf)
+                    del buf[:sent]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    s.close()
+                    del self.clients[fd]
             now = time.monotonic()
             if now >= next_check:
                 next_check = now + 1.0
