@@ -44,6 +44,7 @@ def holder(world):
     if p.poll() is None:
         p.kill()
     p.wait()
+    p.stdout.close()
 
 
 def make(world, **kw):

@@ -14,7 +14,9 @@ from xcinspect.tui.widgets import DomainTable
 def plain(renderable, width: int = 120) -> str:
     from rich.console import Console
 
-    c = Console(width=width, record=True, file=open("/dev/null", "w"))
+    import io
+
+    c = Console(width=width, record=True, file=io.StringIO())
     c.print(renderable)
     return c.export_text()
 

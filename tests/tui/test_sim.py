@@ -127,7 +127,8 @@ async def test_attach_round_trip(sim_app, tmp_path):
         app.screen.query_one(Input).value = path
         await pilot.press("enter")
         await until(pilot, lambda: os.path.exists(path), what="saved file")
-        assert "Linux web01" in open(path).read()
+        with open(path) as f:
+            assert "Linux web01" in f.read()
         await pilot.press("i")
         assert screen.live
         await pilot.press("ctrl+right_square_bracket")
