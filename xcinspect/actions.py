@@ -71,9 +71,9 @@ class Actions:
         sync: bool = True,
     ) -> None:
         self.platform = platform
-        self.xs = xs or XsClient(platform.xenstore_path())
+        self.read_only = read_only or getattr(platform, "read_only", False)
+        self.xs = xs or XsClient(platform.xenstore_path(), read_only=self.read_only)
         self.flag_override = flag_override
-        self.read_only = read_only
         self.platform_args = platform_args or []
         self.sync = sync
 

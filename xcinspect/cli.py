@@ -168,6 +168,7 @@ class Context(contextlib.ExitStack):
             from xcinspect.platform.dom0 import Dom0Platform
 
             self.platform = Dom0Platform()
+        self.platform.read_only = bool(getattr(self.args, "read_only", False))
         self.callback(self.platform.close)
         return self.platform
 

@@ -9,6 +9,11 @@ from __future__ import annotations
 import os
 import struct
 import time
+from itertools import compress as _compress
+from itertools import count as _count
+from itertools import repeat as _repeat
+from operator import le as _le
+from operator import ne as _ne
 
 from xcinspect import facts as _facts
 from xcinspect.core import flags as F
@@ -21,6 +26,8 @@ from xcinspect.xs import XenstoreError, XsClient
 
 _IDX5 = struct.Struct("<5I")  # the four indices and the 32-bit word at the flag offset
 _IDX_OFF = R.IDX_OFFSET
+_RAW20 = struct.Struct("20s")  # the same 20 bytes, as one bytes object (cheap to compare)
+_INF = float("inf")
 
 
 class Entry:
@@ -132,14 +139,22 @@ class Monitor:
         self.scrape_errors = 0
         self.ticks = 0
         self._facts_due = 0.0
-        self._pairs: list | None = None  # (entry, page buffer) for the sampling loop
+        self._pairs: list | None = None  # (entry, page buffer) for the full loop; None: rebuild
+        # the fast path's arrays (see tick), valid while _pairs is not None
+        self._ents: list = []  # entries in order
+        self._mpos: list[int] = []  # positions (in _ents) of the mapped ones
+        self._unmapped: list[int] = []  # positions of the unmapped ones
+        self._bufs: list = []  # page buffer per mapped entry
+        self._snap: list = []  # last (20 bytes,) per mapped entry
+        self._nexts: list[float] = []  # next_eval per mapped entry
+        self._due_at = 0.0  # min(_nexts)
 
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> None:
         """Check the environment and read every domain once. Raises PlatformError."""
         self.platform.check()
         self.host = HostInfo(self.platform.kind, self.platform.xen_version(), self.platform.default_flag_layout())
-        self.xs = XsClient(self.platform.xenstore_path(), timeout=self.xs_timeout)
+        self.xs = XsClient(self.platform.xenstore_path(), timeout=self.xs_timeout, read_only=True)
         self.discovery = Discovery(self.xs)
         self.discovery.start()
         self._sync_entries(set(self.discovery.domains))
@@ -254,6 +269,7 @@ class Monitor:
             if f != e.facts:
                 e.facts = f
                 e.next_eval = 0.0
+                self._pairs = None  # the next tick runs the full loop
             e.facts_at = now
         self._facts_due = now + self.facts_interval
 
@@ -264,13 +280,59 @@ class Monitor:
         now = self.clock()
         if now >= self._facts_due:
             self.refresh_facts(now)
+        if self._pairs is not None:
+            # The fast path: every page's 20 index/flag bytes in one C-level pass, compared
+            # with the previous pass as a whole; only consoles that moved or whose
+            # deadline passed are evaluated, in entry order, as the full loop would.
+            try:
+                snap = list(map(_RAW20.unpack_from, self._bufs, _repeat(_IDX_OFF)))
+            except (ValueError, OSError, IndexError, TypeError):
+                snap = None  # some page is unreadable: the full loop says which
+            if snap is not None:
+                todo = None
+                if snap != self._snap:
+                    todo = list(_compress(_count(), map(_ne, snap, self._snap)))
+                nexts = self._nexts
+                if now >= self._due_at:
+                    due = list(_compress(_count(), map(_le, nexts, _repeat(now))))
+                    todo = sorted(set(todo).union(due)) if todo else due
+                unmapped = self._unmapped
+                if todo or unmapped:
+                    moved = 0
+                    changed_state = res.changed_state
+                    mpos, ents, bufs = self._mpos, self._ents, self._bufs
+                    if unmapped:
+                        slot = {mpos[i]: i for i in (todo or ())}
+                        order = sorted(set(slot) | set(unmapped))
+                    else:
+                        slot = None
+                        order = [mpos[i] for i in todo]
+                    for k, pos in enumerate(order):
+                        e = ents[pos]
+                        i = slot.get(pos) if slot is not None else todo[k]
+                        if i is None:
+                            self._unmapped_verdict(e, changed_state)
+                            continue
+                        if self._evaluate(e, bufs[i], _IDX5.unpack(snap[i][0]), now, changed_state):
+                            moved += 1
+                        nexts[i] = e.next_eval
+                    self._due_at = min(nexts, default=_INF)
+                    res.moved = moved
+                self._snap = snap
+                self.ticks += 1
+                return res
+        self._tick_all(now, res)
+        self.ticks += 1
+        return res
+
+    def _tick_all(self, now: float, res: TickResult) -> None:
+        """The full loop (after the entry set or facts changed, or a page was unreadable);
+        then the fast path's arrays are rebuilt from what it left in the entries."""
         unpack = _IDX5.unpack_from
-        stall_after, idle_after = self.stall_after, self.idle_after
         changed_state = res.changed_state
         moved = 0
-        if self._pairs is None:
-            self._pairs = [(e, e.mapping.buf if e.mapping is not None else None) for e in self.entries.values()]
-        for e, buf in self._pairs:
+        pairs = self._pairs = [(e, e.mapping.buf if e.mapping is not None else None) for e in self.entries.values()]
+        for e, buf in pairs:
             if buf is None:
                 self._unmapped_verdict(e, changed_state)
                 continue
@@ -281,27 +343,42 @@ class Monitor:
                 continue
             if raw == e.raw and now < e.next_eval:
                 continue  # nothing moved and no deadline passed: the verdict stands
-            idx = raw[:4]
-            if raw != e.raw:
-                e.raw = raw
-                if e.track.update(idx, now):
-                    moved += 1
-                e.idx = idx
-                if e.layout != F.NONE:
-                    e.flag = F.decode(buf, e.layout)
-            v = H.classify(
-                idx, e.flag.state, e.track, e.facts, now,
-                console_type=e.console_type, stall_after=stall_after, idle_after=idle_after,
-            )
-            if e.error:
-                v = H.Verdict(H.ERROR, e.error)
-            if v.state != e.verdict.state:
-                changed_state.append((e.domid, e.verdict.state, v.state))
-            e.verdict = v
-            e.next_eval = H.next_evaluation(v.state, e.track, now, stall_after, idle_after)
+            if self._evaluate(e, buf, raw, now, changed_state):
+                moved += 1
         res.moved = moved
-        self.ticks += 1
-        return res
+        # Fast-path state. A console's previous bytes are its last *classified* indices
+        # (e.raw), so one that could not be read this round is compared with those.
+        self._ents = [e for e, _ in pairs]
+        self._mpos = [k for k, (_, buf) in enumerate(pairs) if buf is not None]
+        self._unmapped = [k for k, (_, buf) in enumerate(pairs) if buf is None]
+        self._bufs = [pairs[k][1] for k in self._mpos]
+        mapped = [pairs[k][0] for k in self._mpos]
+        self._snap = [(_IDX5.pack(*e.raw),) if e.raw is not None else None for e in mapped]
+        self._nexts = [e.next_eval for e in mapped]
+        self._due_at = min(self._nexts, default=_INF)
+
+    def _evaluate(self, e: Entry, buf, raw: tuple, now: float, changed_state: list) -> bool:
+        """Classify one console from freshly read ``raw``; True if an index moved."""
+        moved = False
+        idx = raw[:4]
+        if raw != e.raw:
+            e.raw = raw
+            moved = e.track.update(idx, now)
+            e.idx = idx
+            if e.layout != F.NONE:
+                e.flag = F.decode(buf, e.layout)
+        stall_after, idle_after = self.stall_after, self.idle_after
+        v = H.classify(
+            idx, e.flag.state, e.track, e.facts, now,
+            console_type=e.console_type, stall_after=stall_after, idle_after=idle_after,
+        )
+        if e.error:
+            v = H.Verdict(H.ERROR, e.error)
+        if v.state != e.verdict.state:
+            changed_state.append((e.domid, e.verdict.state, v.state))
+        e.verdict = v
+        e.next_eval = H.next_evaluation(v.state, e.track, now, stall_after, idle_after)
+        return moved
 
     @staticmethod
     def _unmapped_verdict(e: Entry, changed_state: list) -> None:

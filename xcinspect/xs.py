@@ -23,6 +23,9 @@ from pyxs.exceptions import PyXSError
 from xcinspect.platform.base import PlatformError
 
 DEFAULT_TIMEOUT = 2.0
+# What a read-only client may send: nothing here changes the store.
+READ_OPS = frozenset({Op.READ, Op.DIRECTORY, Op.GET_PERMS, Op.WATCH, Op.UNWATCH, Op.GET_DOMAIN_PATH,
+                      Op.IS_DOMAIN_INTRODUCED})
 
 
 def _install_router_excepthook() -> None:
@@ -59,9 +62,10 @@ class NoEntry(KeyError):
 class XsClient:
     """One connection to xenstored (unix socket), rebuilt after a failure."""
 
-    def __init__(self, path: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, path: str, timeout: float = DEFAULT_TIMEOUT, *, read_only: bool = False) -> None:
         self.path = path
         self.timeout = timeout
+        self.read_only = read_only  # refuse every request that could change the store
         self._client: Client | None = None
         self._monitor = None
         self._watches: set[tuple[str, str]] = set()
@@ -136,6 +140,8 @@ class XsClient:
 
     # -- requests ------------------------------------------------------------------------
     def _send(self, op: int, payload: bytes):
+        if self.read_only and op not in READ_OPS:
+            raise XenstoreError(f"read-only mode: refusing xenstore request type {op}")
         client = self._connect()
         try:
             packet = Packet(op, payload, rq_id=next_rq_id() & 0xFFFFFFFF, tx_id=0)

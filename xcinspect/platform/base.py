@@ -68,6 +68,13 @@ class Platform(ABC):
     """Platform primitives. Implementations: ``sim.SimPlatform``, ``dom0.Dom0Platform``."""
 
     kind: str  # "sim" | "dom0"
+    # ``--read-only``: no writable page mapping and no event channel binding, whoever asks.
+    read_only: bool = False
+
+    def refuse_in_read_only(self, what: str) -> None:
+        """Raise PlatformError when in read-only mode (every write path calls this)."""
+        if self.read_only:
+            raise PlatformError(f"read-only mode: refusing to {what}")
 
     @abstractmethod
     def check(self, *, need_write: bool = False) -> None:

@@ -204,6 +204,8 @@ class Dom0Platform(Platform):
         """Grant ref 0 (GNTTAB_RESERVED_CONSOLE) first, then a foreign map of ``ring_ref``
         (a frame number). Read-only unless ``writable``."""
         _check_domid(domid)
+        if writable:
+            self.refuse_in_read_only(f"map the console page of domain {domid} writable")
         errors = []
         try:
             return self.libs.gnttab_map(domid, 0, writable=writable)
@@ -228,6 +230,7 @@ class Dom0Platform(Platform):
 
     def bind_evtchn(self, domid: int, remote_port: int) -> EventChannel:
         _check_domid(domid)
+        self.refuse_in_read_only(f"bind the console event channel of domain {domid}")
         if not isinstance(remote_port, int) or remote_port <= 0:
             raise PlatformError(f"domain {domid} has no valid console port ({remote_port!r})")
         return self.libs.bind_interdomain(domid, remote_port)

@@ -115,6 +115,8 @@ class SimPlatform(Platform):
         return layout if layout in F.LAYOUTS else None
 
     def map_page(self, domid: int, ring_ref: int | None, *, writable: bool = False) -> PageMapping:
+        if writable:
+            self.refuse_in_read_only(f"map the console page of domain {domid} writable")
         path = self.paths.page(domid)
         try:
             fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
@@ -141,6 +143,7 @@ class SimPlatform(Platform):
     def bind_evtchn(self, domid: int, remote_port: int) -> EventChannel:
         from xcinspect.sim.evtchn import SimEventChannel
 
+        self.refuse_in_read_only(f"bind the console event channel of domain {domid}")
         if remote_port is None:
             raise PlatformError(f"domain {domid} has no console event channel port")
         return SimEventChannel(self.world_id, domid, remote_port)
