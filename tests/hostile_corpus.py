@@ -17,6 +17,16 @@ very long lines, NULs, floods.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import select
+import signal
+import struct
+import subprocess
+import termios
+import time
+import tty
 from dataclasses import dataclass
 
 ESC = b"\x1b"
@@ -165,3 +175,61 @@ def bad_cli_bytes(stream: bytes) -> list[tuple[int, str]]:
         if o < 0x20 or o == 0x7F or 0x80 <= o <= 0x9F or 0xDC80 <= o <= 0xDCFF:
             bad.append((i, repr(ch)))
     return bad
+
+
+# -- terminal helper (shared by the output, read-only and fault tests) ---------------------------
+class PtyRun:
+    """A process on a fresh pty; ``data`` is every byte it wrote to the terminal.
+
+    The slave is put in raw mode first, so the bytes are exactly what the program wrote
+    (no \\n -> \\r\\n translation by the line discipline)."""
+
+    def __init__(self, argv: list[str], cols: int = 140, rows: int = 45, env: dict | None = None) -> None:
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        tty.setraw(slave)
+        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+                                     start_new_session=True, env=env)
+        os.close(slave)
+        self.master = master
+        self.data = bytearray()
+
+    def pump(self, timeout: float = 0.05) -> bool:
+        """Read what is there; False once the pty is closed."""
+        r, _, _ = select.select([self.master], [], [], timeout)
+        if not r:
+            return True
+        try:
+            chunk = os.read(self.master, 65536)
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        self.data += chunk
+        return True
+
+    def wait_for(self, needle: bytes, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.data:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} not seen; last output: {bytes(self.data[-400:])!r}")
+            if not self.pump():
+                if needle in self.data:
+                    return
+                raise AssertionError(f"process ended before {needle!r}: {bytes(self.data[-400:])!r}")
+
+    def send(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def finish(self, timeout: float = 15.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self.pump()
+        while self.pump(0.05):
+            pass
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise AssertionError(f"did not exit; last output: {bytes(self.data[-400:])!r}")
+        os.close(self.master)
+        return self.proc.returncode

@@ -27,20 +27,17 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-import tty
 
 import pytest
 
-from hostile_corpus import CORPUS, Hostile, bad_cli_bytes, by_name, framed
+from hostile_corpus import CORPUS, Hostile, PtyRun, bad_cli_bytes, framed
 from xcinspect.core import ring as R
 from xcinspect.core.sanitize import Sanitizer, is_safe, sanitize
 from xcinspect.sim.evtchn import channel_name
@@ -80,67 +77,6 @@ def test_every_sequence_in_one_chunk_is_shown():
 # -- helpers: a pty, a second producer in a guest's ring -----------------------------------------
 def xci_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "xcinspect", *args]
-
-
-class PtyRun:
-    """A process on a fresh pty; ``data`` is every byte it wrote to the terminal.
-
-    The slave is put in raw mode first, so the bytes are exactly what the program wrote
-    (no \\n -> \\r\\n translation by the line discipline)."""
-
-    def __init__(self, argv: list[str], cols: int = 140, rows: int = 45, env: dict | None = None) -> None:
-        import fcntl
-        import struct
-        import termios
-
-        master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        tty.setraw(slave)
-        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True,
-                                     start_new_session=True, env=env)
-        os.close(slave)
-        self.master = master
-        self.data = bytearray()
-
-    def pump(self, timeout: float = 0.05) -> bool:
-        """Read what is there; False once the pty is closed."""
-        r, _, _ = select.select([self.master], [], [], timeout)
-        if not r:
-            return True
-        try:
-            chunk = os.read(self.master, 65536)
-        except OSError:
-            return False
-        if not chunk:
-            return False
-        self.data += chunk
-        return True
-
-    def wait_for(self, needle: bytes, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while needle not in self.data:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{needle!r} not seen; last output: {bytes(self.data[-400:])!r}")
-            if not self.pump():
-                if needle in self.data:
-                    return
-                raise AssertionError(f"process ended before {needle!r}: {bytes(self.data[-400:])!r}")
-
-    def send(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def finish(self, timeout: float = 15.0) -> int:
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            self.pump()
-        while self.pump(0.05):
-            pass
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-            raise AssertionError(f"did not exit; last output: {bytes(self.data[-400:])!r}")
-        os.close(self.master)
-        return self.proc.returncode
 
 
 class GuestWriter:
