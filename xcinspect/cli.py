@@ -14,6 +14,7 @@ import os
 import select
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -183,14 +184,24 @@ def _die(msg: str, hint: str | None = None, code: int = EXIT_USAGE) -> int:
 
 # -- page inspection --------------------------------------------------------------------------
 def cmd_page(args) -> int:
+    # O_NONBLOCK: opening a FIFO must not wait for a writer (it hung forever); only a
+    # regular file can be a page dump (a device reads endlessly, a directory not at all).
     try:
-        with open(args.page, "rb") as f:
-            data = f.read(R.PAGE_SIZE + 1)
+        fd = os.open(args.page, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         return _die(f"cannot read page file {args.page}: {exc.strerror or exc}")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            return _die(f"{args.page} is not a console page: {what}")
+        data = os.pread(fd, R.PAGE_SIZE + 1, 0)
+    except OSError as exc:
+        return _die(f"cannot read page file {args.page}: {exc.strerror or exc}")
+    finally:
+        os.close(fd)
     if len(data) != R.PAGE_SIZE:
-        size = os.path.getsize(args.page)
-        return _die(f"{args.page} is not a console page: {size} bytes, expected {R.PAGE_SIZE}")
+        return _die(f"{args.page} is not a console page: {max(st.st_size, len(data))} bytes, expected {R.PAGE_SIZE}")
     layout = F.NONE if args.flag_layout == F.AUTO else args.flag_layout
     snap = R.parse_page(data, layout)
     if args.json:
