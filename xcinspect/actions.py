@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import getpass
 import json
 import os
@@ -41,6 +42,31 @@ from xcinspect.xs import XenstoreError, XsClient
 
 class ActionError(PlatformError):
     """An action was refused or failed; ``message`` says why, in one line."""
+
+    audited = False  # already written to the audit log
+
+
+def _audited(action: str):
+    """Every way out of an action is in the audit log: what ``_refuse`` and the success
+    paths record, and anything else that stops it (the domain vanished, xenstored went
+    away, a bug) as "refused" (ActionError) or "failed"."""
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(self, domid, *args, **kw):
+            try:
+                return fn(self, domid, *args, **kw)
+            except Exception as exc:
+                if not getattr(exc, "audited", False):
+                    result = "refused" if isinstance(exc, ActionError) else "failed"
+                    self.audit(action, domid, result, getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
+                    try:
+                        exc.audited = True
+                    except AttributeError:
+                        pass
+                raise
+        return wrapper
+    return deco
 
 
 @dataclass
@@ -83,8 +109,17 @@ class Actions:
             raise ActionError(f"no domain {domid} in xenstore")
         return Discovery(self.xs)._read_domains([domid])[domid]
 
-    def resolve(self, ref: str | int) -> int:
-        """A domid from a domid or a name."""
+    def resolve(self, ref: str | int, action: str | None = None) -> int:
+        """A domid from a domid or a name; for ``action``, a failure is audited."""
+        try:
+            return self._resolve(ref)
+        except Exception as exc:
+            if action is not None:
+                self.audit(action, None, "refused" if isinstance(exc, ActionError) else "failed",
+                           getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}", target=str(ref))
+            raise
+
+    def _resolve(self, ref: str | int) -> int:
         text = str(ref)
         if text.isdigit():
             d = int(text)
@@ -128,7 +163,9 @@ class Actions:
 
     def _refuse(self, action: str, domid: int | None, message: str) -> ActionError:
         self.audit(action, domid, "refused", message)
-        return ActionError(message)
+        err = ActionError(message)
+        err.audited = True
+        return err
 
     def _check_writable(self, action: str, domid: int | None) -> None:
         if self.read_only:
@@ -153,6 +190,7 @@ class Actions:
         return Plan(True, "no backend: xcinspect will bind the event channel, drain the ring to its log "
                     "and serve attach")
 
+    @_audited("connect")
     def connect(self, domid: int, *, wait: float = 3.0) -> ActionResult:
         self._check_writable("connect", domid)
         info = self._info(domid)
@@ -212,6 +250,7 @@ class Actions:
         return Plan(False, f"nothing to disconnect on {name} (dom {domid}): no client attached and no "
                     "xcinspect backend")
 
+    @_audited("disconnect")
     def disconnect(self, domid: int, *, force: bool = False, set_flag: bool = False) -> ActionResult:
         self._check_writable("disconnect", domid)
         plan = self.plan_disconnect(domid, force=force, set_flag=set_flag)
@@ -250,6 +289,7 @@ class Actions:
         return ActionResult(True, msg, {"how": "flag"})
 
     # -- attach -----------------------------------------------------------------------------
+    @_audited("attach")
     def attach(self, domid: int, *, force: bool = False, tty_wait: float = 5.0) -> "AttachSession":
         self._check_writable("attach", domid)
         info = self._info(domid)

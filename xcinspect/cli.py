@@ -285,7 +285,7 @@ def cmd_connect(args, ctx: Context) -> int:
     from xcinspect.actions import ActionError
 
     acts = _actions(args, ctx)
-    domid = acts.resolve(args.dom)
+    domid = acts.resolve(args.dom, action=args.command)
     try:
         res = acts.connect(domid)
     except ActionError as exc:
@@ -300,7 +300,7 @@ def cmd_disconnect(args, ctx: Context) -> int:
     from xcinspect.actions import ActionError
 
     acts = _actions(args, ctx)
-    domid = acts.resolve(args.dom)
+    domid = acts.resolve(args.dom, action=args.command)
     try:
         plan = acts.plan_disconnect(domid, force=args.force, set_flag=args.set_flag)
         if plan.allowed and plan.destructive:
@@ -324,7 +324,7 @@ def cmd_attach(args, ctx: Context) -> int:
     from xcinspect.actions import ActionError
 
     acts = _actions(args, ctx)
-    domid = acts.resolve(args.dom)
+    domid = acts.resolve(args.dom, action=args.command)
     esc = _escape_byte(args.escape)
     try:
         session = acts.attach(domid, force=args.force)
