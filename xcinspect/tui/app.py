@@ -362,6 +362,7 @@ class XcApp(App[int], inherit_bindings=False):
         def planned(plan) -> None:
             if not plan.allowed:
                 self.last_result = plan.description
+                acts.audit("connect", r.domid, "refused", plan.description)  # refusals are audited too
                 self.notify(clean(plan.description), title="cannot connect", severity="warning", markup=False)
                 return
             self._confirm(f"Connect the console of dom {r.domid} ({r.name})?", plan.description, "Connect",
@@ -377,6 +378,7 @@ class XcApp(App[int], inherit_bindings=False):
         def planned(plan) -> None:
             if not plan.allowed:
                 self.last_result = plan.description
+                acts.audit("disconnect", r.domid, "refused", plan.description, set_flag=set_flag)
                 self.notify(clean(plan.description), title=f"cannot {what}", severity="warning", markup=False)
                 return
             verb = "Set the flag of" if set_flag else "Force-disconnect"
