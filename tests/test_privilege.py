@@ -279,3 +279,40 @@ def test_every_action_is_audited_including_refused_ones(world):
     assert (rec["action"], rec["result"], rec["how"]) == ("disconnect", "ok", "flag")
     # and the log says who: the user and uid of the operator
     assert all(r["uid"] == os.getuid() for r in audit(world))
+
+
+async def test_tui_refusals_are_audited(world, tmp_path, monkeypatch):
+    """In the TUI a refused action never reaches ``Actions.connect``: the plan refuses it
+    first. It is audited all the same."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    from xcinspect.actions import Actions
+    from xcinspect.monitor import Monitor
+    from xcinspect.tui.app import make_app
+
+    plat = world.platform()
+    mon = Monitor(plat, facts_interval=0.2)
+    mon.open()
+    acts = Actions(plat, platform_args=["--sim", world.dir])
+    app = make_app(mon, actions=acts, interval=0.2)
+    before = len(audit(world))
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            for _ in range(200):
+                if any(r.name == "web01" and r.state in ("serviced", "idle") for r in app.main.rows):
+                    break
+                await pilot.pause(0.05)
+            app.domain_command("show", world.domid("web01"))
+            await pilot.pause()
+            for key in ("c", "d"):  # connect a serviced console; disconnect with nobody attached
+                await pilot.press(key)
+                for _ in range(100):
+                    if app.ops == 0:
+                        break
+                    await pilot.pause(0.05)
+            await pilot.pause(0.2)
+    finally:
+        acts.xs.close()
+        mon.close()
+    new = [(a["action"], a["result"], a["domid"]) for a in audit(world)[before:]]
+    assert ("connect", "refused", 1) in new and ("disconnect", "refused", 1) in new, new
