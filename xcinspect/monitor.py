@@ -140,11 +140,10 @@ class Monitor:
         self.ticks = 0
         self._facts_due = 0.0
         self._pairs: list | None = None  # (entry, page buffer) for the full loop; None: rebuild
-        # the fast path's arrays (see tick), valid while _pairs is not None
-        self._ents: list = []  # entries in order
-        self._mpos: list[int] = []  # positions (in _ents) of the mapped ones
-        self._unmapped: list[int] = []  # positions of the unmapped ones
-        self._bufs: list = []  # page buffer per mapped entry
+        # The fast path's arrays (see tick), valid while _pairs is not None: page buffer per
+        # mapped entry, the index offset per mapped entry, positions (in the entry list)
+        # of the mapped and of the unmapped entries, the entries in order.
+        self._fast: tuple = ([], [], [], [], [])
         self._snap: list = []  # last (20 bytes,) per mapped entry
         self._nexts: list[float] = []  # next_eval per mapped entry
         self._due_at = 0.0  # min(_nexts)
@@ -154,7 +153,7 @@ class Monitor:
         """Check the environment and read every domain once. Raises PlatformError."""
         self.platform.check()
         self.host = HostInfo(self.platform.kind, self.platform.xen_version(), self.platform.default_flag_layout())
-        self.xs = XsClient(self.platform.xenstore_path(), timeout=self.xs_timeout, read_only=True)
+        self.xs = XsClient(self.platform.xenstore_path(), timeout=self.xs_timeout)
         self.discovery = Discovery(self.xs)
         self.discovery.start()
         self._sync_entries(set(self.discovery.domains))
@@ -275,7 +274,15 @@ class Monitor:
 
     def tick(self, xs_timeout: float = 0.0) -> TickResult:
         """One sampling round. Never raises for a single broken domain."""
-        changed = self._poll_xenstore(xs_timeout)
+        if self.xs_error is None and self.discovery is not None:
+            try:  # _poll_xenstore's common case, inlined (this runs every tick)
+                changed = self.discovery.poll(xs_timeout)
+            except XenstoreError as exc:
+                self.xs_error = exc.message
+                self.scrape_errors += 1
+                changed = None
+        else:
+            changed = self._poll_xenstore(xs_timeout)
         res = self._sync_entries(changed) if changed else TickResult()
         now = self.clock()
         if now >= self._facts_due:
@@ -284,46 +291,49 @@ class Monitor:
             # The fast path: every page's 20 index/flag bytes in one C-level pass, compared
             # with the previous pass as a whole; only consoles that moved or whose
             # deadline passed are evaluated, in entry order, as the full loop would.
+            bufs, offs, mpos, unmapped, ents = self._fast
             try:
-                snap = list(map(_RAW20.unpack_from, self._bufs, _repeat(_IDX_OFF)))
+                snap = list(map(_RAW20.unpack_from, bufs, offs))
             except (ValueError, OSError, IndexError, TypeError):
                 snap = None  # some page is unreadable: the full loop says which
             if snap is not None:
                 todo = None
                 if snap != self._snap:
                     todo = list(_compress(_count(), map(_ne, snap, self._snap)))
-                nexts = self._nexts
                 if now >= self._due_at:
-                    due = list(_compress(_count(), map(_le, nexts, _repeat(now))))
+                    due = list(_compress(_count(), map(_le, self._nexts, _repeat(now))))
                     todo = sorted(set(todo).union(due)) if todo else due
-                unmapped = self._unmapped
                 if todo or unmapped:
-                    moved = 0
-                    changed_state = res.changed_state
-                    mpos, ents, bufs = self._mpos, self._ents, self._bufs
-                    if unmapped:
-                        slot = {mpos[i]: i for i in (todo or ())}
-                        order = sorted(set(slot) | set(unmapped))
-                    else:
-                        slot = None
-                        order = [mpos[i] for i in todo]
-                    for k, pos in enumerate(order):
-                        e = ents[pos]
-                        i = slot.get(pos) if slot is not None else todo[k]
-                        if i is None:
-                            self._unmapped_verdict(e, changed_state)
-                            continue
-                        if self._evaluate(e, bufs[i], _IDX5.unpack(snap[i][0]), now, changed_state):
-                            moved += 1
-                        nexts[i] = e.next_eval
-                    self._due_at = min(nexts, default=_INF)
-                    res.moved = moved
+                    self._evaluate_some(todo or [], snap, now, res)
                 self._snap = snap
                 self.ticks += 1
                 return res
         self._tick_all(now, res)
         self.ticks += 1
         return res
+
+    def _evaluate_some(self, todo: list[int], snap: list, now: float, res: TickResult) -> None:
+        """Evaluate the mapped consoles ``todo`` (indices into the fast arrays) and every
+        unmapped one, in entry order."""
+        bufs, _, mpos, unmapped, ents = self._fast
+        nexts = self._nexts
+        changed_state = res.changed_state
+        moved = 0
+        if unmapped:
+            slot = {mpos[i]: i for i in todo}
+            order = sorted(set(slot).union(unmapped))
+            work = [(ents[pos], slot.get(pos)) for pos in order]
+        else:
+            work = [(ents[mpos[i]], i) for i in todo]
+        for e, i in work:
+            if i is None:
+                self._unmapped_verdict(e, changed_state)
+                continue
+            if self._evaluate(e, bufs[i], _IDX5.unpack(snap[i][0]), now, changed_state):
+                moved += 1
+            nexts[i] = e.next_eval
+        self._due_at = min(nexts, default=_INF)
+        res.moved = moved
 
     def _tick_all(self, now: float, res: TickResult) -> None:
         """The full loop (after the entry set or facts changed, or a page was unreadable);
@@ -348,11 +358,11 @@ class Monitor:
         res.moved = moved
         # Fast-path state. A console's previous bytes are its last *classified* indices
         # (e.raw), so one that could not be read this round is compared with those.
-        self._ents = [e for e, _ in pairs]
-        self._mpos = [k for k, (_, buf) in enumerate(pairs) if buf is not None]
-        self._unmapped = [k for k, (_, buf) in enumerate(pairs) if buf is None]
-        self._bufs = [pairs[k][1] for k in self._mpos]
-        mapped = [pairs[k][0] for k in self._mpos]
+        mpos = [k for k, (_, buf) in enumerate(pairs) if buf is not None]
+        unmapped = [k for k, (_, buf) in enumerate(pairs) if buf is None]
+        bufs = [pairs[k][1] for k in mpos]
+        self._fast = (bufs, [_IDX_OFF] * len(bufs), mpos, unmapped, [e for e, _ in pairs])
+        mapped = [pairs[k][0] for k in mpos]
         self._snap = [(_IDX5.pack(*e.raw),) if e.raw is not None else None for e in mapped]
         self._nexts = [e.next_eval for e in mapped]
         self._due_at = min(self._nexts, default=_INF)
