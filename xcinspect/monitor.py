@@ -153,7 +153,7 @@ class Monitor:
         """Check the environment and read every domain once. Raises PlatformError."""
         self.platform.check()
         self.host = HostInfo(self.platform.kind, self.platform.xen_version(), self.platform.default_flag_layout())
-        self.xs = XsClient(self.platform.xenstore_path(), timeout=self.xs_timeout)
+        self.xs = XsClient(self.platform.xenstore_path(), timeout=self.xs_timeout, read_only=True)
         self.discovery = Discovery(self.xs)
         self.discovery.start()
         self._sync_entries(set(self.discovery.domains))
