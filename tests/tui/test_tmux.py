@@ -104,6 +104,7 @@ def test_installed_xcinspect_sim_in_tmux(term):
     assert "keys go to the guest" not in s
     # connect the stuck domain: filter to it, c, confirm
     term.keys("/")
+    term.wait_text("filter: name, domid or verdict")  # the input has focus: typing goes there
     term.type("stuck")
     term.keys("Enter")
     term.wait_text("filter 'stuck'", "dom 4 stuck-boot")
