@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(sv, suppress=True)
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--theme", default=argparse.SUPPRESS, help="TUI theme")
+    sv.add_argument("--interval", "-d", type=float, default=argparse.SUPPRESS, metavar="S",
+                    help="refresh delay of the served app")
 
     m = sub.add_parser("metrics", help="Prometheus metrics")
     _global_options(m, suppress=True)
@@ -455,7 +458,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command != "_backend":
         signal.signal(signal.SIGTERM, on_term)
+    tui = args.command == "serve" or (args.command is None and not (args.once or args.json or args.batch))
     try:
+        if tui:  # a bad config file or theme fails before any world starts or the screen switches
+            from xcinspect.tui.config import load_config
+            from xcinspect.tui.themes import check_theme
+
+            check_theme(args.theme or load_config().theme)
         with Context(args) as ctx:
             ctx.open()
             if args.command == "connect":
