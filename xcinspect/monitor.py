@@ -139,6 +139,7 @@ class Monitor:
         self.scrape_errors = 0
         self.ticks = 0
         self._facts_due = 0.0
+        self._lost: set[int] = set()  # domains whose page became unreadable: mapped again later
         self._pairs: list | None = None  # (entry, page buffer) for the full loop; None: rebuild
         # The fast path's arrays (see tick), valid while _pairs is not None: page buffer per
         # mapped entry, the index offset per mapped entry, positions (in the entry list)
@@ -259,8 +260,37 @@ class Monitor:
             self.scrape_errors += 1
             return set()
 
+    def _pages_lost(self, lost: list) -> None:
+        """Pages the platform can no longer read (a sim page file truncated or deleted):
+        unmap them, say why, and map them again on the facts cadence."""
+        by_mapping = {id(e.mapping): e for e in self.entries.values() if e.mapping is not None}
+        for m, why in lost:
+            e = by_mapping.get(id(m))
+            if e is None:
+                continue
+            e.mapping.close()
+            e.mapping = None
+            e.map_error = f"cannot read the console page: {why}"
+            self._lost.add(e.domid)
+        self._pairs = None
+
+    def _remap_lost(self) -> None:
+        for d in list(self._lost):
+            e = self.entries.get(d)
+            if e is None or e.mapping is not None:
+                self._lost.discard(d)
+                continue
+            self._map(e)
+            if e.mapping is not None:
+                self._lost.discard(d)
+                e.raw = None  # sample it afresh
+                e.next_eval = 0.0
+                self._pairs = None
+
     def refresh_facts(self, now: float | None = None) -> None:
         now = self.clock() if now is None else now
+        if self._lost:
+            self._remap_lost()
         self.consoled_pid = self.platform.consoled_pid()
         table = _facts.FactsTable(self.platform)
         for e in self.entries.values():
@@ -287,6 +317,9 @@ class Monitor:
         now = self.clock()
         if now >= self._facts_due:
             self.refresh_facts(now)
+        lost = self.platform.refresh_pages()
+        if lost:
+            self._pages_lost(lost)
         if self._pairs is not None:
             # The fast path: every page's 20 index/flag bytes in one C-level pass, compared
             # with the previous pass as a whole; only consoles that moved or whose

@@ -101,6 +101,12 @@ class Platform(ABC):
     def map_page(self, domid: int, ring_ref: int | None, *, writable: bool = False) -> PageMapping:
         """Map the console page. Raise PlatformError when it cannot be mapped."""
 
+    def refresh_pages(self) -> list[tuple[PageMapping, str]]:
+        """Once per sampling round, before pages are read: bring read-only mappings up to
+        date and report (mapping, reason) for each that can no longer be read. Real
+        mappings are live memory that cannot go away: nothing to do (the sim's copies)."""
+        return []
+
     @abstractmethod
     def bind_evtchn(self, domid: int, remote_port: int) -> EventChannel:
         """Bind the guest's console port. Raise BindError when another process holds it."""

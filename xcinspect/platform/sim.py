@@ -1,15 +1,26 @@
 """The platform for a simulated world directory (``xcinspect sim DIR`` / ``--sim DIR``).
 
-Pages are mmap-shared files, xenstore is the sim xenstored's unix socket, event channels
-are abstract unix datagram sockets (``xcinspect.sim.evtchn``). See ``xcinspect.sim.common``
-for the directory layout.
+Pages are files, xenstore is the sim xenstored's unix socket, event channels are abstract
+unix datagram sockets (``xcinspect.sim.evtchn``). See ``xcinspect.sim.common`` for the
+directory layout.
+
+Writable mappings (a backend, set-flag) are shared mmaps: the guest must see the stores.
+Read-only "mappings" (every observer) are private copies refreshed with ``pread`` once per
+sampling round (``refresh_pages``), not mmaps: a page file truncated under an mmap kills
+the reader with SIGBUS, which no Python code can catch, while ``pread`` just reads short.
+A truncated or deleted page file is then reported, and mapped again once it is back. (On
+Xen a mapped page cannot shrink or vanish; this is the sim's failure mode only.) The copy
+costs one ``preadv`` per console per round; ``mmap_reads=True`` restores shared read-only
+mmaps (what a dom0 mapping costs, for benchmarks), SIGBUS included.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import mmap
 import os
+import time
 
 from xcinspect.core import flags as F
 from xcinspect.core.ring import PAGE_SIZE
@@ -32,16 +43,48 @@ class SimPageMapping(PageMapping):
                 pass
 
 
+class SimPageCopy(PageMapping):
+    """A read-only sim page: a private copy of the page file, refreshed by ``refresh``.
+    ``buf`` is a read-only view of it (a write through it raises TypeError)."""
+
+    writable = False
+
+    def __init__(self, fd: int, path: str) -> None:
+        self.fd = fd
+        self.path = path
+        self._data = bytearray(PAGE_SIZE)
+        self.buf = memoryview(self._data).toreadonly()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the page file again; OSError when it is no longer a whole page."""
+        n = os.preadv(self.fd, [self._data], 0)
+        if n != PAGE_SIZE:
+            raise OSError(errno.EIO, f"console page file truncated to {n} bytes")
+
+    def deleted(self) -> bool:
+        return os.fstat(self.fd).st_nlink == 0
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
 class SimPlatform(Platform):
     kind = "sim"
+    LINK_CHECK = 1.0  # seconds between checks that page files still exist
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, *, mmap_reads: bool = False) -> None:
         from xcinspect.sim.common import Paths, world_id_for
 
         self.paths = Paths(directory)
         self.dir = self.paths.dir
         self._world: dict | None = None
         self._world_id = world_id_for(self.dir)
+        self.mmap_reads = mmap_reads
+        self._copies: list[SimPageCopy] = []
+        self._next_link_check = 0.0
 
     # -- world.json ----------------------------------------------------------------------------
     def _read_world(self) -> dict:
@@ -124,6 +167,15 @@ class SimPlatform(Platform):
             raise PlatformError(f"console page of domain {domid} is gone", f"{path} does not exist") from None
         except OSError as exc:
             raise PlatformError(f"cannot open the console page of domain {domid}: {exc.strerror}") from None
+        if not writable and not self.mmap_reads:
+            try:
+                copy = SimPageCopy(fd, path)
+            except OSError as exc:
+                os.close(fd)
+                raise PlatformError(f"console page of domain {domid} is unreadable: {exc.strerror or exc}",
+                                    f"{path} was truncated or replaced") from None
+            self._copies.append(copy)
+            return copy
         try:
             size = os.fstat(fd).st_size
             if size != PAGE_SIZE:
@@ -139,6 +191,30 @@ class SimPlatform(Platform):
         finally:
             os.close(fd)
         return SimPageMapping(buf, writable, path)
+
+    def refresh_pages(self) -> list[tuple[PageMapping, str]]:
+        """Re-read every open read-only page; (mapping, reason) for each that is gone."""
+        if not self._copies:
+            return []
+        now = time.monotonic()
+        links = now >= self._next_link_check
+        if links:
+            self._next_link_check = now + self.LINK_CHECK
+        lost: list[tuple[PageMapping, str]] = []
+        keep: list[SimPageCopy] = []
+        for c in self._copies:
+            if c.fd < 0:
+                continue  # closed by its owner
+            try:
+                c.refresh()
+                if links and c.deleted():
+                    raise OSError(errno.ENOENT, "console page file was deleted")
+            except OSError as exc:
+                lost.append((c, f"{exc.strerror or exc} ({c.path})"))
+                continue
+            keep.append(c)
+        self._copies = keep
+        return lost
 
     def bind_evtchn(self, domid: int, remote_port: int) -> EventChannel:
         from xcinspect.sim.evtchn import SimEventChannel
