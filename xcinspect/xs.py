@@ -82,6 +82,19 @@ class XsClient:
         if not os.path.exists(self.path):
             raise XenstoreError(f"xenstored socket {self.path} does not exist (is xenstored running?)")
         client = Client(unix_socket_path=self.path)
+        router = client.router
+
+        def route() -> None:
+            # pyxs' router thread ends by raising when the connection dies (xenstored
+            # killed, a reply cut off, or our own _drop closing it under a stalled read);
+            # the default excepthook would print that traceback on the operator's
+            # terminal. A dead router is how this class notices a dead connection.
+            try:
+                router()
+            except Exception:
+                pass
+
+        router.thread = threading.Thread(target=route, daemon=True, name="xs-router")
         box: queue.Queue = queue.Queue(maxsize=1)
 
         def start() -> None:
