@@ -301,6 +301,14 @@ class Monitor:
                 self._pairs = None  # the next tick runs the full loop
             e.facts_at = now
         self._facts_due = now + self.facts_interval
+        if self.xs is not None and self.xs_error is None:
+            # Discovery only talks to xenstored when a watch fires: ask something, so a
+            # hung or stalled xenstored shows (and the next ticks resync until it answers).
+            try:
+                self.xs.read("/local/domain/0/domid")
+            except XenstoreError as exc:
+                self.xs_error = exc.message
+                self.scrape_errors += 1
 
     def tick(self, xs_timeout: float = 0.0) -> TickResult:
         """One sampling round. Never raises for a single broken domain."""
