@@ -416,7 +416,10 @@ class Guest:
         if self.behaviour == "normal":
             return min(d, self.next_tick)
         if self.behaviour == "chatty":
-            return max(time.monotonic(), self.hold_until) if not self.obuf else min(d, self.next_poll)
+            # Due when the hold ends (now if there is none). Not max(monotonic(), ...): that is
+            # always later than the loop's `now`, so the guest was never stepped (and the loop
+            # spun on a zero timeout): a guest switched to chatty never started writing.
+            return self.hold_until if not self.obuf else min(d, self.next_poll)
         return d
 
     def halt(self) -> None:
