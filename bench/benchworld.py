@@ -1,12 +1,13 @@
 """A sim world with a domain table the benchmark chooses (run as a separate process).
 
-    python bench/benchworld.py --world DIR --spec JSON [--parent-pid PID]
+    python bench/benchworld.py --world DIR --spec FILE [--parent-pid PID]
 
 It is the regular sim world controller (``xcinspect.sim.world.Controller``: the same
 xenstored, xenconsoled and guest processes, the same pages) with two differences only
 the benchmarks need:
 
-* the domain table comes from ``--spec`` (``{"domains": {"1": {...}}, "external": [1]}``),
+* the domain table comes from the JSON file ``--spec``
+  (``{"domains": {"1": {...}}, "external": [1]}``),
   each domain filled in with the same defaults as the scenarios' (``_dom``);
 * an *external* domain has its console keys, page and introduce like any other, but no
   sim guest process: the benchmark itself plays its guest (a fast producer), through the
@@ -53,14 +54,15 @@ class BenchController(W.Controller):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench/benchworld.py")
     ap.add_argument("--world", required=True)
-    ap.add_argument("--spec", required=True, help="JSON: {domains: {domid: cfg}, external: [domid]}")
+    ap.add_argument("--spec", required=True, help="JSON file: {domains: {domid: cfg}, external: [domid]}")
     ap.add_argument("--parent-pid", type=int)
     a = ap.parse_args(argv)
     if a.parent_pid:
         from xcinspect.sim.common import die_with_parent
 
         die_with_parent(a.parent_pid)
-    spec = json.loads(a.spec)
+    with open(a.spec, encoding="utf-8") as f:
+        spec = json.load(f)
     domains = {}
     for k, cfg in spec["domains"].items():
         base = W._dom(cfg.get("name") or f"dom{k}")

@@ -45,7 +45,9 @@ def custom_world(domains: dict[int, dict], external=(), timeout: float = 120.0):
     tmp = tempfile.mkdtemp(prefix="xcinspect-bench-")
     paths = Paths(tmp)
     paths.makedirs()
-    spec = json.dumps({"domains": {str(d): c for d, c in domains.items()}, "external": sorted(external)})
+    spec = os.path.join(paths.run, "bench-spec.json")
+    with open(spec, "w") as f:
+        json.dump({"domains": {str(d): c for d, c in domains.items()}, "external": sorted(external)}, f)
     cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchworld.py"),
            "--world", paths.dir, "--spec", spec]
     if threading.current_thread() is threading.main_thread():
