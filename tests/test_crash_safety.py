@@ -181,12 +181,12 @@ def test_kill_9_at_random_moments_loses_and_repeats_nothing(tmp_path):
             proc, r = start_backend(world)
             try:
                 if rng.random() < 0.2:  # a kill during start-up (resume, segment, flag)
-                    time.sleep(rng.uniform(0.0, 0.25))
+                    time.sleep(rng.uniform(0.0, 0.15))
                     stats["killed_starting"] += 1
                 else:
                     status = wait_ready(r)
                     assert status.startswith("OK"), (status, proc.stderr.read().decode() if proc.poll() else "")
-                    time.sleep(rng.uniform(0.0, 0.15))
+                    time.sleep(rng.uniform(0.0, 0.08))
                     stats["killed_while_serving"] += 1
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)

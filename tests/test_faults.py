@@ -153,8 +153,19 @@ def no_traceback(err: bytes) -> None:
 
 
 # -- fixtures --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Shared by the faults that end cleanly (each creates its own domains)."""
+    w = start_world(str(tmp_path_factory.mktemp("faults-world")), scenario="demo", timeline=False)
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
 @pytest.fixture
-def world(tmp_path):
+def fresh_world(tmp_path):
+    """Its own world, for killing xenstored."""
     w = start_world(str(tmp_path / "world"), scenario="demo", timeline=False)
     try:
         yield w
@@ -163,11 +174,12 @@ def world(tmp_path):
 
 
 # -- 1. the CLI's stream ----------------------------------------------------------------------------------
-def test_stream_xenstored_killed_then_back(world):
+def test_stream_xenstored_killed_then_back(fresh_world):
+    world = fresh_world
     killer = XenstoredKiller(world)
     s = Stream(world.dir)
     try:
-        s.wait(lambda d: len(d["domains"]) == 8, "8 domains")
+        s.wait(lambda d: len(d["domains"]) >= 8, "8 domains")
         mark = s.mark()
         killer.kill()
         bad = s.wait(lambda d: not d["host"]["xenstore_ok"], "xenstore down", timeout=15)
@@ -176,7 +188,7 @@ def test_stream_xenstored_killed_then_back(world):
         time.sleep(2.0)  # a while without xenstored: the stream keeps its pace
         assert s.max_gap(mark) < 3.0
         killer.restart()
-        s.wait(lambda d: d["host"]["xenstore_ok"] and len(d["domains"]) == 8, "xenstore back", timeout=20)
+        s.wait(lambda d: d["host"]["xenstore_ok"] and len(d["domains"]) >= 8, "xenstore back", timeout=20)
         assert s.proc.poll() is None
     finally:
         err = s.stop()
@@ -188,9 +200,9 @@ def test_stream_xenstored_killed_then_back(world):
 def test_stream_xenstored_stalled(world, fault):
     s = Stream(world.dir)
     try:
-        s.wait(lambda d: len(d["domains"]) == 8, "8 domains")
+        s.wait(lambda d: len(d["domains"]) >= 8, "8 domains")
         mark = s.mark()
-        world.control(f"xenstored {fault} 5")
+        world.control(f"xenstored {fault} 4")
         if fault == "stall-mid":
             # the next reply is the one cut in half: make xcinspect ask for something
             threading.Thread(target=lambda: subprocess.run(
@@ -199,7 +211,7 @@ def test_stream_xenstored_stalled(world, fault):
                 daemon=True).start()
         bad = s.wait(lambda d: not d["host"]["xenstore_ok"], "xenstore not answering", timeout=15)
         assert "xenstore" in bad["host"]["xenstore_error"].lower() or "answer" in bad["host"]["xenstore_error"]
-        s.wait(lambda d: d["host"]["xenstore_ok"] and len(d["domains"]) == 8, "xenstore back", timeout=25)
+        s.wait(lambda d: d["host"]["xenstore_ok"] and len(d["domains"]) >= 8, "xenstore back", timeout=25)
         assert s.max_gap(mark) < 5.0  # a stalled call costs its timeout, never more
     finally:
         err = s.stop()
@@ -277,7 +289,8 @@ def test_attach_when_the_domain_is_destroyed(world):
 
 # -- 2. the TUI under pilot ---------------------------------------------------------------------------------
 @pytest.fixture
-def tui(world, tmp_path, monkeypatch):
+def tui_for(tmp_path, monkeypatch):
+    """tui_for(world)() -> the app over the real world (poller thread, actions)."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("NO_COLOR", raising=False)
     from xcinspect.actions import Actions
@@ -286,19 +299,26 @@ def tui(world, tmp_path, monkeypatch):
 
     made = []
 
-    def factory():
-        plat = world.platform()
-        mon = Monitor(plat, facts_interval=0.5)
-        mon.open()
-        acts = Actions(plat, platform_args=["--sim", world.dir])
-        app = make_app(mon, actions=acts, interval=0.2)
-        made.append((mon, acts))
-        return app
+    def over(world):
+        def factory():
+            plat = world.platform()
+            mon = Monitor(plat, facts_interval=0.5)
+            mon.open()
+            acts = Actions(plat, platform_args=["--sim", world.dir])
+            app = make_app(mon, actions=acts, interval=0.2)
+            made.append((mon, acts))
+            return app
+        return factory
 
-    yield factory
+    yield over
     for mon, acts in made:
         acts.xs.close()
         mon.close()
+
+
+@pytest.fixture
+def tui(world, tui_for):
+    return tui_for(world)
 
 
 async def until(pilot, pred, what: str, timeout: float = 20.0) -> None:
@@ -336,18 +356,19 @@ async def responsive(pilot, app) -> None:
     assert time.monotonic() - t0 < 4
 
 
-async def test_tui_xenstored_killed_then_back(world, tui):
-    app = tui()
+async def test_tui_xenstored_killed_then_back(fresh_world, tui_for):
+    world = fresh_world
+    app = tui_for(world)()
     killer = XenstoredKiller(world)
     try:
         async with app.run_test(size=(140, 40)) as pilot:
-            await until(pilot, lambda: len(app.main.rows) == 8, "8 rows")
+            await until(pilot, lambda: len(app.main.rows) >= 8, "8 rows")
             killer.kill()
             await until(pilot, lambda: "xenstore" in status(app), "the xenstore error in the status bar")
-            assert len(app.main.rows) == 8
+            assert len(app.main.rows) >= 8
             await responsive(pilot, app)
             killer.restart()
-            await until(pilot, lambda: "xenstore" not in status(app) and len(app.main.rows) == 8, "recovery")
+            await until(pilot, lambda: "xenstore" not in status(app) and len(app.main.rows) >= 8, "recovery")
     finally:
         killer.close()
 
@@ -355,7 +376,7 @@ async def test_tui_xenstored_killed_then_back(world, tui):
 async def test_tui_xenstored_stalled_mid_reply(world, tui):
     app = tui()
     async with app.run_test(size=(140, 40)) as pilot:
-        await until(pilot, lambda: len(app.main.rows) == 8, "8 rows")
+        await until(pilot, lambda: len(app.main.rows) >= 8, "8 rows")
         world.control("xenstored stall-mid 5")
         app.domain_command("show", world.domid("web01"))
         await pilot.press("c")  # the plan reads xenstore: that read gets half a reply
@@ -434,28 +455,28 @@ async def test_tui_attached_to_a_flooding_guest(world, tui):
 
 
 # -- 3. the TUI on a pty: nothing but the app reaches the terminal ---------------------------------------
-def test_tui_on_a_pty_through_xenstore_faults(world, tmp_path):
+def test_tui_on_a_pty_through_xenstore_faults(fresh_world, tmp_path):
+    world = fresh_world
     env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "xdg"), TERM="xterm-256color")
     killer = XenstoredKiller(world)
     run = PtyRun([PY, "-m", "xcinspect", "--sim", world.dir, "--interval", "0.25"], cols=140, rows=40, env=env)
     try:
         run.wait_for(b"web01", timeout=60)
-        for fault in ("drop", "stall-mid 2", "stall 2"):
+        def pump(seconds: float) -> None:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                run.pump(0.1)
+
+        for fault, wait in (("drop", 1.0), ("stall-mid 1.5", 2.5), ("stall 1.5", 2.5)):
             world.control(f"xenstored {fault}")
             if fault != "drop":
                 run.send(b"c")  # an action that reads xenstore into the stall
-            deadline = time.monotonic() + 4
-            while time.monotonic() < deadline:
-                run.pump(0.1)
+            pump(wait)
             run.send(b"\x1b")
         killer.kill()
-        deadline = time.monotonic() + 4
-        while time.monotonic() < deadline:
-            run.pump(0.1)
+        pump(2.5)
         killer.restart()
-        deadline = time.monotonic() + 4
-        while time.monotonic() < deadline:
-            run.pump(0.1)
+        pump(2.0)
         run.send(b"q")
         assert run.finish(30) == 0
     finally:
