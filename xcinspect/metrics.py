@@ -19,10 +19,18 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, State
 
 from xcinspect.core import flags as F
 from xcinspect.core import health as H
+from xcinspect.core.sanitize import sanitize
 from xcinspect.monitor import Monitor, sample_window
 from xcinspect.platform.base import Platform, PlatformError
 
 FLAG_STATES = (F.CONNECTED, F.DISCONNECTED, F.INVALID, F.NOT_APPLICABLE)
+
+
+def label(text: str) -> str:
+    """A guest-controlled string as a label value: the exposition format escapes only
+    \\, \" and \n, so anything else (ESC sequences, C1, ...) would reach whoever reads
+    the metrics in a terminal (``xcinspect metrics`` prints to one)."""
+    return sanitize(text.encode("utf-8", "surrogateescape")).replace("\n", "^J").replace("\t", " ")
 
 
 class ConsoleCollector:
@@ -59,7 +67,7 @@ class ConsoleCollector:
             rate = GaugeMetricFamily("xcinspect_console_out_drain_bytes_per_second",
                                      "Rate at which the out ring is drained.", labels=labels)
             for e in m.views():
-                lv = [str(e.domid), e.name]
+                lv = [str(e.domid), label(e.name)]
                 snap = e.snapshot()
                 if snap is not None:
                     out_fill.add_metric(lv, snap.out.fill)
