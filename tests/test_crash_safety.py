@@ -31,8 +31,6 @@ import threading
 import time
 import zlib
 
-import pytest
-
 from xcinspect.core import ring as R
 from xcinspect.journal import Journal
 from xcinspect.sim import xenstored

@@ -26,9 +26,8 @@ import threading
 import time
 
 import pytest
-
 from hostile_corpus import PtyRun
-from xcinspect.core import ring as R
+
 from xcinspect.sim import xenstored
 from xcinspect.sim.world import start_world
 from xcinspect.xs import XsClient

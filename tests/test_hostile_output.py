@@ -36,8 +36,8 @@ import sys
 import time
 
 import pytest
-
 from hostile_corpus import CORPUS, Hostile, PtyRun, bad_cli_bytes, framed
+
 from xcinspect.core import ring as R
 from xcinspect.core.sanitize import Sanitizer, is_safe, sanitize
 from xcinspect.sim.evtchn import channel_name
@@ -272,7 +272,8 @@ def test_cli_page_dumps_under_a_pty(tmp_path):
             assert stream[at + len(marker): at + len(marker) + len(want)] == want, h.name
 
 
-@pytest.mark.parametrize("mode", [["--batch", "--once"], ["--once", "--json"], ["--batch", "-n", "2", "-d", "0.3"]])
+@pytest.mark.parametrize("mode", [["--batch", "--once"], ["--once", "--json"], ["--batch", "-n", "2", "-d", "0.3"],
+                                  ["metrics"]], ids=["batch", "json", "batch-stream", "metrics"])
 def test_cli_tables_with_a_hostile_domain_name(world, served, mode):
     run = PtyRun(xci_argv("--sim", world.dir, *mode), cols=200)
     assert run.finish(60) == 0, bytes(run.data[-500:])
@@ -376,7 +377,7 @@ def test_tui_in_tmux(world, served, tmp_path):
             batch = entries[k:k + 8]
             writer.write(b"".join(framed(i, h)[0] for i, h in batch))
             last = "|%02d@>" % batch[-1][0]
-            screen = tm.wait_screen(lambda s: last in s, f"entries {k}..{k + len(batch) - 1} on screen")
+            screen = tm.wait_screen(lambda s, last=last: last in s, f"entries {k}..{k + len(batch) - 1} on screen")
             for i, h in batch:  # each shown in its visible, escaped form
                 marker = "<@%02d|" % i
                 line = next((ln for ln in screen.splitlines() if marker in ln), None)

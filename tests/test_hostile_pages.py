@@ -28,10 +28,10 @@ import random
 import re
 
 import pytest
+from conftest_hypothesis import FAST, SLOW, SLOW_SKIP
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest_hypothesis import FAST, SLOW, SLOW_SKIP
 from xcinspect import cli
 from xcinspect.core import flags as F
 from xcinspect.core import health as H

@@ -21,7 +21,6 @@ import sys
 import textwrap
 
 import pytest
-
 from hostile_corpus import PtyRun
 
 PY = sys.executable

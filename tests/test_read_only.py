@@ -30,9 +30,9 @@ import threading
 import time
 
 import pytest
+from hostile_corpus import PtyRun
 from pyxs._internal import Op
 
-from hostile_corpus import PtyRun
 from xcinspect.actions import ActionError, Actions
 from xcinspect.core import ring as R
 from xcinspect.platform.base import PlatformError
@@ -250,11 +250,7 @@ def writes_in_trace(path: str) -> list[str]:
             if "/pages/dom" in line and re.search(r"open(at2?)?\(|creat\(|truncate\(", line):
                 if re.search(r"O_WRONLY|O_RDWR|O_TRUNC|O_CREAT", line) or "truncate(" in line or "creat(" in line:
                     bad.append(line.strip())
-            elif "/pages/dom" in line and "mmap(" in line and "PROT_WRITE" in line:
-                bad.append(line.strip())
-            elif line.find("bind(") >= 0 and "/backend" in line:
-                bad.append(line.strip())
-            elif "execve(" in line and '"_backend"' in line:
+            elif "/pages/dom" in line and "mmap(" in line and "PROT_WRITE" in line or line.find("bind(") >= 0 and "/backend" in line or "execve(" in line and '"_backend"' in line:
                 bad.append(line.strip())
     return bad
 
