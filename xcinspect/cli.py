@@ -22,7 +22,7 @@ import time
 from xcinspect import __version__
 from xcinspect.core import flags as F
 from xcinspect.core import ring as R
-from xcinspect.core.sanitize import Sanitizer
+from xcinspect.core.sanitize import Sanitizer, sanitize
 from xcinspect.platform.base import Platform, PlatformError
 
 SUBCOMMANDS = ("sim", "connect", "attach", "disconnect", "serve", "metrics", "_backend")
@@ -177,11 +177,16 @@ class Context(contextlib.ExitStack):
         return self.platform
 
 
+def _line(text: str) -> str:
+    """One safe line: messages quote xenstore values (domain names) a guest may influence."""
+    return sanitize(text.encode("utf-8", "surrogateescape")).replace("\n", " ").replace("\t", " ")
+
+
 def _die(msg: str, hint: str | None = None, code: int = EXIT_USAGE) -> int:
     line = f"xcinspect: {msg}"
     if hint:
         line += f" ({hint})"
-    print(line, file=sys.stderr)
+    print(_line(line), file=sys.stderr)
     return code
 
 
@@ -293,7 +298,7 @@ def cmd_connect(args, ctx: Context) -> int:
         res = acts.connect(domid)
     except ActionError as exc:
         return _die(exc.message, code=EXIT_FAIL)
-    print(res.message)
+    print(_line(res.message))
     if res.detail.get("log"):
         print(f"log: {res.detail['log']}")
     return EXIT_OK
@@ -307,11 +312,11 @@ def cmd_disconnect(args, ctx: Context) -> int:
     try:
         plan = acts.plan_disconnect(domid, force=args.force, set_flag=args.set_flag)
         if plan.allowed and plan.destructive:
-            print(f"xcinspect: {plan.description}", file=sys.stderr)
+            print(_line(f"xcinspect: {plan.description}"), file=sys.stderr)
         res = acts.disconnect(domid, force=args.force, set_flag=args.set_flag)
     except ActionError as exc:
         return _die(exc.message, code=EXIT_FAIL)
-    print(res.message)
+    print(_line(res.message))
     return EXIT_OK
 
 
