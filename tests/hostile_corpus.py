@@ -225,11 +225,21 @@ class PtyRun:
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None and time.monotonic() < deadline:
             self.pump()
-        while self.pump(0.05):
-            pass
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+            os.close(self.master)
             raise AssertionError(f"did not exit; last output: {bytes(self.data[-400:])!r}")
+        while True:  # what is left in the pty after the exit
+            r, _, _ = select.select([self.master], [], [], 0.05)
+            if not r:
+                break
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.data += chunk
         os.close(self.master)
         return self.proc.returncode

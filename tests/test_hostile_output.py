@@ -288,6 +288,23 @@ def test_cli_tables_with_a_hostile_domain_name(world, served, mode):
         assert b"hx^[]0;pwned-na" in stream  # the table cuts names at 16 columns
 
 
+@pytest.mark.parametrize("args,code", [(["disconnect"], 1), (["disconnect", "--force"], 1), (["connect"], 1),
+                                       (["attach", "--force"], 0)])
+def test_cli_action_messages_quote_a_hostile_name_safely(world, served, args, code):
+    """Refusals and results quote the domain's name: one safe line, never its sequences."""
+    cmd, *rest = args
+    run = PtyRun(xci_argv("--sim", world.dir, cmd, str(served), *rest))
+    if cmd == "attach":
+        run.wait_for(b"Escape character is ^]")
+        run.send(b"\x1d")
+    rc = run.finish(30)
+    assert rc == code, (rc, bytes(run.data[-300:]))
+    stream = bytes(run.data)
+    text = stream.replace(b"\r\n", b"\n")
+    assert bad_cli_bytes(text) == [], (rc, stream[-300:])
+    assert b"\x1b" not in stream and b"\x07" not in stream
+
+
 # -- 3. the TUI, inside tmux --------------------------------------------------------------------------
 ESC_SEQ = re.compile(
     rb"\x1b(?:"
