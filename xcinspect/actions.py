@@ -22,6 +22,7 @@ import functools
 import getpass
 import json
 import os
+import re
 import signal
 import socket
 import termios
@@ -319,7 +320,15 @@ class Actions:
                 raise self._refuse("attach", domid, f"console of domain {domid} is still held by {who}")
         try:
             path = self._wait_tty(domid, tty_wait)
+            # console/tty comes from xenstore: open nothing but a pty slave as root (a
+            # regular file or a device would take the operator's keystrokes, and merely
+            # opening some devices acts, e.g. a watchdog).
+            if not _PTY_PATH.fullmatch(os.path.realpath(path)):
+                raise ActionError(f"console/tty is {path!r}, not a pty under /dev/pts: not opening it")
             fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            if not os.isatty(fd):
+                os.close(fd)
+                raise ActionError(f"console/tty {path!r} is not a terminal: not using it")
         except (OSError, ActionError) as exc:
             lock.release()
             raise self._refuse("attach", domid, f"cannot open the console of domain {domid}: {getattr(exc, 'message', exc)}")
@@ -343,6 +352,9 @@ class Actions:
             if time.monotonic() >= deadline:
                 raise ActionError(f"no console/tty for domain {domid} in xenstore (is xenconsoled servicing it?)")
             time.sleep(0.1)
+
+
+_PTY_PATH = re.compile(r"/dev/pts/[0-9]+")
 
 
 def _user() -> str:
