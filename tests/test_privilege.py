@@ -26,9 +26,9 @@ from hostile_corpus import PtyRun
 PY = sys.executable
 
 
-def xci(*args: str, env: dict | None = None, timeout: float = 60, stdin=subprocess.DEVNULL):
+def xci(*args: str, env: dict | None = None, timeout: float = 60, input_text: str | None = None):
     return subprocess.run([PY, "-m", "xcinspect", *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, stdin=stdin)
+                          env=env, input=input_text if input_text is not None else "")
 
 
 def one_line(r, code: int = 2) -> str:
@@ -315,3 +315,37 @@ async def test_tui_refusals_are_audited(world, tmp_path, monkeypatch):
         mon.close()
     new = [(a["action"], a["result"], a["domid"]) for a in audit(world)[before:]]
     assert ("connect", "refused", 1) in new and ("disconnect", "refused", 1) in new, new
+
+
+@pytest.mark.parametrize("target", ["regular-file", "symlink-to-file", "fifo", "dev-null"])
+def test_attach_opens_only_a_pty_named_by_xenstore(world, tmp_path, target):
+    """console/tty is a xenstore value: attach (root) must not open whatever it names."""
+    from xcinspect.xs import XsClient
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    if target == "regular-file":
+        path = str(victim)
+    elif target == "symlink-to-file":
+        path = str(tmp_path / "pts-lookalike")
+        os.symlink(victim, path)
+    elif target == "fifo":
+        path = str(tmp_path / "fifo")
+        os.mkfifo(path)
+    else:
+        path = "/dev/null"
+    d = world.domid("web01")
+    key = f"/local/domain/{d}/console/tty"
+    xs = XsClient(world.xenstore_path)
+    good = xs.read(key)
+    xs.write(key, path)
+    try:
+        line = one_line(xci("--sim", world.dir, "attach", str(d), input_text="typed secret\n"), code=1)
+    finally:
+        xs.write(key, good)
+        xs.close()
+    assert "not a pty under /dev/pts" in line
+    assert victim.read_bytes() == b"precious\n"
+    assert audit(world)[-1]["action"] == "attach" and audit(world)[-1]["result"] == "refused"
+    r = xci("--sim", world.dir, "attach", str(d), "--linger", "0.5", input_text="echo STILL-WORKS\n")
+    assert "STILL-WORKS" in r.stdout
