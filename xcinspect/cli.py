@@ -239,8 +239,8 @@ def _table(monitor) -> str:
         inn = f"{snap.in_.fill}/{snap.in_.size}" if snap else "-"
         oc = str(snap.out.cons) if snap else "-"
         op = str(snap.out.prod) if snap else "-"
-        name = Sanitizer().feed(e.name.encode())[:16]
-        reason = e.verdict.reason
+        name = _line(e.name)[:16]
+        reason = _line(e.verdict.reason)  # may quote xenstore values (console/type, ...)
         rows.append(f"{e.domid:>5} {name:<16} {e.verdict.state:<12} {e.flag.state:<12} {out:>9} {inn:>9} "
                     f"{oc:>10} {op:>10} {e.track.rate_at(monitor.clock()):>8.0f}  {reason}")
     return "\n".join(rows)
