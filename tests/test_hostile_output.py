@@ -275,6 +275,9 @@ def test_cli_page_dumps_under_a_pty(tmp_path):
 @pytest.mark.parametrize("mode", [["--batch", "--once"], ["--once", "--json"], ["--batch", "-n", "2", "-d", "0.3"],
                                   ["metrics"]], ids=["batch", "json", "batch-stream", "metrics"])
 def test_cli_tables_with_a_hostile_domain_name(world, served, mode):
+    xs = XsClient(world.xenstore_path)  # and a console type that the verdict quotes
+    xs.write(f"/local/domain/{world.domid('ephemeral')}/console/type", "ioemu\x1b]0;pwned-type\x07\n\x1b[6n")
+    xs.close()
     run = PtyRun(xci_argv("--sim", world.dir, *mode), cols=200)
     assert run.finish(60) == 0, bytes(run.data[-500:])
     stream = bytes(run.data)
