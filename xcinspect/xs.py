@@ -28,23 +28,6 @@ READ_OPS = frozenset({Op.READ, Op.DIRECTORY, Op.GET_PERMS, Op.WATCH, Op.UNWATCH,
                       Op.IS_DOMAIN_INTRODUCED})
 
 
-def _install_router_excepthook() -> None:
-    """pyxs' router thread dies with a traceback on stderr when xenstored drops or stalls
-    the connection (and when we close a connection under it). We detect a dead router and
-    rebuild the client, so that traceback is noise -- and it would garble the TUI."""
-    from pyxs.client import Router
-
-    previous = threading.excepthook
-
-    def hook(args) -> None:
-        if isinstance(getattr(args.thread, "_target", None), Router):
-            return
-        previous(args)
-
-    threading.excepthook = hook
-
-
-_install_router_excepthook()
 
 
 class XenstoreError(PlatformError):
