@@ -28,8 +28,6 @@ READ_OPS = frozenset({Op.READ, Op.DIRECTORY, Op.GET_PERMS, Op.WATCH, Op.UNWATCH,
                       Op.IS_DOMAIN_INTRODUCED})
 
 
-
-
 class XenstoreError(PlatformError):
     """xenstored is unreachable, hung, or closed the connection."""
 
