@@ -345,14 +345,14 @@ async def responsive(pilot, app) -> None:
 
     t0 = time.monotonic()
     await pilot.press("space")
-    await until(pilot, lambda: "PAUSED" in status(app), "pause", timeout=2)
+    await until(pilot, lambda: "PAUSED" in status(app), "pause", timeout=3)
     await pilot.press("space")
-    await until(pilot, lambda: "PAUSED" not in status(app), "resume", timeout=2)
+    await until(pilot, lambda: "PAUSED" not in status(app), "resume", timeout=3)
     await pilot.press("question_mark")
-    await until(pilot, lambda: isinstance(app.screen, HelpScreen), "help", timeout=2)
+    await until(pilot, lambda: isinstance(app.screen, HelpScreen), "help", timeout=3)
     await pilot.press("escape")
-    await until(pilot, lambda: app.screen is app.main, "back from help", timeout=2)
-    assert time.monotonic() - t0 < 4
+    await until(pilot, lambda: app.screen is app.main, "back from help", timeout=3)
+    assert time.monotonic() - t0 < 6  # a UI thread waiting on xenstore would take the stall's length
 
 
 async def test_tui_xenstored_killed_then_back(fresh_world, tui_for):
@@ -376,12 +376,13 @@ async def test_tui_xenstored_stalled_mid_reply(world, tui):
     app = tui()
     async with app.run_test(size=(140, 40)) as pilot:
         await until(pilot, lambda: len(app.main.rows) >= 8, "8 rows")
-        world.control("xenstored stall-mid 5")
+        t_arm = time.monotonic()
+        world.control("xenstored stall-mid 8")
         app.domain_command("show", world.domid("web01"))
-        await pilot.press("c")  # the plan reads xenstore: that read gets half a reply
-        await until(pilot, lambda: "xenstore" in status(app) or app.last_result and "xenstore" in app.last_result,
-                    "a xenstore error shown", timeout=15)
+        await pilot.press("c")  # the plan reads xenstore: that read (or the monitor's) gets half a reply
+        await until(pilot, lambda: "xenstore" in status(app), "the xenstore error in the status bar", timeout=15)
         await responsive(pilot, app)
+        assert time.monotonic() < t_arm + 8, "the keys were handled only after the stall"
         await until(pilot, lambda: "xenstore" not in status(app), "recovery", timeout=25)
         app.last_result = None
         await pilot.press("c")  # and actions work again
