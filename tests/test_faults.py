@@ -195,7 +195,7 @@ def test_stream_xenstored_killed_then_back(fresh_world):
     no_traceback(err)
 
 
-@pytest.mark.parametrize("fault", ["stall", "stall-mid"])
+@pytest.mark.parametrize("fault", ["stall-mid"])  # ("stall" holds every reply: the TUI pty test has it)
 def test_stream_xenstored_stalled(world, fault):
     s = Stream(world.dir)
     try:
@@ -467,7 +467,7 @@ def test_tui_on_a_pty_through_xenstore_faults(fresh_world, tmp_path):
             while time.monotonic() < deadline:
                 run.pump(0.1)
 
-        for fault, wait in (("drop", 1.0), ("stall-mid 1.5", 2.5), ("stall 1.5", 2.5)):
+        for fault, wait in (("drop", 1.0), ("stall 1.5", 2.5)):
             world.control(f"xenstored {fault}")
             if fault != "drop":
                 run.send(b"c")  # an action that reads xenstore into the stall
