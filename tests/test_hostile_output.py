@@ -221,7 +221,7 @@ def test_cli_attach_under_a_pty(world, served, own_backend, path):
     run = PtyRun(xci_argv("--sim", world.dir, "attach", str(d)))
     writer = GuestWriter(world, d)
     try:
-        run.wait_for(b"Escape character is ^]")
+        run.wait_for(b"Escape character is ^]\r\n")
         start = len(run.data)
         writer.write(data)
         last_marker = b"|%02d@>" % (len(CORPUS) - 1)
@@ -299,7 +299,11 @@ def test_cli_action_messages_quote_a_hostile_name_safely(world, served, args, co
     run = PtyRun(xci_argv("--sim", world.dir, cmd, str(served), *rest))
     if cmd == "attach":
         run.wait_for(b"Escape character is ^]")
-        run.send(b"\x1d")
+        for _ in range(40):  # input typed before the terminal goes raw is flushed: repeat ^]
+            run.send(b"\x1d")
+            run.pump(0.25)
+            if run.proc.poll() is not None:
+                break
     rc = run.finish(30)
     assert rc == code, (rc, bytes(run.data[-300:]))
     stream = bytes(run.data)
