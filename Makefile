@@ -2,7 +2,7 @@
 PY ?= python3
 PIP ?= $(PY) -m pip
 
-.PHONY: install demo setup-test test test-xen bench ci
+.PHONY: install demo setup-test test test-slow test-xen bench ci
 
 install:
 	$(PIP) install -q -e .
@@ -17,6 +17,10 @@ setup-test:
 test: setup-test
 	$(PY) -m pytest tests --ignore=tests/xen -q
 
+# Hostile pages: the >= 100,000-example hypothesis run (about 3 minutes).
+test-slow: setup-test
+	$(PY) -m pytest tests --ignore=tests/xen -m slow -q
+
 # End-to-end on a real Xen 4.17 host under QEMU (see tests/xen/).
 test-xen: setup-test
 	bash tests/xen/setup-host.sh
@@ -25,4 +29,4 @@ test-xen: setup-test
 bench: install
 	$(PY) bench/run_all.py
 
-ci: test test-xen
+ci: test test-slow test-xen
