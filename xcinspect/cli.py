@@ -359,8 +359,11 @@ def cmd_attach(args, ctx: Context) -> int:
             import tty
 
             old = termios.tcgetattr(stdin_fd)
-            print(f"Connected to domain {domid} via {session.via}. Escape character is {args.escape}\r", file=sys.stderr)
             tty.setraw(stdin_fd)
+            # After raw mode, in one write: no ONLCR, so the line ends in an explicit \r\n.
+            banner = f"Connected to domain {domid} via {session.via}. Escape character is {args.escape}\r\n"
+            sys.stderr.flush()
+            os.write(sys.stderr.fileno(), banner.encode())
             try:
                 while True:
                     r, _, _ = select.select([stdin_fd, session.fileno()], [], [], 1.0)
