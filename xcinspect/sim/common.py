@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 
 WORLD_VERSION = 1
 
@@ -127,3 +128,22 @@ def die_with_parent(parent_pid: int | None = None, sig: int = signal.SIGTERM) ->
         return
     if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(0)
+
+
+def signal_wakeup(on_stop, stop=(signal.SIGTERM,), ignore=()) -> tuple[socket.socket, socket.socket]:
+    """A socket pair that every signal wakes (``signal.set_wakeup_fd``): poll the first
+    socket in the main loop. ``on_stop()`` runs for the ``stop`` signals; ``ignore`` ones are
+    ignored. The caller keeps both sockets alive for as long as it runs."""
+    r, w = socket.socketpair()
+    r.setblocking(False)
+    w.setblocking(False)
+    signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
+
+    def handler(signum, frame):
+        on_stop()
+
+    for sig in stop:
+        signal.signal(sig, handler)
+    for sig in ignore:
+        signal.signal(sig, signal.SIG_IGN)
+    return r, w

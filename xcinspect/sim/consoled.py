@@ -35,7 +35,6 @@ import os
 import resource
 import select
 import signal
-import socket
 import sys
 import time
 import tty
@@ -43,7 +42,7 @@ import tty
 from xcinspect.core import flags as F
 from xcinspect.core.ring import IN_CONS, IN_PROD, IN_SIZE, MASK32, PAGE_SIZE, PageError, RingIO, U32
 from xcinspect.platform.base import BindError, PlatformError
-from xcinspect.sim.common import Paths, die_with_parent, read_layout, read_world, remove_pidfile, world_id_for, write_pidfile
+from xcinspect.sim.common import Paths, die_with_parent, read_layout, read_world, remove_pidfile, signal_wakeup, world_id_for, write_pidfile
 from xcinspect.sim.evtchn import SimEventChannel
 from xcinspect.xs import NoEntry, XenstoreError, XsClient
 
@@ -441,18 +440,12 @@ class Consoled:
             con.event_count = 0
 
     # -- main -----------------------------------------------------------------------------------
+    def _request_stop(self) -> None:
+        self.stop = True
+
     def run(self) -> int:
-        r, w = socket.socketpair()
-        r.setblocking(False)
-        w.setblocking(False)
-        signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
-
-        def on_signal(signum, frame):
-            self.stop = True
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the world controller decides
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        # SIGINT: the world controller decides
+        r, w = signal_wakeup(self._request_stop, ignore=(signal.SIGINT, signal.SIGHUP))
         self.ep.register(r.fileno(), select.EPOLLIN)
         wake_fd = r.fileno()
         self.reload_world()

@@ -42,14 +42,13 @@ import os
 import re
 import selectors
 import signal
-import socket
 import struct
 import sys
 import time
 
 from xcinspect.core.flags import FLAG_OFFSET
 from xcinspect.core.ring import IDX, IDX_OFFSET, MASK32, OUT_CONS, OUT_PROD, OUT_SIZE, PAGE_SIZE, PageError, RingIO
-from xcinspect.sim.common import Paths, die_with_parent, read_world, world_id_for
+from xcinspect.sim.common import Paths, die_with_parent, read_world, signal_wakeup, world_id_for
 from xcinspect.sim.evtchn import GuestEventChannel
 
 PROMPT = b"~ # "
@@ -486,18 +485,12 @@ class GuestProcess:
         elif words[0] == "ping":
             self.report("pong")
 
+    def _request_stop(self) -> None:
+        self.stop = True
+
     def run(self) -> int:
-        r, w = socket.socketpair()
-        r.setblocking(False)
-        w.setblocking(False)
-        signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
-
-        def on_signal(signum, frame):
-            self.stop = True
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides (Ctrl-C hits the group)
-        signal.signal(signal.SIGHUP, on_signal)
+        # SIGINT: the controller decides (Ctrl-C hits the group)
+        r, w = signal_wakeup(self._request_stop, stop=(signal.SIGTERM, signal.SIGHUP), ignore=(signal.SIGINT,))
         self.sel.register(r, selectors.EVENT_READ, "wake")
         os.set_blocking(0, False)
         try:

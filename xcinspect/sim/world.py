@@ -45,7 +45,7 @@ import uuid as _uuid
 from xcinspect.core import flags as F
 from xcinspect.core.ring import blank_page
 from xcinspect.sim.common import (
-    WORLD_VERSION, Paths, pid_alive, read_world, world_id_for, write_world,
+    WORLD_VERSION, Paths, pid_alive, read_world, signal_wakeup, world_id_for, write_world,
 )
 
 CONSOLE_PORT = 2  # the console's guest-side event channel (port 1 is xenstore's)
@@ -540,18 +540,12 @@ class Controller:
         except (BrokenPipeError, OSError):
             pass
 
+    def _request_stop(self) -> None:
+        self.stop = True
+
     def run(self) -> int:
-        r, w = socket.socketpair()
-        r.setblocking(False)
-        w.setblocking(False)
-        signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
-
-        def on_signal(signum, frame):
-            self.stop = True
-
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, on_signal)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        r, w = signal_wakeup(self._request_stop, stop=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP),
+                             ignore=(signal.SIGPIPE,))
         self.sel.register(r, selectors.EVENT_READ, "wake")
         try:
             try:
