@@ -31,7 +31,6 @@ class Journal:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         self.size = os.fstat(self.fd).st_size
         self.segment: tuple[int, int] | None = self._last_segment()
-        self.segments_started = 0
 
     def _last_segment(self) -> tuple[int, int] | None:
         try:
@@ -66,7 +65,6 @@ class Journal:
         finally:
             os.close(fd)
         self.segment = (self.size, index & MASK32)
-        self.segments_started += 1
 
     def resume_point(self, out_cons: int, out_prod: int) -> int:
         """Where draining should continue given the ring's indices.
@@ -96,8 +94,3 @@ class Journal:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-
-def read_log(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()

@@ -6,7 +6,6 @@ writes: pages are mapped read-only. Nothing here imports Textual.
 
 from __future__ import annotations
 
-import os
 import struct
 import time
 from itertools import compress as _compress
@@ -35,7 +34,7 @@ class Entry:
 
     __slots__ = (
         "info", "mapping", "layout", "track", "facts", "verdict", "idx", "raw", "flag", "error",
-        "facts_at", "map_error", "next_eval", "console_type",
+        "map_error", "next_eval", "console_type",
     )
 
     def __init__(self, info: DomainInfo, layout: str) -> None:
@@ -48,7 +47,6 @@ class Entry:
         self.idx: tuple | None = None
         self.flag = F.FlagReading(layout, None, F.NOT_APPLICABLE)
         self.error: str | None = info.error
-        self.facts_at = -1e9
         self.map_error: str | None = None
         self.raw: tuple | None = None  # last (indices..., flag word) read from the page
         self.next_eval = 0.0  # re-classify by then even if nothing moved
@@ -299,7 +297,6 @@ class Monitor:
                 e.facts = f
                 e.next_eval = 0.0
                 self._pairs = None  # the next tick runs the full loop
-            e.facts_at = now
         self._facts_due = now + self.facts_interval
         if self.xs is not None and self.xs_error is None:
             # Discovery only talks to xenstored when a watch fires: ask something, so a
@@ -471,7 +468,3 @@ def sample_window(monitor: Monitor, window: float, steps: int = 3) -> None:
     for _ in range(steps):
         time.sleep(window / steps)
         monitor.tick()
-
-
-def world_env_dir() -> str | None:
-    return os.environ.get("XCINSPECT_SIM_DIR")
