@@ -17,8 +17,48 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+PTY_MAX = "/proc/sys/kernel/pty/max"
+
+
+@contextlib.contextmanager
+def enough_ptys(n: int):
+    """Every sim console gets a pty from xenconsoled, and the kernel hands out at most
+    kernel.pty.max (4096 by default; a real dom0 with that many consoles needs the same
+    change). Raised for the run when needed and possible (root), then put back."""
+    try:
+        with open(PTY_MAX) as f:
+            old = int(f.read())
+    except (OSError, ValueError):
+        yield
+        return
+    want = n + 512
+    if old >= want:
+        yield
+        return
+    try:
+        with open(PTY_MAX, "w") as f:
+            f.write(str(want))
+        print(f"(kernel.pty.max {old} -> {want} for this run: one pty per sim console)", flush=True)
+    except OSError:
+        print(f"(kernel.pty.max is {old}: past it the sim xenconsoled gives consoles no tty)", flush=True)
+        yield
+        return
+    try:
+        yield
+    finally:
+        with open(PTY_MAX, "w") as f:
+            f.write(str(old))
+
+
 @contextlib.contextmanager
 def world(domains: int | None = None, scenario: str | None = None, timeline: bool = False):
+    with enough_ptys(domains or 0):
+        with _world(domains, scenario, timeline) as w:
+            yield w
+
+
+@contextlib.contextmanager
+def _world(domains, scenario, timeline):
     from xcinspect.sim.world import start_world
 
     tmp = tempfile.mkdtemp(prefix="xcinspect-bench-")

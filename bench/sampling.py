@@ -19,12 +19,9 @@ read-only mmaps of the page files). By default the sim platform instead keeps pr
 copies refreshed with one ``preadv`` per console per tick (its guard against a page file
 truncated under it: SIGBUS); one extra line shows that cost at 1,000 (``--copies N``).
 
-Sizes up to 1,000 are whole sim worlds (domains found through xenstore). The sim world
-stops at 1,000 domains (a larger ``DIRECTORY /local/domain`` reply exceeds xenstore's
-4096-byte payload: E2BIG, and neither pyxs nor xcinspect's discovery use DIRECTORY_PART
-yet), so larger sizes map each page of a 1,000-domain world several times: every extra
-monitor entry is a twin of a real one (same domain info, same facts, its own mmap of the
-same live page file). Ticks then read N mappings, of which N/1000 share each page.
+Every size is a whole sim world (domains found through xenstore; from ~1,040 domains the
+listing takes DIRECTORY_PART). 5,000 sim consoles need 5,000 ptys: see
+``common.enough_ptys``.
 """
 
 from __future__ import annotations
@@ -36,27 +33,10 @@ import time
 
 from common import fmt_us, machine, verdict, world
 
-from xcinspect.monitor import Entry, Monitor
+from xcinspect.monitor import Monitor
 from xcinspect.platform.sim import SimPlatform
 
 IDX = struct.Struct("<4I")
-MAX_WORLD = 1000
-
-
-def replicate(mon: Monitor, n: int) -> None:
-    """Grow the monitor to ``n`` entries with twins of the real ones (see the docstring)."""
-    real = list(mon.views())
-    k = 1
-    while len(mon.entries) < n:
-        for e in real:
-            if len(mon.entries) >= n:
-                break
-            twin = Entry(e.info, e.layout)
-            twin.mapping = mon.platform.map_page(e.domid, e.info.console.ring_ref if e.info.console else None)
-            twin.facts = e.facts
-            mon.entries[e.domid + 100000 * k] = twin
-        k += 1
-    mon._pairs = None  # the next tick rebuilds its sampling arrays
 
 
 def timed(fn, number: int) -> float:
@@ -67,13 +47,11 @@ def timed(fn, number: int) -> float:
 
 
 def measure(n: int, rounds: int, paced: int, mmap_reads: bool = True) -> dict:
-    with world(domains=min(n, MAX_WORLD)) as w:
+    with world(domains=n) as w:
         mon = Monitor(SimPlatform(w.dir, mmap_reads=mmap_reads), facts_interval=1e9)
         mon.open()
         try:
             mon.refresh_facts()
-            if n > MAX_WORLD:
-                replicate(mon, n)
             mon.tick()
             bufs = [e.mapping.buf for e in mon.views() if e.mapping is not None]
             unpack = IDX.unpack_from

@@ -306,3 +306,134 @@ def test_pid_file_and_clean_exit(tmp_path):
     assert proc.wait(timeout=5) == 0
     assert not pidfile.exists()
     assert not os.path.exists(tmp_path / "xenstored" / "socket")
+
+
+# -- DIRECTORY_PART and the own client's pipelining ---------------------------------------------
+def _parts_raw(w, path, offset):
+    return w.request(X.DIRECTORY_PART, path.encode() + b"\0" + b"%d\0" % offset)
+
+
+def test_directory_part_wire_format(sim_xenstored):
+    """The reply format of xenstored_core.c: generation, names from the byte offset, an
+    empty string after the last one; an offset past the end gives just that."""
+    with WireClient(sim_xenstored.socket) as w:
+        w.write_many([(f"/t11/{n}", "") for n in ("a", "bb", "ccc")])
+        raw = _parts_raw(w, "/t11", 0)
+        gen, body = raw.split(b"\0", 1)
+        assert gen.isdigit() and body == b"a\0bb\0ccc\0\0"
+        assert _parts_raw(w, "/t11", 2) == gen + b"\0bb\0ccc\0\0"
+        assert _parts_raw(w, "/t11", 9) == gen + b"\0\0"
+        assert _parts_raw(w, "/t11", 500) == gen + b"\0\0"
+        w.write_many([("/t11/dddd", "")])  # a child added: a new generation
+        assert _parts_raw(w, "/t11", 0).split(b"\0", 1)[0] != gen
+        with pytest.raises(WireError, match="ENOENT"):
+            _parts_raw(w, "/t11/none", 0)
+        with pytest.raises(WireError, match="EINVAL"):
+            w.request(X.DIRECTORY_PART, b"/t11\0")
+        # a long list comes in parts of at most 4096 bytes, none ending mid-name
+        names = [f"child-{i:05d}-{'x' * (i % 40)}" for i in range(1500)]
+        w.write_many([(f"/t12/{n}", "") for n in names])
+        with pytest.raises(WireError, match="E2BIG"):
+            w.request(X.DIRECTORY, b"/t12\0")
+        got, off, parts = [], 0, 0
+        while True:
+            raw = _parts_raw(w, "/t12", off)
+            assert len(raw) <= X.PAYLOAD_MAX
+            g, body = raw.split(b"\0", 1)
+            parts += 1
+            last = body.endswith(b"\0\0") or body == b"\0"
+            chunk = body[:-1] if last else body
+            assert chunk == b"" or chunk.endswith(b"\0")
+            got += [p.decode() for p in chunk.split(b"\0")[:-1]]
+            off += len(chunk)
+            if last:
+                break
+        assert parts > 10 and sorted(got) == sorted(names)
+
+
+def test_xsclient_lists_past_one_reply(sim_xenstored):
+    """More children than fit a 4096-byte DIRECTORY reply (the 1,040-domain wall):
+    XsClient.list falls back to DIRECTORY_PART, as libxenstore does; pyxs cannot."""
+    with WireClient(sim_xenstored.socket) as w:
+        w.write_many([(f"/t13/{d}/name", f"dom{d}") for d in range(1, 5001)])
+    with _xs(sim_xenstored) as xs:
+        assert sorted(map(int, xs.list("/t13"))) == list(range(1, 5001))
+        assert xs.list("/t13/1") == ["name"]  # a short list is still one DIRECTORY
+    with Client(unix_socket_path=sim_xenstored.socket) as c:
+        with pytest.raises(PyXSError):
+            c.list(b"/t13")
+
+
+def test_xsclient_list_restarts_when_the_node_changes(sim_xenstored, monkeypatch):
+    with WireClient(sim_xenstored.socket) as w:
+        w.write_many([(f"/t14/{i:04d}{'y' * 30}", "") for i in range(400)])
+    with _xs(sim_xenstored) as xs, WireClient(sim_xenstored.socket) as other:
+        real = xs._request
+        calls = []
+
+        def request(op, payload):
+            calls.append(op)
+            if op == X.DIRECTORY_PART and calls.count(X.DIRECTORY_PART) == 2:
+                other.write_many([("/t14/late", "")])  # changes between part 1 and part 2
+            return real(op, payload)
+
+        monkeypatch.setattr(xs, "_request", request)
+        names = xs.list("/t14")
+        assert "late" in names and len(names) == 401 and len(set(names)) == 401
+        assert calls.count(X.DIRECTORY_PART) > 4  # the first pass was abandoned
+
+
+def test_xsclient_watch_many_and_unwatch_many(sim_xenstored):
+    with WireClient(sim_xenstored.socket) as w:
+        w.write_many([(f"/t15/{i}/k", "0") for i in range(300)])
+    with _xs(sim_xenstored) as xs:
+        xs.watch_many([(f"/t15/{i}", f"w{i}") for i in range(300)])
+        got, deadline = [], time.monotonic() + 5
+        while len(got) < 300 and time.monotonic() < deadline:
+            got += xs.events(0.5)
+        assert sorted(got) == sorted((f"/t15/{i}", f"w{i}") for i in range(300))
+        xs.watch_many([("/t15/0", "w0")])  # already registered: nothing is sent, nothing fires
+        xs.unwatch_many([(f"/t15/{i}", f"w{i}") for i in range(1, 300)])
+        with WireClient(sim_xenstored.socket) as w:
+            w.write_many([(f"/t15/{i}/k", "1") for i in range(300)])
+        assert xs.events(1.0) == [("/t15/0/k", "w0")]
+        assert xs.events(0.3) == []
+
+
+def test_xsclient_read_many_raises_other_errors(sim_xenstored):
+    with _xs(sim_xenstored) as xs:
+        xs.write("/t16/k", "v")
+        with pytest.raises(XenstoreError, match="EINVAL"):
+            xs.read_many(["/t16/k", "/t16/bad path"])
+        assert xs.read_many(["/t16/k"]) == ["v"]  # the connection is still good
+
+
+def test_xsclient_read_only_refuses_writes_before_sending(sim_xenstored):
+    with _xs(sim_xenstored) as xs:
+        xs.write("/t17/k", "v")
+    xs = XsClient(sim_xenstored.socket, read_only=True)
+    try:
+        for call in (lambda: xs.write("/t17/k", "x"), lambda: xs.rm("/t17/k"), lambda: xs.mkdir("/t17/m"),
+                     lambda: xs.introduce(5, 1, 1), lambda: xs.release(5)):
+            with pytest.raises(XenstoreError, match="read-only"):
+                call()
+        assert xs.read("/t17/k") == "v" and xs.list("/t17") == ["k"]
+    finally:
+        xs.close()
+
+
+def test_xsclient_close_ends_its_reader_thread(sim_xenstored):
+    import threading
+
+    before = {t for t in threading.enumerate() if t.name == "xs-reader"}
+    xs = XsClient(sim_xenstored.socket)
+    xs.read("/local/domain/0/name")
+    mine = {t for t in threading.enumerate() if t.name == "xs-reader"} - before
+    assert len(mine) == 1
+    xs.close()
+    t = mine.pop()
+    t.join(2.0)
+    assert not t.is_alive()
+    assert not xs.connected
+    assert xs.read("/local/domain/0/name") == "Domain-0"  # and a new call reconnects
+    xs.close()

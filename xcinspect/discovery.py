@@ -94,24 +94,26 @@ class Discovery:
         known = set(self.domains)
         gone = known - current
         new = sorted(current - known)
+        drop = []
         for d in gone:
             del self.domains[d]
             if d in self._watched:
                 self._watched.discard(d)
-                self.xs.unwatch(f"/local/domain/{d}/console", f"con:{d}")
+                drop.append((f"/local/domain/{d}/console", f"con:{d}"))
+        if drop:
+            self.xs.unwatch_many(drop)
         if new:
             self.domains.update(self._read_domains(new))
-            for d in new:
-                self._watched.add(d)
-                self._skip_first.add(d)
-                self.xs.watch(f"/local/domain/{d}/console", f"con:{d}")
+            self._watched.update(new)
+            self._skip_first.update(new)
+            # one pipelined batch: 1,000 watch round trips took 0.2-0.3 s
+            self.xs.watch_many([(f"/local/domain/{d}/console", f"con:{d}") for d in new])
         return gone | set(new)
 
     # -- public --------------------------------------------------------------------------
     def start(self) -> None:
         """Register the domain-list watches and read every domain once."""
-        self.xs.watch("@introduceDomain", "domlist")
-        self.xs.watch("@releaseDomain", "domlist")
+        self.xs.watch_many([("@introduceDomain", "domlist"), ("@releaseDomain", "domlist")])
         self._relist()
         self.xs.events(0)  # the registrations fire once each: already handled
         self._skip_first.clear()

@@ -105,6 +105,19 @@ class TickResult:
         self.moved = 0
 
 
+class _Quiet(TickResult):
+    """The result of a tick that changed nothing (shared, immutable: empty tuples)."""
+    __slots__ = ()
+
+    def __setattr__(self, name, value):
+        raise AttributeError("the quiet TickResult is shared and read-only")
+
+
+QUIET = _Quiet.__new__(_Quiet)
+for _k, _v in (("appeared", ()), ("gone", ()), ("changed_state", ()), ("moved", 0)):
+    object.__setattr__(QUIET, _k, _v)
+
+
 class Monitor:
     """Watches every console of one platform."""
 
@@ -309,8 +322,11 @@ class Monitor:
 
     def tick(self, xs_timeout: float = 0.0) -> TickResult:
         """One sampling round. Never raises for a single broken domain."""
-        if self.xs_error is None and self.discovery is not None:
-            try:  # _poll_xenstore's common case, inlined (this runs every tick)
+        xs = self.xs
+        if xs_timeout <= 0 and self.xs_error is None and xs is not None and xs.idle():
+            changed = None  # the common case: no watch event queued, connection alive
+        elif self.xs_error is None and self.discovery is not None:
+            try:
                 changed = self.discovery.poll(xs_timeout)
             except XenstoreError as exc:
                 self.xs_error = exc.message
@@ -318,13 +334,14 @@ class Monitor:
                 changed = None
         else:
             changed = self._poll_xenstore(xs_timeout)
-        res = self._sync_entries(changed) if changed else TickResult()
+        res = self._sync_entries(changed) if changed else None
         now = self.clock()
         if now >= self._facts_due:
             self.refresh_facts(now)
-        lost = self.platform.refresh_pages()
-        if lost:
-            self._pages_lost(lost)
+        if not self.platform.live_pages:
+            lost = self.platform.refresh_pages()
+            if lost:
+                self._pages_lost(lost)
         if self._pairs is not None:
             # The fast path: every page's 20 index/flag bytes in one C-level pass, compared
             # with the previous pass as a whole; only consoles that moved or whose
@@ -342,10 +359,14 @@ class Monitor:
                     due = list(_compress(_count(), map(_le, self._nexts, _repeat(now))))
                     todo = sorted(set(todo).union(due)) if todo else due
                 if todo or unmapped:
+                    if res is None:
+                        res = TickResult()
                     self._evaluate_some(todo or [], snap, now, res)
                 self._snap = snap
                 self.ticks += 1
-                return res
+                return res if res is not None else QUIET
+        if res is None:
+            res = TickResult()
         self._tick_all(now, res)
         self.ticks += 1
         return res

@@ -1,31 +1,73 @@
-"""A xenstore client with a timeout on every call, on top of pyxs.
+"""xcinspect's xenstore client: the wire protocol over xenstored's unix socket.
 
-pyxs 0.4.1 can hang its caller forever: replies are awaited on a condition with no
-timeout, and an unexpected packet kills its router thread. Here every request is sent
-through pyxs' router and awaited with a deadline; a timeout or a dead router marks the
-connection broken, and the next call builds a fresh one. No worker threads are used for
-requests, so nothing can keep the process from exiting.
+Why its own client (it used pyxs 0.4.1 until the benchmarks of issue 7):
 
-Paths and values are ``str`` here (pyxs wants 7-bit ASCII bytes).
+* pyxs can hang its caller forever (replies are awaited with no timeout) and an
+  unexpected packet kills its router thread; here every call has a deadline, and a
+  timeout or a dead connection marks it broken: the next call builds a fresh one.
+* pyxs has no ``XS_DIRECTORY_PART`` (its packet class rejects op 22, in requests and in
+  replies). Once ``/local/domain`` has more children than fit one 4096-byte reply
+  (~1,040 domains) ``DIRECTORY`` answers ``E2BIG`` and discovery saw nothing. ``list``
+  falls back to ``DIRECTORY_PART`` on ``E2BIG``, as libxenstore's ``xs_directory`` does.
+* Pipelining: ``read_many``, ``watch_many`` and ``unwatch_many`` put every request on the
+  socket in one ``sendall`` and wait once for the lot (pyxs took two syscalls and a
+  condition per request, and watches went one round trip at a time).
+* The per-tick watch check is a few attribute reads (pyxs needed ``Thread.is_alive``).
+
+One reader thread per connection parses every packet: replies are matched to their
+request by ``req_id``, watch events queue up for ``events()``. Requests are serialised by
+a lock (one batch in flight per client). Closing a connection shuts the socket down,
+which wakes the reader out of ``recv``; nothing can keep the process from exiting.
+
+Paths and values are ``str`` (7-bit ASCII on the wire).
 """
 
 from __future__ import annotations
 
+import collections
 import os
-import queue
+import socket
+import struct
 import threading
 import time
-
-from pyxs import Client
-from pyxs._internal import NUL, Op, Packet, next_rq_id
-from pyxs.exceptions import PyXSError
 
 from xcinspect.platform.base import PlatformError
 
 DEFAULT_TIMEOUT = 2.0
+HEADER = struct.Struct("<IIII")  # struct xsd_sockmsg: type, req_id, tx_id, len
+PAYLOAD_MAX = 4096  # XENSTORE_PAYLOAD_MAX
+NUL = b"\x00"
+
+
+class Op:
+    """``enum xsd_sockmsg_type`` (xen/include/public/io/xs_wire.h)."""
+    CONTROL = DEBUG = 0
+    DIRECTORY = 1
+    READ = 2
+    GET_PERMS = 3
+    WATCH = 4
+    UNWATCH = 5
+    TRANSACTION_START = 6
+    TRANSACTION_END = 7
+    INTRODUCE = 8
+    RELEASE = 9
+    GET_DOMAIN_PATH = 10
+    WRITE = 11
+    MKDIR = 12
+    RM = 13
+    SET_PERMS = 14
+    WATCH_EVENT = 15
+    ERROR = 16
+    IS_DOMAIN_INTRODUCED = 17
+    RESUME = 18
+    SET_TARGET = 19
+    RESET_WATCHES = 21
+    DIRECTORY_PART = 22
+
+
 # What a read-only client may send: nothing here changes the store.
-READ_OPS = frozenset({Op.READ, Op.DIRECTORY, Op.GET_PERMS, Op.WATCH, Op.UNWATCH, Op.GET_DOMAIN_PATH,
-                      Op.IS_DOMAIN_INTRODUCED})
+READ_OPS = frozenset({Op.READ, Op.DIRECTORY, Op.DIRECTORY_PART, Op.GET_PERMS, Op.WATCH, Op.UNWATCH,
+                      Op.GET_DOMAIN_PATH, Op.IS_DOMAIN_INTRODUCED})
 
 
 class XenstoreError(PlatformError):
@@ -36,8 +78,119 @@ class XenstoreTimeout(XenstoreError):
     pass
 
 
+class XenstoreReplyError(XenstoreError):
+    """xenstored answered a request with an error (``code`` is e.g. ``"EACCES"``)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"xenstored error {code}")
+        self.code = code
+
+
 class NoEntry(KeyError):
     """ENOENT from xenstored."""
+
+
+class _Batch:
+    """Requests sent together; the reader thread fills ``replies`` and sets ``done``."""
+    __slots__ = ("replies", "left", "done")
+
+    def __init__(self, n: int) -> None:
+        self.replies: list = [None] * n
+        self.left = n
+        self.done = threading.Event()
+
+
+class _Conn:
+    """One socket to xenstored and the thread that reads it."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.alive = True
+        self.pending: dict[int, tuple[_Batch, int]] = {}
+        self.events: collections.deque = collections.deque()
+        self.have_events = threading.Event()
+        self.error: str | None = None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except socket.timeout:
+            sock.close()
+            raise XenstoreTimeout(f"connecting to xenstored at {path} timed out") from None
+        except OSError as exc:
+            sock.close()
+            raise XenstoreError(f"cannot connect to xenstored at {path}: {exc.strerror or exc}") from None
+        # One socket for both threads, with the client's timeout: it bounds the sender's
+        # sendall; the reader just goes round again when its recv times out. (Not a dup with
+        # another timeout: O_NONBLOCK, which Python's timeouts use, is shared by dups.)
+        self.sock = sock
+        self.thread = threading.Thread(target=self._read_loop, daemon=True, name="xs-reader")
+        self.thread.start()
+
+    def _read_loop(self) -> None:
+        sock = self.sock
+        buf = bytearray()
+        hsize = HEADER.size
+        unpack = HEADER.unpack_from
+        try:
+            while True:
+                try:
+                    chunk = sock.recv(65536)
+                except socket.timeout:
+                    if not self.alive:
+                        return
+                    continue
+                if not chunk:
+                    self.error = "xenstored closed the connection"
+                    return
+                buf += chunk
+                pos = 0
+                n_buf = len(buf)
+                while n_buf - pos >= hsize:
+                    op, rid, _tid, n = unpack(buf, pos)
+                    if n > 2 * PAYLOAD_MAX:
+                        self.error = f"xenstore reply of {n} bytes (corrupt stream)"
+                        return
+                    end = pos + hsize + n
+                    if end > n_buf:
+                        break
+                    payload = bytes(buf[pos + hsize: end])
+                    pos = end
+                    if op == Op.WATCH_EVENT:
+                        parts = payload.split(NUL)
+                        self.events.append((parts[0].decode("ascii", "replace"),
+                                            parts[1].decode("ascii", "replace") if len(parts) > 1 else ""))
+                        self.have_events.set()
+                        continue
+                    slot = self.pending.pop(rid, None)
+                    if slot is None:
+                        self.error = f"xenstore reply to unknown request {rid}"
+                        return
+                    batch, i = slot
+                    batch.replies[i] = (op, payload)
+                    batch.left -= 1
+                    if batch.left == 0:
+                        batch.done.set()
+                if pos:
+                    del buf[:pos]
+        except OSError as exc:
+            self.error = f"xenstore connection: {exc.strerror or exc}"
+        finally:
+            self.alive = False
+            for batch, _i in list(self.pending.values()):
+                batch.done.set()
+            self.have_events.set()
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        # Shut down only: that wakes the reader (it closes the socket on its way out).
+        self.alive = False
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 class XsClient:
@@ -47,135 +200,111 @@ class XsClient:
         self.path = path
         self.timeout = timeout
         self.read_only = read_only  # refuse every request that could change the store
-        self._client: Client | None = None
-        self._monitor = None
-        self._watches: set[tuple[str, str]] = set()
-        self._lock = threading.RLock()  # _connect re-registers watches from inside a request
+        self._conn: _Conn | None = None
+        self._watches: dict[tuple[str, str], None] = {}  # ordered set
+        self._lock = threading.RLock()
+        self._next_id = 1
         self.reconnects = 0
 
     # -- connection management -----------------------------------------------------------
-    def _connect(self) -> Client:
-        if self._client is not None and self._client.router.thread.is_alive():
-            return self._client
-        if self._client is not None:
+    def _connect(self) -> _Conn:
+        conn = self._conn
+        if conn is not None and conn.alive:
+            return conn
+        if conn is not None:
             self._drop()
             self.reconnects += 1
         if not os.path.exists(self.path):
             raise XenstoreError(f"xenstored socket {self.path} does not exist (is xenstored running?)")
-        client = Client(unix_socket_path=self.path)
-        router = client.router
-
-        def route() -> None:
-            # pyxs' router thread ends by raising when the connection dies (xenstored
-            # killed, a reply cut off, or our own _drop closing it under a stalled read);
-            # the default excepthook would print that traceback on the operator's
-            # terminal. A dead router is how this class notices a dead connection.
-            try:
-                router()
-            except Exception:
-                pass
-
-        router.thread = threading.Thread(target=route, daemon=True, name="xs-router")
-        box: queue.Queue = queue.Queue(maxsize=1)
-
-        def start() -> None:
-            try:
-                client.connect()
-                box.put(None)
-            except Exception as exc:  # pyxs ConnectionError, OSError
-                box.put(exc)
-
-        threading.Thread(target=start, daemon=True, name="xs-connect").start()
-        try:
-            err = box.get(timeout=self.timeout)
-        except queue.Empty:
-            raise XenstoreTimeout(f"connecting to xenstored at {self.path} timed out") from None
-        if err is not None:
-            raise XenstoreError(f"cannot connect to xenstored at {self.path}: {err}")
-        self._client = client
-        self._monitor = client.monitor()
-        # Re-establish watches after a reconnect (they fire once on registration).
-        # Not through _request: _connect runs under self._lock (from _send), and that lock is
-        # not reentrant. Subscribe first so the registration firing is not lost.
-        for wpath, token in list(self._watches):
-            self._monitor.client.router.subscribe(token.encode(), self._monitor)
-            packet = Packet(Op.WATCH, wpath.encode() + NUL + token.encode() + NUL,
-                            rq_id=next_rq_id() & 0xFFFFFFFF, tx_id=0)
-            try:
-                rvar = client.router.send(packet)
-            except (PyXSError, OSError) as exc:
-                self._drop()
-                raise XenstoreError(f"xenstored connection lost: {exc}") from None
-            self._wait(rvar, Op.WATCH, time.monotonic() + self.timeout)
-        return client
+        conn = _Conn(self.path, self.timeout)
+        self._conn = conn
+        # Re-establish watches after a reconnect (each fires once on registration).
+        if self._watches:
+            self._exchange(conn, [(Op.WATCH, self._wpayload(p, t)) for p, t in self._watches])
+        return conn
 
     def _drop(self) -> None:
-        client, self._client, self._monitor = self._client, None, None
-        if client is None:
-            return
-        router = client.router
-        # Never join a router that may be stuck: ask it to stop and close the socket.
-        try:
-            if router.is_connected:
-                router.w_terminator.sendall(NUL)
-        except OSError:
-            pass
-        try:
-            router.connection.close()
-        except Exception:
-            pass
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     def close(self) -> None:
-        self._drop()
+        with self._lock:
+            self._drop()
+
+    def idle(self) -> bool:
+        """Connected, and no watch event waiting: the per-tick check, kept cheap."""
+        c = self._conn
+        return c is not None and c.alive and not c.events
 
     @property
     def connected(self) -> bool:
-        return self._client is not None and self._client.router.thread.is_alive()
+        conn = self._conn
+        return conn is not None and conn.alive
 
     # -- requests ------------------------------------------------------------------------
-    def _send(self, op: int, payload: bytes):
-        if self.read_only and op not in READ_OPS:
-            raise XenstoreError(f"read-only mode: refusing xenstore request type {op}")
-        client = self._connect()
+    def _exchange(self, conn: _Conn, reqs: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        """Send every request in one write, wait for all replies (matched by req_id)."""
+        batch = _Batch(len(reqs))
+        out = bytearray()
+        pack = HEADER.pack
+        for i, (op, payload) in enumerate(reqs):
+            if self.read_only and op not in READ_OPS:
+                raise XenstoreError(f"read-only mode: refusing xenstore request type {op}")
+            if len(payload) > PAYLOAD_MAX:
+                raise XenstoreError(f"xenstore request of {len(payload)} bytes (the limit is {PAYLOAD_MAX})")
+            rid = self._next_id
+            self._next_id = (rid + 1) & 0xFFFFFFFF or 1
+            conn.pending[rid] = (batch, i)  # before sending: the reply may come at once
+            out += pack(op, rid, 0, len(payload))
+            out += payload
         try:
-            packet = Packet(op, payload, rq_id=next_rq_id() & 0xFFFFFFFF, tx_id=0)
-            return client.router.send(packet)
-        except (PyXSError, OSError) as exc:
+            conn.sock.sendall(out)
+        except socket.timeout:
             self._drop()
-            raise XenstoreError(f"xenstored connection lost: {exc}") from None
+            raise XenstoreTimeout(f"xenstored did not take a request within {self.timeout:g} s") from None
+        except OSError as exc:
+            self._drop()
+            raise XenstoreError(f"xenstored connection lost: {exc.strerror or exc}") from None
+        wait = self.timeout + 0.001 * len(reqs)
+        if not batch.done.wait(wait):
+            self._drop()
+            raise XenstoreTimeout(f"xenstored did not answer within {wait:g} s")
+        if batch.left:
+            why = conn.error or "connection closed"
+            self._drop()
+            raise XenstoreError(f"xenstored connection lost ({why})")
+        for (op, _p), (rop, _rp) in zip(reqs, batch.replies):
+            if rop != op and rop != Op.ERROR:
+                self._drop()
+                raise XenstoreError(f"unexpected xenstore reply type {rop} to {op}")
+        return batch.replies
 
-    def _wait(self, rvar, op: int, deadline: float) -> bytes:
-        cond = rvar.condition
-        with cond:
-            while rvar.target is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self._drop()
-                    raise XenstoreTimeout(f"xenstored did not answer within {self.timeout:g} s")
-                alive = self._client is not None and self._client.router.thread.is_alive()
-                if not alive:
-                    self._drop()
-                    raise XenstoreError("xenstored connection lost")
-                cond.wait(min(left, 0.1))
-        packet = rvar.target
-        if packet.op == Op.ERROR:
-            code = packet.payload.rstrip(NUL).decode("ascii", "replace")
+    def _pipeline(self, reqs: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        with self._lock:
+            conn = self._connect()
+            return self._exchange(conn, reqs)
+
+    @staticmethod
+    def _check(reply: tuple[int, bytes]) -> bytes:
+        op, payload = reply
+        if op == Op.ERROR:
+            code = payload.rstrip(NUL).decode("ascii", "replace")
             if code == "ENOENT":
                 raise NoEntry(code)
-            raise XenstoreError(f"xenstored error {code}")
-        if packet.op != op:
-            self._drop()
-            raise XenstoreError(f"unexpected xenstore reply type {packet.op} to {op}")
-        return packet.payload
+            raise XenstoreReplyError(code)
+        return payload
 
     def _request(self, op: int, payload: bytes) -> bytes:
-        with self._lock:
-            rvar = self._send(op, payload)
-            return self._wait(rvar, op, time.monotonic() + self.timeout)
+        return self._check(self._pipeline([(op, payload)])[0])
 
     @staticmethod
     def _p(path: str) -> bytes:
         return path.encode("ascii") + NUL
+
+    @staticmethod
+    def _wpayload(path: str, token: str) -> bytes:
+        return path.encode("ascii") + NUL + token.encode("ascii") + NUL
 
     def read(self, path: str, default: str | None = None) -> str | None:
         try:
@@ -185,24 +314,63 @@ class XsClient:
         return raw.decode("ascii", "replace")
 
     def read_many(self, paths: list[str]) -> list[str | None]:
-        """Read many keys with the requests pipelined (one round trip's latency)."""
+        """Read many keys with the requests pipelined (one round trip's latency).
+        A missing key gives None; any other error raises."""
+        if not paths:
+            return []
+        replies = self._pipeline([(Op.READ, self._p(p)) for p in paths])
         out: list[str | None] = []
-        with self._lock:
-            pending = [self._send(Op.READ, self._p(p)) for p in paths]
-            deadline = time.monotonic() + self.timeout + 0.001 * len(paths)
-            for rvar in pending:
-                try:
-                    out.append(self._wait(rvar, Op.READ, deadline).decode("ascii", "replace"))
-                except NoEntry:
-                    out.append(None)
+        for op, payload in replies:
+            if op == Op.ERROR:
+                code = payload.rstrip(NUL).decode("ascii", "replace")
+                if code != "ENOENT":
+                    raise XenstoreReplyError(code)
+                out.append(None)
+            else:
+                out.append(payload.decode("ascii", "replace"))
         return out
 
     def list(self, path: str) -> list[str]:
+        """Children of ``path`` ([] if it does not exist). Falls back to DIRECTORY_PART
+        when the listing does not fit one reply (E2BIG)."""
         try:
             raw = self._request(Op.DIRECTORY, self._p(path))
         except NoEntry:
             return []
+        except XenstoreReplyError as exc:
+            if exc.code != "E2BIG":
+                raise
+            return self._list_parts(path)
         return [p.decode("ascii", "replace") for p in raw.split(NUL) if p]
+
+    def _list_parts(self, path: str) -> list[str]:
+        """XS_DIRECTORY_PART: ``<path>|<offset>`` → ``<gencnt>|<child>|*`` (+ an empty
+        string after the last child). Restarts if the node changed between parts."""
+        for _attempt in range(16):
+            names: list[str] = []
+            offset = 0
+            gen = None
+            while True:
+                try:
+                    raw = self._request(Op.DIRECTORY_PART, self._p(path) + b"%d\x00" % offset)
+                except NoEntry:
+                    return []
+                g, sep, body = raw.partition(NUL)
+                if not sep:
+                    raise XenstoreError("malformed DIRECTORY_PART reply")
+                if gen is None:
+                    gen = g
+                elif g != gen:
+                    break  # the node changed under us: start over
+                last = body == NUL or body.endswith(NUL + NUL)
+                if last:
+                    body = body[:-1]
+                if body:
+                    names.extend(p.decode("ascii", "replace") for p in body.split(NUL)[:-1])
+                    offset += len(body)
+                if last or not body:
+                    return names
+        raise XenstoreError(f"{path} kept changing while it was listed")
 
     def write(self, path: str, value: str) -> None:
         self._request(Op.WRITE, path.encode("ascii") + NUL + value.encode("ascii"))
@@ -223,31 +391,48 @@ class XsClient:
         self._request(Op.RELEASE, b"%d\x00" % domid)
 
     def control(self, *words: str) -> bytes:
-        """XS_CONTROL (debug) command; the sim xenstored uses it for fault injection."""
-        return self._request(Op.DEBUG, b"".join(w.encode() + NUL for w in words))
+        """XS_CONTROL command; the sim xenstored uses it for fault injection."""
+        return self._request(Op.CONTROL, b"".join(w.encode() + NUL for w in words))
 
     # -- watches -------------------------------------------------------------------------
     def watch(self, path: str, token: str) -> None:
-        if (path, token) in self._watches and self.connected:
-            return  # xenstored refuses a duplicate watch (EEXIST)
-        self._connect()
-        assert self._monitor is not None
-        self._monitor.client.router.subscribe(token.encode(), self._monitor)
-        self._watches.add((path, token))
-        self._request(Op.WATCH, path.encode() + NUL + token.encode() + NUL)
+        self.watch_many([(path, token)])
+
+    def watch_many(self, pairs: list[tuple[str, str]]) -> None:
+        """Register watches, pipelined. Each fires once on registration."""
+        with self._lock:
+            conn = self._connect()  # (re-registers the known ones if it reconnected)
+            new = [pt for pt in dict.fromkeys(pairs) if pt not in self._watches]
+            if not new:
+                return
+            for pt in new:
+                self._watches[pt] = None
+            replies = self._exchange(conn, [(Op.WATCH, self._wpayload(p, t)) for p, t in new])
+            for pt, reply in zip(new, replies):
+                try:
+                    self._check(reply)
+                except XenstoreReplyError as exc:
+                    if exc.code != "EEXIST":
+                        self._watches.pop(pt, None)
+                        raise
+                except NoEntry:
+                    self._watches.pop(pt, None)
+                    raise XenstoreReplyError("ENOENT") from None
 
     def unwatch(self, path: str, token: str) -> None:
-        self._watches.discard((path, token))
-        if self._monitor is None:
-            return
-        try:
-            self._request(Op.UNWATCH, path.encode() + NUL + token.encode() + NUL)
-        except (NoEntry, XenstoreError):
-            pass
-        try:
-            self._monitor.client.router.unsubscribe(token.encode(), self._monitor)
-        except ValueError:
-            pass
+        self.unwatch_many([(path, token)])
+
+    def unwatch_many(self, pairs: list[tuple[str, str]]) -> None:
+        with self._lock:
+            for pt in pairs:
+                self._watches.pop(pt, None)
+            conn = self._conn
+            if conn is None or not conn.alive or not pairs:
+                return  # a new connection will not register them
+            try:
+                self._exchange(conn, [(Op.UNWATCH, self._wpayload(p, t)) for p, t in pairs])
+            except XenstoreError:
+                pass  # replies (ENOENT for an unknown watch) do not matter; a dead link drops them all
 
     def events(self, timeout: float = 0.0) -> list[tuple[str, str]]:
         """Watch events received so far, waiting up to ``timeout`` for the first one.
@@ -255,23 +440,33 @@ class XsClient:
         Raises XenstoreError when the connection died (watches are re-registered on the
         next successful call, and each fires once then).
         """
-        mon = self._monitor
-        if timeout <= 0 and mon is not None and not mon.events.queue:
-            # Hot path (called every tick): nothing queued. Only check the router lives.
-            if self._client is not None and self._client.router.thread.is_alive():
-                return []
-        self._connect()
-        assert self._monitor is not None
-        q = self._monitor.events
+        conn = self._conn
+        if conn is not None and conn.alive and not conn.events and timeout <= 0:
+            return []  # the hot path: called every tick
+        if conn is None or not conn.alive:
+            with self._lock:
+                if conn is not None and conn is self._conn and not conn.events:
+                    why = conn.error or "connection closed"
+                    self._drop()
+                    raise XenstoreError(f"xenstored connection lost ({why})")
+                conn = self._connect()
+        if not conn.events and timeout > 0:
+            deadline = time.monotonic() + timeout
+            while not conn.events and conn.alive:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                conn.have_events.clear()
+                if conn.events or not conn.alive:
+                    break
+                conn.have_events.wait(left)
         out = []
-        try:
-            ev = q.get(timeout=timeout) if timeout > 0 else q.get_nowait()
-            out.append(ev)
-            while True:
-                out.append(q.get_nowait())
-        except queue.Empty:
-            pass
-        if not out and not self.connected:
-            self._drop()
-            raise XenstoreError("xenstored connection lost")
-        return [(p.decode("ascii", "replace"), t.decode("ascii", "replace")) for p, t in out]
+        q = conn.events
+        while q:
+            out.append(q.popleft())
+        if not out and not conn.alive:
+            with self._lock:
+                if conn is self._conn:
+                    self._drop()
+            raise XenstoreError(f"xenstored connection lost ({conn.error or 'connection closed'})")
+        return out

@@ -101,6 +101,10 @@ class Platform(ABC):
     def map_page(self, domid: int, ring_ref: int | None, *, writable: bool = False) -> PageMapping:
         """Map the console page. Raise PlatformError when it cannot be mapped."""
 
+    # Read-only mappings are live shared memory (refresh_pages has nothing to do). The sim
+    # sets this False when it keeps private copies of its pages.
+    live_pages = True
+
     def refresh_pages(self) -> list[tuple[PageMapping, str]]:
         """Once per sampling round, before pages are read: bring read-only mappings up to
         date and report (mapping, reason) for each that can no longer be read. Real

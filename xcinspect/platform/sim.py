@@ -83,6 +83,7 @@ class SimPlatform(Platform):
         self._world: dict | None = None
         self._world_id = world_id_for(self.dir)
         self.mmap_reads = mmap_reads
+        self.live_pages = mmap_reads  # otherwise refresh_pages re-reads the private copies
         self._copies: list[SimPageCopy] = []
         self._next_link_check = 0.0
 

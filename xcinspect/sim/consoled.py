@@ -122,8 +122,7 @@ class Consoled:
 
     # -- xenstore -----------------------------------------------------------------------------
     def xs_setup(self) -> None:
-        self.xs.watch("@introduceDomain", "domlist")
-        self.xs.watch("@releaseDomain", "domlist")
+        self.xs.watch_many([("@introduceDomain", "domlist"), ("@releaseDomain", "domlist")])
 
     def poll_xs(self) -> None:
         now = time.monotonic()
@@ -161,9 +160,18 @@ class Consoled:
             self.next_xs_retry = time.monotonic() + 1.0
 
     def enum_domains(self) -> None:
-        raw = self.xs.control("introduced").rstrip(b"\0").decode()
-        live = {int(x) for x in raw.split()} - {0}
+        live: set[int] = set()
+        first = 0
+        while True:  # in batches, like xc_domain_getinfo
+            raw = self.xs.control("introduced", str(first)).rstrip(b"\0").decode()
+            batch = [int(x) for x in raw.split()]
+            live.update(batch)
+            if not batch or batch[-1] < first:
+                break
+            first = batch[-1] + 1
+        live.discard(0)
         self.reload_world()
+        new = []
         for domid in sorted(live):
             if domid in self.consoles or domid in self.ignored:
                 continue
@@ -172,7 +180,8 @@ class Consoled:
                 continue
             con = Console(domid, read_layout(self.paths, domid))
             self.consoles[domid] = con
-            self.xs.watch(f"/local/domain/{domid}/console", f"dom{domid}")  # fires once: create_ring
+            new.append((f"/local/domain/{domid}/console", f"dom{domid}"))
+        self.xs.watch_many(new)  # each fires once: create_ring
         for domid in list(self.consoles):
             if domid not in live:
                 self.shutdown_domain(self.consoles.pop(domid))
@@ -228,9 +237,17 @@ class Consoled:
             except (BindError, PlatformError):
                 con.ev = None
                 err = True  # retried when the console watch fires again
-            if not err:
-                if con.master is None:
+            if not err and con.master is None:
+                try:
                     self.create_pty(con)
+                except OSError as exc:
+                    # As xenconsoled's console_create_tty failing (ENOSPC past
+                    # kernel.pty.max): log it, close the event channel, no service.
+                    print(f"xenconsoled: failed to create tty for domain-{con.domid}: {exc.strerror}",
+                          file=sys.stderr, flush=True)
+                    self.close_evtchn(con)
+                    err = True
+            if not err:
                 if con.tty:
                     self.xs.write(f"{base}/console/tty", con.tty)
                 self.open_log(con)
@@ -335,7 +352,7 @@ class Consoled:
 
     def shutdown_domain(self, con: Console) -> None:
         try:
-            self.xs.unwatch(f"/local/domain/{con.domid}/console", f"dom{con.domid}")
+            self.xs.unwatch_many([(f"/local/domain/{con.domid}/console", f"dom{con.domid}")])
         except XenstoreError:
             pass
         self.close_evtchn(con)

@@ -6,7 +6,8 @@ Wire format (xs_wire.h): a 16-byte header ``<IIII`` (type, req_id, tx_id, len) a
 payload of at most 4096 bytes. Replies echo req_id and tx_id; watch events carry
 req_id 0 and tx_id 0. A client that sends an oversized payload is dropped.
 
-Supported: DIRECTORY, READ, WRITE, MKDIR, RM (recursive), GET_PERMS, SET_PERMS, WATCH
+Supported: DIRECTORY (E2BIG when the list exceeds 4096 bytes), DIRECTORY_PART, READ,
+WRITE, MKDIR, RM (recursive), GET_PERMS, SET_PERMS, WATCH
 (fires once on registration, then on any change at or below the path; on RM also for
 watches below the removed node), UNWATCH, TRANSACTION_START/END (snapshot + replay on
 commit, EAGAIN on conflict), INTRODUCE (@introduceDomain), RELEASE (@releaseDomain),
@@ -19,8 +20,9 @@ XS_CONTROL (op 0) commands, for fault injection and for the world:
   everything stalls SECONDS before the rest
 * ``drop\\0``                 close every client connection
 * ``ping\\0``                 -> ``OK``
-* ``introduced\\0``           -> space-separated introduced domids (the sim's "hypervisor
-  domain list", used by the sim xenconsoled the way xenconsoled uses xc_domain_getinfo)
+* ``introduced\\0[FIRST\\0]`` -> space-separated introduced domids from FIRST on, at most
+  500 (the sim's "hypervisor domain list", read in batches by the sim xenconsoled the way
+  xenconsoled calls xc_domain_getinfo)
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ PAYLOAD_MAX = 4096
 CONTROL, DIRECTORY, READ, GET_PERMS, WATCH, UNWATCH = 0, 1, 2, 3, 4, 5
 TRANSACTION_START, TRANSACTION_END, INTRODUCE, RELEASE, GET_DOMAIN_PATH = 6, 7, 8, 9, 10
 WRITE, MKDIR, RM, SET_PERMS, WATCH_EVENT, ERROR, IS_DOMAIN_INTRODUCED = 11, 12, 13, 14, 15, 16, 17
-RESUME, SET_TARGET, RESET_WATCHES = 18, 19, 21
+RESUME, SET_TARGET, RESET_WATCHES, DIRECTORY_PART = 18, 19, 21, 22
 
 SPECIAL = ("@introduceDomain", "@releaseDomain")
+INTRODUCED_BATCH = 500
 _VALID = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-/_@")
 
 
@@ -64,12 +67,14 @@ class Store:
         self.nodes: dict[str, list] = {"/": [b"", [b"n0"], set()]}
         self.gen = 0
         self.mod: dict[str, int] = {}
+        self.kids: dict[str, int] = {}  # path -> generation of its last child added/removed
 
     def copy(self) -> "Store":
         s = Store.__new__(Store)
         s.nodes = {p: [n[0], list(n[1]), set(n[2])] for p, n in self.nodes.items()}
         s.gen = self.gen
         s.mod = {}
+        s.kids = dict(self.kids)
         return s
 
     @staticmethod
@@ -96,6 +101,7 @@ class Store:
             self.nodes[p] = [b"", perms, set()]
             self.nodes[parent][2].add(p.rsplit("/", 1)[1])
             self._touch(p)
+            self.kids[parent] = self.gen
         self.nodes[path][0] = value
 
     def read(self, path: str) -> bytes:
@@ -109,6 +115,29 @@ class Store:
         if node is None:
             raise XsErr("ENOENT")
         return sorted(node[2])
+
+    def directory_part(self, path: str, offset: int) -> bytes:
+        """XS_DIRECTORY_PART as xenstored_core.c's send_directory_part: the node's
+        generation, then the children from byte ``offset`` of the NUL-separated list, as
+        many whole names as fit one reply; an empty string after the last child."""
+        names = self.directory(path)
+        children = b"".join(n.encode() + b"\0" for n in names)
+        gen = b"%d\0" % self.kids.get(path, 0)
+        if offset >= len(children):
+            return gen + b"\0"
+        maxlen = PAYLOAD_MAX - len(gen) - 1
+        end = offset
+        while end < len(children):
+            nxt = children.index(b"\0", end) + 1
+            if nxt - offset > maxlen:
+                break
+            end = nxt
+        if end == offset:  # (cannot happen: a name is at most 3072 bytes)
+            raise XsErr("E2BIG")
+        body = children[offset:end]
+        if end == len(children):
+            body += b"\0"
+        return gen + body
 
     def write(self, path: str, value: bytes) -> list[tuple[str, bool]]:
         if path in self.nodes:
@@ -140,6 +169,7 @@ class Store:
         parent = self.parent(path)
         self.nodes[parent][2].discard(path.rsplit("/", 1)[1])
         self._touch(parent)
+        self.kids[parent] = self.gen
         return [(path, True)]
 
     def get_perms(self, path: str) -> list[bytes]:
@@ -523,6 +553,15 @@ class Server:
                 tx.touched.add(p)
             names = store.directory(p)
             return DIRECTORY, b"".join(n.encode() + b"\0" for n in names), None
+        if op == DIRECTORY_PART:
+            raw = self.args(payload)
+            if len(raw) != 2 or not raw[1].isdigit():
+                raise XsErr("EINVAL")
+            p = self.path(raw[0])
+            store, tx = self._store_for(conn, tid)
+            if tx:
+                tx.touched.add(p)
+            return DIRECTORY_PART, store.directory_part(p, int(raw[1])), None
         if op == WRITE:
             i = payload.find(b"\0")
             if i < 0:
@@ -654,7 +693,11 @@ class Server:
                     self.drop(c)
             return CONTROL, b"OK\0", drop_all
         if cmd == b"introduced":
-            return CONTROL, " ".join(str(d) for d in sorted(self.introduced)).encode() + b"\0", None
+            # In batches, as xc_domain_getinfo(first_domid, max) is called: at most 500
+            # domids from the given first one (5,000 domids do not fit one reply).
+            first = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
+            ids = [d for d in sorted(self.introduced) if d >= first][:INTRODUCED_BATCH]
+            return CONTROL, " ".join(str(d) for d in ids).encode() + b"\0", None
         raise XsErr("EINVAL")
 
 

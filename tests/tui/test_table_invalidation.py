@@ -1,0 +1,97 @@
+"""The domain table repaints only the cells that changed (issue 7: TUI CPU), and what it
+shows is always what a table built from scratch with the same rows shows."""
+
+from __future__ import annotations
+
+import random
+
+from textual.app import App
+
+from xcinspect.tui.poller import Row
+from xcinspect.tui.widgets import DomainTable, columns_for
+
+STATES = ("serviced", "idle", "backlog", "stalled", "no-backend", "corrupt")
+
+
+def make_row(d: int, rnd: random.Random, **kw) -> Row:
+    cons = rnd.randrange(0, 1 << 32)
+    fill = rnd.randrange(0, 2049)
+    base = dict(domid=d, name=f"vm{d:04d}", state=rnd.choice(STATES), reason="r", action=None,
+                flag=rnd.choice(("connected", "n/a")), flag_layout="none", out_cons=cons,
+                out_prod=(cons + fill) % (1 << 32), out_fill=fill, in_cons=0, in_prod=0, in_fill=0,
+                rate=float(rnd.randrange(0, 5000)), quiet=rnd.random() * 100, attached="",
+                serviced_by=None, backend="b", console_type="xenconsoled", qemu=False)
+    base.update(kw)
+    return Row(**base)
+
+
+class TableApp(App):
+    def compose(self):
+        yield DomainTable(id="t")
+
+
+def screen_lines(table: DomainTable) -> list[str]:
+    return [table.render_line(y).text for y in range(table.size.height)]
+
+
+async def test_partial_repaint_matches_a_fresh_table():
+    rnd = random.Random(7)
+    rows = {d: make_row(d, rnd) for d in range(1, 201)}
+    app, ref = TableApp(), TableApp()
+    async with app.run_test(size=(140, 40)) as pilot, ref.run_test(size=(140, 40)) as rpilot:
+        table, fresh = app.query_one(DomainTable), ref.query_one(DomainTable)
+        for t in (table, fresh):
+            t.set_columns(columns_for(140))
+        table.apply(tuple(rows.values()))
+        await pilot.pause()
+        partial = 0
+        for step in range(25):
+            # a few rows change a cell or two, on screen and off it
+            for d in rnd.sample(sorted(rows), 6):
+                r = rows[d]
+                rows[d] = make_row(d, rnd, name=r.name, state=r.state if rnd.random() < 0.7 else rnd.choice(STATES))
+            if step % 5 == 4:
+                table.scroll_to(y=rnd.randrange(0, 150), animate=False)
+            before = table._update_count
+            table.apply(tuple(rows.values()))
+            if table._update_count == before:
+                partial += 1
+            await pilot.pause()
+            # the reference: a brand-new table with the same rows, same scroll and cursor
+            fresh.clear(columns=True)
+            fresh.cols = ()
+            fresh.shown.clear()
+            fresh.drawn.clear()
+            fresh.order = []
+            fresh.set_columns(columns_for(140))
+            fresh.selected = table.selected
+            fresh.apply(tuple(rows.values()))
+            await rpilot.pause()
+            fresh.scroll_to(y=table.scroll_y, animate=False)
+            await rpilot.pause()
+            assert screen_lines(table) == screen_lines(fresh), f"step {step}"
+        assert partial >= 20  # the partial path was the one taken (not a full invalidation)
+
+
+async def test_a_changed_cell_is_repainted_and_nothing_else_is_rendered_again():
+    rnd = random.Random(3)
+    rows = {d: make_row(d, rnd, state="idle", quiet=5.0, rate=0.0) for d in range(1, 51)}
+    app = TableApp()
+    async with app.run_test(size=(140, 30)) as pilot:
+        table = app.query_one(DomainTable)
+        table.set_columns(columns_for(140))
+        table.apply(tuple(rows.values()))
+        await pilot.pause()
+        lines = screen_lines(table)
+        cached = len(table._cell_render_cache)
+        assert "stalled" not in "".join(lines)
+        rows[3] = make_row(3, rnd, name=rows[3].name, state="stalled", quiet=5.0, rate=0.0,
+                           out_cons=rows[3].out_cons, out_prod=rows[3].out_prod, out_fill=rows[3].out_fill,
+                           flag=rows[3].flag)
+        table.apply(tuple(rows.values()))
+        await pilot.pause()
+        after = screen_lines(table)
+        changed = [y for y, (a, b) in enumerate(zip(lines, after)) if a != b]
+        assert len(changed) == 1 and "stalled" in after[changed[0]] and "vm0003" in after[changed[0]]
+        # one cell was rendered again, the other cached cells were kept
+        assert len(table._cell_render_cache) >= cached - 1
