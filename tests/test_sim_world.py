@@ -5,11 +5,14 @@ going, and nothing left behind on stop."""
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import re
 import select
 import signal
+import subprocess
+import sys
 import time
 import tty
 
@@ -356,7 +359,7 @@ def _check_scale(w, n):
     assert {"healthy", "stuck boot", "corrupt indices", "4.21, no backend: dropping"} <= kinds
     xs = XsClient(w.xenstore_path, timeout=10.0)
     try:
-        assert len(xs.list("/local/domain")) == n + 1  # the listing fits one 4096-byte reply
+        assert len(xs.list("/local/domain")) == n + 1  # (past ~1,040: DIRECTORY_PART)
         served = [d for d, c in doms.items() if c["consoled"]]
         ttys = xs.read_many([f"/local/domain/{d}/console/tty" for d in served])
         assert all(t and t.startswith("/dev/pts/") for t in ttys)
@@ -394,6 +397,30 @@ def test_thousand_domains(tmp_path):
     finally:
         w.stop()
     assert not [p for p in pids if pid_alive(p)]
+
+
+def test_past_one_listing_reply(tmp_path):
+    """1,200 domains: `DIRECTORY /local/domain` is E2BIG (as on a real xenstored), the sim
+    xenconsoled and xcinspect list with DIRECTORY_PART, and the CLI shows every domain
+    (before issue 7's own xenstore client, nothing past ~1,040 domains was seen)."""
+    from xcinspect.sim.xswire import WireClient, WireError
+    from xcinspect.sim.xenstored import DIRECTORY
+
+    w = start_world(str(tmp_path / "w"), domains=1200, timeline=False)
+    try:
+        with WireClient(w.xenstore_path) as wc:
+            with pytest.raises(WireError, match="E2BIG"):
+                wc.request(DIRECTORY, b"/local/domain\0")
+        _check_scale(w, 1200)
+        r = subprocess.run([sys.executable, "-m", "xcinspect", "--sim", w.dir, "--once", "--json"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert sorted(d["domid"] for d in doc["domains"]) == list(range(1, 1201))
+        states = {d["verdict"]["state"] for d in doc["domains"]}
+        assert {"serviced", "stalled", "corrupt"} <= states or {"idle", "stalled", "corrupt"} <= states, states
+    finally:
+        w.stop()
 
 
 def test_one_world_per_directory(world):

@@ -83,7 +83,7 @@ class Platform(ABC):
 
     @abstractmethod
     def xenstore_path(self) -> str:
-        """Unix socket path of xenstored (pyxs ``UnixSocketConnection``)."""
+        """Unix socket path of xenstored (``xs.XsClient`` connects to it)."""
 
     @abstractmethod
     def xen_version(self) -> str:

@@ -8,13 +8,13 @@ libraries come from ``xenlibs.XenLibs`` (cffi ABI mode); pass ``libs=`` to repla
 Xenstore route: the xenstored unix socket only. If it is missing but ``/dev/xen/xenbus``
 exists (xenstored in a stub domain), that is reported as an error instead of falling back:
 
-* ``XsClient`` rebuilds a hung connection by closing it. pyxs' socket transport closes
-  with ``shutdown(SHUT_RDWR)``, which wakes its router thread out of ``recv``; its xenbus
-  transport only calls ``os.close`` on the fd, which does not wake a thread blocked in
-  ``read()`` on the device. Every rebuild against a hung xenstored would leak a thread
-  stuck forever, and the UI's "never freeze, rebuild" guarantee would be a leak instead.
-* ``Platform.xenstore_path`` returns a socket path and ``XsClient`` builds
-  ``Client(unix_socket_path=...)``; a xenbus route would need a connection factory there.
+* ``XsClient`` rebuilds a hung connection by closing it: ``shutdown(SHUT_RDWR)`` on the
+  socket wakes its reader thread out of ``recv``. On the xenbus device only ``close``
+  exists, which does not wake a thread blocked in ``read()`` on it: every rebuild
+  against a hung xenstored would leak a thread stuck forever, and the UI's "never
+  freeze, rebuild" guarantee would be a leak instead.
+* ``Platform.xenstore_path`` returns a socket path and ``XsClient`` connects to it; a
+  xenbus route would need a connection factory there.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ class Dom0Platform(Platform):
             if os.path.exists(self._p(dev)):
                 raise PlatformError(
                     f"xenstored's socket {candidates[0]} is missing and only {dev} exists (xenstored in a "
-                    "stub domain?): xcinspect needs the socket (its pyxs client, watches and timeouts do not work "
+                    "stub domain?): xcinspect needs the socket (its client, watches and timeouts do not work "
                     "over xenbus)",
                     hint=f"run xenstored in dom0 or set XENSTORED_PATH, or {SIM_HINT}")
         return candidates[0]

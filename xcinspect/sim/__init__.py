@@ -2,8 +2,9 @@
 
 * ``world``     -- the controller (``python -m xcinspect.sim.world``, ``xcinspect sim DIR``) and
   the Python API ``start_world(dir, domains=None, scenario="demo", timeline=True) -> World``.
-* ``xenstored`` -- a xenstored on a unix socket speaking the real wire protocol (pyxs works
-  unchanged), with fault injection through XS_CONTROL (stall, stall-mid, drop).
+* ``xenstored`` -- a xenstored on a unix socket speaking the real wire protocol (pyxs and
+  xcinspect's own client work unchanged; DIRECTORY_PART for long listings), with fault
+  injection through XS_CONTROL (stall, stall-mid, drop).
 * ``consoled``  -- a xenconsoled: domain discovery by watches, page mapping, the flag per
   layout, event channel binding, a pty per console, the 30-events-per-200-ms rate limit.
 * ``guest``     -- guests (sharded many per process at scale): boot logs, kernel models

@@ -27,7 +27,7 @@ mark STAGE xen-started "$(up)" xenstored="$(pidof oxenstored xenstored)" xencons
 
 # The project, from wheels built on the host (pip cannot reach an index from here).
 # Debian's python3-cffi/python3-pyxs stay; pip puts what the project needs that they
-# do not satisfy (pyxs==0.4.1, textual, ...) under /usr/local, which comes first.
+# do not satisfy (textual, ...) under /usr/local, which comes first.
 (
     t0=$(up)
     # shellcheck disable=SC2086
