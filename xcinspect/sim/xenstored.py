@@ -20,6 +20,8 @@ XS_CONTROL (op 0) commands, for fault injection and for the world:
   everything stalls SECONDS before the rest
 * ``drop\\0``                 close every client connection
 * ``ping\\0``                 -> ``OK``
+* ``long-replies\\0on|off\\0`` send replies longer than 4096 bytes whole, as oxenstored does
+  on its socket (default off: E2BIG, as C xenstored)
 * ``introduced\\0[FIRST\\0]`` -> space-separated introduced domids from FIRST on, at most
   500 (the sim's "hypervisor domain list", read in batches by the sim xenconsoled the way
   xenconsoled calls xc_domain_getinfo)
@@ -233,6 +235,7 @@ class Server:
         self.next_tid = 1
         self.stall_until = 0.0
         self.mid_stall: float | None = None
+        self.long_replies = False  # oxenstored's way: replies over PAYLOAD_MAX are sent whole
         self.stop = False
         self.listener: socket.socket | None = None
         self._wake_r: socket.socket | None = None
@@ -423,7 +426,7 @@ class Server:
 
     # -- replies and events -------------------------------------------------------------------
     def send(self, conn: Conn, op: int, rid: int, tid: int, payload: bytes, *, control_reply: bool = False) -> None:
-        if len(payload) > PAYLOAD_MAX:
+        if len(payload) > PAYLOAD_MAX and not self.long_replies:
             op, payload = ERROR, b"E2BIG\0"
         data = HEADER.pack(op, rid, tid, len(payload)) + payload
         if self.mid_stall is not None and not control_reply and not conn.held:
@@ -665,6 +668,11 @@ class Server:
             raise XsErr("EINVAL")
         cmd = words[0]
         if cmd == b"ping":
+            return CONTROL, b"OK\0", None
+        if cmd == b"long-replies":
+            if len(words) < 2 or words[1] not in (b"on", b"off"):
+                raise XsErr("EINVAL")
+            self.long_replies = words[1] == b"on"
             return CONTROL, b"OK\0", None
         if cmd in (b"stall", b"stall-mid"):
             if len(words) < 2:
