@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rich.style import Style
 from rich.text import Text
 from textual.containers import Horizontal, Vertical
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -277,7 +277,7 @@ class DomainTable(DataTable):
                     cells[ck] = Cell(c, r, pal)
                     changed.add((rk, ck))
         if changed:
-            if force or len(changed) > 400:
+            if force:
                 self._update_count += 1  # everything: DataTable's own way
                 self.refresh()
             else:
@@ -310,8 +310,13 @@ class DomainTable(DataTable):
                            (self._line_cache, lambda k: k[0] in ys)):
             for k in [k for k in cache.keys() if hit(k)]:
                 cache.discard(k)
-        for i in sorted(idx):
-            self.refresh_row(i)
+        # Repaint the changed rows that are on screen: one region from the first to the
+        # last (DataTable.refresh_row sums the heights of every row above: O(n) a row).
+        first = self.scroll_offset.y
+        shown = [i for i in idx if first <= i < first + self.size.height]
+        if shown:
+            lo, hi = min(shown), max(shown)
+            self._refresh_region(Region(0, top + lo, max(self.virtual_size.width, self.size.width), hi - lo + 1))
 
     def restore_cursor(self) -> None:
         if not self.order:
