@@ -309,17 +309,24 @@ class AttachScreen(Screen):
         from xcinspect.tui.attach_io import AttachIO
 
         self.update_status()
+        self._app = self.app  # for the reader thread: self.app needs the app's context
         self.io = AttachIO(self.session, self._from_thread_output, self._from_thread_closed)
         self.io.start()
         self.app.notify(f"Attached to dom {self.row.domid}. Escape character is {self.escape_display}",
                         timeout=4, markup=False)
 
-    # thread -> UI
+    # thread -> UI (the app may be gone by then: the screen dismissed, the app exiting)
+    def _to_ui(self, fn, arg) -> None:
+        try:
+            self._app.call_from_thread(fn, arg)
+        except Exception:  # NoActiveAppError, RuntimeError (app not running, loop closed)
+            self.io.stop()
+
     def _from_thread_output(self, data: bytes) -> None:
-        self.app.call_from_thread(self.feed, data)
+        self._to_ui(self.feed, data)
 
     def _from_thread_closed(self, reason: str) -> None:
-        self.app.call_from_thread(self.console_closed, reason)
+        self._to_ui(self.console_closed, reason)
 
     def feed(self, data: bytes) -> None:
         self.bytes_in += len(data)
