@@ -105,11 +105,11 @@ def test_installed_xcinspect_sim_in_tmux(term):
     # connect the stuck domain: filter to it, c, confirm
     term.keys("/")
     term.wait_text("filter: name, domid or verdict")  # the input has focus: typing goes there
-    term.type("stuck")
-    term.keys("Enter")
-    term.wait_text("filter 'stuck'", "dom 4 stuck-boot")
-    term.keys("c")
-    term.wait_text("Connect the console of dom 4 (stuck-boot)?")
+    # typed ahead, in one write as a fast typist or a paste does: "stuck", Enter, c.
+    # (Enter used to hand focus back through a message, and the c landed in the filter.)
+    term.keys("s", "t", "u", "c", "k", "Enter", "c")
+    s = term.wait_text("Connect the console of dom 4 (stuck-boot)?")
+    assert "filter 'stuck'" in s and "stuckc" not in s
     term.keys("y")
     term.wait(lambda s: "serviced" in line_with(s, "stuck-boot"), timeout=30, what="stuck-boot serviced")
     # quit: the demo world goes away with the app

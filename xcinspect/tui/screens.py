@@ -9,6 +9,7 @@ import time
 from rich.style import Style
 from rich.text import Text
 from textual import on
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -50,6 +51,9 @@ class MainScreen(Screen):
     BINDINGS = make_bindings(B.MAIN) + [
         Binding("escape", "clear_filter", "Clear filter", show=True, id="clear-filter"),
         Binding("enter", "zoom", show=False),
+        # Enter in the filter line, before the Input sees it: focus goes back to the table
+        # at once, so keys typed ahead ("/stuck⏎c") reach the table, not the filter.
+        Binding("enter", "filter_done", show=False, priority=True),
     ]
     AUTO_FOCUS = "DomainTable"
 
@@ -211,13 +215,21 @@ class MainScreen(Screen):
         self.update_status()
         self.show_detail()
 
-    @on(Input.Submitted, "#filter")
-    def _filter_done(self, event: Input.Submitted) -> None:
+    def action_filter_done(self) -> None:
         f = self.query_one("#filter", Input)
+        if self.focused is not f:
+            raise SkipAction()  # enter elsewhere: the table's (zoom), a dialog's, ...
         if not f.value.strip():
             f.remove_class("-active")
-        self.table.focus()
+        self.set_focus(self.table)  # now, not after a message round (table.focus() defers)
         self.refresh_bindings()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        try:
+            self.action_filter_done()
+        except SkipAction:
+            pass
 
     def on_key(self, event) -> None:
         # esc in the filter line clears it (the Input swallows nothing else we need)
