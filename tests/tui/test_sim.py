@@ -113,6 +113,7 @@ async def test_attach_round_trip(sim_app, tmp_path):
         await pilot.press("slash")
         assert isinstance(app.focused, Input)
         await pilot.press(*"uname", "enter")
+        assert app.focused is screen.console  # at once: keys typed after enter are commands
         first = screen.console.current_match()
         assert first is not None and "uname" in screen.console.line_at(first).lower()
         await pilot.press("N")  # previous match (older), wrapping round

@@ -292,7 +292,11 @@ class AttachScreen(Screen):
     """A live console. Typed keys go to the guest; F2 (or shift+PgUp) switches to scroll
     mode, where / n s y work on the scrollback; the escape key (^]) detaches."""
 
-    BINDINGS = make_bindings(B.ATTACH)
+    BINDINGS = make_bindings(B.ATTACH) + [
+        # Enter in the search line moves focus back at once (see MainScreen: keys typed
+        # ahead, such as n for the next match, must not land in the search line).
+        Binding("enter", "search_done", show=False, priority=True),
+    ]
     AUTO_FOCUS = "ConsoleView"
 
     def __init__(self, row: Row, session, *, scrollback: int, escape_display: str) -> None:
@@ -424,13 +428,22 @@ class AttachScreen(Screen):
         s.value = self.console.term
         s.focus()
 
+    def action_search_done(self) -> None:
+        s = self.query_one("#search", Input)
+        if self.focused is not s:
+            raise SkipAction()  # enter elsewhere (live: it goes to the guest)
+        self._finish_search(s.value)
+
     @on(Input.Submitted, "#search")
     def _search(self, event: Input.Submitted) -> None:
         event.stop()
+        if self.focused is self.query_one("#search", Input):
+            self._finish_search(event.value)
+
+    def _finish_search(self, term: str) -> None:
         s = self.query_one("#search", Input)
         s.remove_class("-active")
-        self.console.focus()
-        term = event.value
+        self.set_focus(self.console)  # now, not after a message round
         if not term:
             self.console.term = ""
             self.console.refresh()
