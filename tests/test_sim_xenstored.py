@@ -452,3 +452,19 @@ def test_xsclient_takes_oxenstored_long_replies(sim_xenstored):
                 assert xs.list("/t18") == [f"child-{i:06d}" for i in range(1, 1201)]
         finally:
             w.control("long-replies", "off")
+
+
+def test_xsclient_dropped_without_close_ends_its_reader_thread(sim_xenstored):
+    import gc
+    import threading
+
+    before = {t for t in threading.enumerate() if t.name == "xs-reader"}
+    xs = XsClient(sim_xenstored.socket)
+    xs.watch("/local/domain/0", "w")  # a watch too: nothing else keeps the thread alive
+    mine = {t for t in threading.enumerate() if t.name == "xs-reader"} - before
+    assert len(mine) == 1
+    del xs
+    gc.collect()
+    t = mine.pop()
+    t.join(2.0)
+    assert not t.is_alive()

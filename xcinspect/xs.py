@@ -32,6 +32,7 @@ import socket
 import struct
 import threading
 import time
+import weakref
 
 from xcinspect.platform.base import PlatformError
 
@@ -199,6 +200,12 @@ class _Conn:
             pass
 
 
+def _shut_box(box: list) -> None:
+    conn = box[0]
+    if conn is not None:
+        conn.close()
+
+
 class XsClient:
     """One connection to xenstored (unix socket), rebuilt after a failure."""
 
@@ -211,6 +218,11 @@ class XsClient:
         self._lock = threading.RLock()
         self._next_id = 1
         self.reconnects = 0
+        # A client dropped without close() must not leave its reader thread (and socket)
+        # behind: the thread holds the connection, not the client, so a finalizer on the
+        # client shuts whatever connection it had down.
+        self._box: list = [None]
+        weakref.finalize(self, _shut_box, self._box)
 
     # -- connection management -----------------------------------------------------------
     def _connect(self) -> _Conn:
@@ -223,7 +235,7 @@ class XsClient:
         if not os.path.exists(self.path):
             raise XenstoreError(f"xenstored socket {self.path} does not exist (is xenstored running?)")
         conn = _Conn(self.path, self.timeout)
-        self._conn = conn
+        self._conn = self._box[0] = conn
         # Re-establish watches after a reconnect (each fires once on registration).
         if self._watches:
             self._exchange(conn, [(Op.WATCH, self._wpayload(p, t)) for p, t in self._watches])
@@ -231,6 +243,7 @@ class XsClient:
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
+        self._box[0] = None
         if conn is not None:
             conn.close()
 
