@@ -193,13 +193,16 @@ def test_kill_9_at_random_moments_loses_and_repeats_nothing(tmp_path):
             finally:
                 os.close(r)
                 proc.stderr.close()
-        # the guest stops; one last backend drains everything and is told to stop
-        guest.stop.set()
-        guest.join(30)
+        # one last backend; the guest stops (finishing the record under way, which needs
+        # the backend when the ring is full: stopping it first let that tail land in the
+        # ring after the drain below had seen it empty); the backend drains everything
         stats["resumed_past_persisted"] += persisted_ahead(world, guest.mm) > 0
         proc, r = start_backend(world)
         try:
             assert wait_ready(r).startswith("OK")
+            guest.stop.set()
+            guest.join(30)
+            assert not guest.is_alive(), "the guest did not finish its last record"
             deadline = time.monotonic() + 30
             while R.parse_page(guest.mm).out.fill:
                 assert time.monotonic() < deadline, "the last backend did not drain the ring"
