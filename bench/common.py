@@ -8,10 +8,8 @@ import math
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -80,7 +78,7 @@ def custom_world(domains: dict[int, dict], external=(), timeout: float = 120.0):
     """A sim world with exactly these domains (``bench/benchworld.py``); ``external``
     domains have no sim guest process: the benchmark plays their guest."""
     from xcinspect.sim.common import Paths
-    from xcinspect.sim.world import World, WorldError, _tail
+    from xcinspect.sim.world import launch_controller
 
     tmp = tempfile.mkdtemp(prefix="xcinspect-bench-")
     paths = Paths(tmp)
@@ -88,27 +86,14 @@ def custom_world(domains: dict[int, dict], external=(), timeout: float = 120.0):
     spec = os.path.join(paths.run, "bench-spec.json")
     with open(spec, "w") as f:
         json.dump({"domains": {str(d): c for d, c in domains.items()}, "external": sorted(external)}, f)
-    cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchworld.py"),
-           "--world", paths.dir, "--spec", spec]
-    if threading.current_thread() is threading.main_thread():
-        cmd += ["--parent-pid", str(os.getpid())]
-    logf = open(os.path.join(paths.run, "world.log"), "ab", buffering=0)
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
+        w = launch_controller(paths, [os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchworld.py"),
+                                      "--world", paths.dir, "--spec", spec], timeout)
+        try:
+            yield w
+        finally:
+            w.stop()
     finally:
-        logf.close()
-    w = World(paths.dir, proc)
-    try:
-        deadline = time.monotonic() + timeout
-        while not os.path.exists(paths.ready):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise WorldError("bench world did not come up:\n" + _tail(os.path.join(paths.run, "world.log")))
-            time.sleep(0.02)
-        w.pids()
-        yield w
-    finally:
-        w.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

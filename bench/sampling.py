@@ -68,7 +68,7 @@ def measure(n: int, rounds: int, paced: int, mmap_reads: bool = True) -> dict:
                 t_tick.append(timed(tick, number))
             r = {"n": len(bufs), "bare": min(t_bare), "tick": min(t_tick)}
             r["ratio"] = r["tick"] / r["bare"]
-            ratios, moved, evaluated, ticks = [], [], [], []
+            ratios, moved, ticks = [], [], []
             for _ in range(paced):  # each timed after a quarter second of idling: both cold
                 time.sleep(0.25)
                 b = timed(bare, 1)

@@ -109,13 +109,15 @@ class _Quiet(TickResult):
     """The result of a tick that changed nothing (shared, immutable: empty tuples)."""
     __slots__ = ()
 
+    def __init__(self) -> None:
+        for name, value in (("appeared", ()), ("gone", ()), ("changed_state", ()), ("moved", 0)):
+            object.__setattr__(self, name, value)
+
     def __setattr__(self, name, value):
         raise AttributeError("the quiet TickResult is shared and read-only")
 
 
-QUIET = _Quiet.__new__(_Quiet)
-for _k, _v in (("appeared", ()), ("gone", ()), ("changed_state", ()), ("moved", 0)):
-    object.__setattr__(QUIET, _k, _v)
+QUIET = _Quiet()
 
 
 class Monitor:
@@ -325,13 +327,6 @@ class Monitor:
         xs = self.xs
         if xs_timeout <= 0 and self.xs_error is None and xs is not None and xs.idle():
             changed = None  # the common case: no watch event queued, connection alive
-        elif self.xs_error is None and self.discovery is not None:
-            try:
-                changed = self.discovery.poll(xs_timeout)
-            except XenstoreError as exc:
-                self.xs_error = exc.message
-                self.scrape_errors += 1
-                changed = None
         else:
             changed = self._poll_xenstore(xs_timeout)
         res = self._sync_entries(changed) if changed else None

@@ -459,15 +459,11 @@ class XsClient:
         Raises XenstoreError when the connection died (watches are re-registered on the
         next successful call, and each fires once then).
         """
+        if timeout <= 0 and self.idle():
+            return []
         conn = self._conn
-        if conn is not None and conn.alive and not conn.events and timeout <= 0:
-            return []  # the hot path: called every tick
-        if conn is None or not conn.alive:
+        if conn is None:
             with self._lock:
-                if conn is not None and conn is self._conn and not conn.events:
-                    why = conn.error or "connection closed"
-                    self._drop()
-                    raise XenstoreError(f"xenstored connection lost ({why})")
                 conn = self._connect()
         if not conn.events and timeout > 0:
             deadline = time.monotonic() + timeout

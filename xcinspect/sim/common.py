@@ -147,3 +147,12 @@ def signal_wakeup(on_stop, stop=(signal.SIGTERM,), ignore=()) -> tuple[socket.so
     for sig in ignore:
         signal.signal(sig, signal.SIG_IGN)
     return r, w
+
+
+def drain_wakeup(r: socket.socket) -> None:
+    """Empty the wake-up socket of ``signal_wakeup`` (it only says: look at your flags)."""
+    try:
+        while r.recv(64):
+            pass
+    except OSError:  # BlockingIOError: empty
+        pass

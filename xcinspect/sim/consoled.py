@@ -40,11 +40,11 @@ import time
 import tty
 
 from xcinspect.core import flags as F
-from xcinspect.core.ring import IN_CONS, IN_PROD, IN_SIZE, MASK32, PAGE_SIZE, PageError, RingIO, U32
+from xcinspect.core.ring import IN_CONS, IN_PROD, IN_SIZE, PAGE_SIZE, PageError, RingIO, RingState, U32
 from xcinspect.platform.base import BindError, PlatformError
-from xcinspect.sim.common import Paths, die_with_parent, read_layout, read_world, remove_pidfile, signal_wakeup, world_id_for, write_pidfile
+from xcinspect.sim.common import Paths, die_with_parent, drain_wakeup, read_layout, read_world, remove_pidfile, signal_wakeup, world_id_for, write_pidfile
 from xcinspect.sim.evtchn import SimEventChannel
-from xcinspect.xs import NoEntry, XenstoreError, XsClient
+from xcinspect.xs import XenstoreError, XsClient
 
 RATE_LIMIT_ALLOWANCE = 30
 RATE_LIMIT_PERIOD = 0.2
@@ -80,10 +80,8 @@ class Console:
     def in_free(self) -> int:
         if self.mm is None:
             return 0
-        cons = U32.unpack_from(self.mm, IN_CONS)[0]
-        prod = U32.unpack_from(self.mm, IN_PROD)[0]
-        used = (prod - cons) & MASK32
-        return IN_SIZE - used if used <= IN_SIZE else 0  # "ring is screwed: ignore it"
+        # 0 for corrupt indices, as xenconsoled's "ring is screwed: ignore it"
+        return RingState(U32.unpack_from(self.mm, IN_CONS)[0], U32.unpack_from(self.mm, IN_PROD)[0], IN_SIZE).free
 
 
 class Consoled:
@@ -485,11 +483,7 @@ class Consoled:
                 continue
             for fd, mask in events:
                 if fd == wake_fd:
-                    try:
-                        while r.recv(64):
-                            pass
-                    except OSError:
-                        pass
+                    drain_wakeup(r)
                     continue
                 entry = self.fds.get(fd)
                 if entry is None:

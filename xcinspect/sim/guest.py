@@ -47,8 +47,8 @@ import sys
 import time
 
 from xcinspect.core.flags import FLAG_OFFSET
-from xcinspect.core.ring import IDX, IDX_OFFSET, MASK32, OUT_CONS, OUT_PROD, OUT_SIZE, PAGE_SIZE, PageError, RingIO
-from xcinspect.sim.common import Paths, die_with_parent, read_world, signal_wakeup, world_id_for
+from xcinspect.core.ring import IDX, IDX_OFFSET, MASK32, OUT_PROD, OUT_SIZE, PAGE_SIZE, PageError, RingIO
+from xcinspect.sim.common import Paths, die_with_parent, drain_wakeup, read_world, signal_wakeup, world_id_for
 from xcinspect.sim.evtchn import GuestEventChannel
 
 PROMPT = b"~ # "
@@ -504,11 +504,7 @@ class GuestProcess:
             timeout = min(max(0.0, nxt - now), 1.0)
             for key, _ in self.sel.select(timeout):
                 if key.data == "wake":
-                    try:
-                        while r.recv(64):
-                            pass
-                    except OSError:
-                        pass
+                    drain_wakeup(r)
                 elif key.data == "stdin":
                     try:
                         chunk = os.read(0, 4096)

@@ -37,6 +37,14 @@ def _map(path: str) -> mmap.mmap:
         os.close(fd)
 
 
+def _wait(ev) -> bool:
+    """Wait for the other side's notification (or the fallback timeout) and consume it;
+    True when it woke us."""
+    r, _, _ = select.select([ev.fileno()], [], [], FALLBACK)
+    ev.pending()
+    return bool(r)
+
+
 def run_guest(page: str, world_id: str, domid: int, port: int, out_bytes: int, in_bytes: int,
               seed: int, ready_fd: int | None = None) -> dict:
     from xcinspect.sim.evtchn import GuestEventChannel
@@ -69,12 +77,10 @@ def run_guest(page: str, world_id: str, domid: int, port: int, out_bytes: int, i
         if progress:
             ev.notify()
             continue
-        r, _, _ = select.select([ev.fileno()], [], [], FALLBACK)
-        if r:
+        if _wait(ev):
             wakeups += 1
         else:
             timeouts += 1
-        ev.pending()
     ev.notify()
     result = {"in_len": got, "in_sha256": h.hexdigest(), "sent": sent, "wakeups": wakeups,
               "timeouts": timeouts, "seconds": time.monotonic() - t0}
@@ -118,12 +124,10 @@ def run_backend(page: str, world_id: str, domid: int, port: int, out_bytes: int,
             if progress:
                 ev.notify()
                 continue
-            r, _, _ = select.select([ev.fileno()], [], [], FALLBACK)
-            if r:
+            if _wait(ev):
                 wakeups += 1
             else:
                 timeouts += 1
-            ev.pending()
             ev.unmask()
     finally:
         ev.close()

@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import selectors
-import shutil
 import signal
 import socket
 import subprocess
@@ -45,7 +44,7 @@ import uuid as _uuid
 from xcinspect.core import flags as F
 from xcinspect.core.ring import blank_page
 from xcinspect.sim.common import (
-    WORLD_VERSION, Paths, pid_alive, read_world, signal_wakeup, world_id_for, write_world,
+    WORLD_VERSION, Paths, drain_wakeup, pid_alive, read_world, signal_wakeup, world_id_for, write_world,
 )
 
 CONSOLE_PORT = 2  # the console's guest-side event channel (port 1 is xenstore's)
@@ -567,11 +566,7 @@ class Controller:
                     timeout = max(0.0, min(timeout, due - now))
                 for key, _ in self.sel.select(timeout):
                     if key.data == "wake":
-                        try:
-                            while r.recv(64):
-                                pass
-                        except OSError:
-                            pass
+                        drain_wakeup(r)
                     elif key.data == "listen":
                         try:
                             s, _ = self.listener.accept()
@@ -851,13 +846,23 @@ def start_world(directory: str, domains: int | None = None, scenario: str = "dem
         os.unlink(paths.ready)
     except FileNotFoundError:
         pass
-    cmd = [sys.executable, "-m", "xcinspect.sim.world", "--world", paths.dir, "--scenario", scenario]
+    args = ["-m", "xcinspect.sim.world", "--world", paths.dir, "--scenario", scenario]
     if domains:
-        cmd += ["--domains", str(int(domains))]
+        args += ["--domains", str(int(domains))]
     if not timeline:
-        cmd.append("--no-timeline")
+        args.append("--no-timeline")
     if log:
-        cmd += ["--log", log]
+        args += ["--log", log]
+    if timeout is None:
+        timeout = 30.0 + 0.06 * (domains or 10)
+    return launch_controller(paths, args, timeout)
+
+
+def launch_controller(paths: Paths, args: list[str], timeout: float) -> World:
+    """Run ``python ARGS`` (a world controller for ``paths``) in its own session, logging
+    to run/world.log, and wait for ``world.ready``; stop it and raise WorldError with the
+    log's tail when it exits or is not ready within ``timeout`` seconds."""
+    cmd = [sys.executable, *args]
     if threading.current_thread() is threading.main_thread():
         # The world dies with us even if we are SIGKILLed (PDEATHSIG is per thread, so
         # only from the main thread: a worker thread's exit must not end the world).
@@ -869,8 +874,6 @@ def start_world(directory: str, domains: int | None = None, scenario: str = "dem
     finally:
         logf.close()
     world = World(paths.dir, proc)
-    if timeout is None:
-        timeout = 30.0 + 0.06 * (domains or 10)
     deadline = time.monotonic() + timeout
     try:
         while not os.path.exists(paths.ready):

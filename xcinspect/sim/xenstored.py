@@ -30,7 +30,6 @@ XS_CONTROL (op 0) commands, for fault injection and for the world:
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import selectors
 import signal
@@ -39,7 +38,7 @@ import struct
 import sys
 import time
 
-from xcinspect.sim.common import Paths, die_with_parent, remove_pidfile, write_pidfile
+from xcinspect.sim.common import Paths, die_with_parent, drain_wakeup, remove_pidfile, signal_wakeup, write_pidfile
 
 HEADER = struct.Struct("<IIII")
 PAYLOAD_MAX = 4096
@@ -267,20 +266,15 @@ class Server:
         self.listener = ls
         self.sel.register(ls, selectors.EVENT_READ, None)
 
+    def _request_stop(self) -> None:
+        self.stop = True
+
     def install_signals(self) -> None:
-        r, w = socket.socketpair()
-        r.setblocking(False)
-        w.setblocking(False)
-        self._wake_r, self._wake_w = r, w
-        signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
-        self.sel.register(r, selectors.EVENT_READ, "wake")
-
-        def on_signal(signum, frame):
-            self.stop = True
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, signal.SIG_IGN if self.managed else on_signal)
-        signal.signal(signal.SIGHUP, on_signal)
+        # SIGINT: a world controller's business when it runs us (managed)
+        stop = (signal.SIGTERM, signal.SIGHUP) + (() if self.managed else (signal.SIGINT,))
+        ignore = (signal.SIGINT,) if self.managed else ()
+        self._wake_r, self._wake_w = signal_wakeup(self._request_stop, stop=stop, ignore=ignore)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
 
     def close(self) -> None:
         for c in list(self.conns.values()):
@@ -315,11 +309,7 @@ class Server:
                 timeout = max(0.0, self.stall_until - time.monotonic())
             for key, mask in self.sel.select(timeout):
                 if key.data == "wake":
-                    try:
-                        while key.fileobj.recv(64):
-                            pass
-                    except OSError:
-                        pass
+                    drain_wakeup(key.fileobj)
                     continue
                 if key.data is None:
                     self.accept()

@@ -296,12 +296,7 @@ class DomainTable(DataTable):
         Relies on every row being one line high (fixed widths, no wrapping) and no fixed
         rows (textual 8.2.8 internals; pinned)."""
         rows = {rk for rk, _ in cells}
-        index = {}
-        for rk in rows:
-            i = self._row_locations.get(rk)
-            if i is not None:
-                index[rk] = i
-        idx = set(index.values())
+        idx = {i for i in map(self._row_locations.get, rows) if i is not None}
         top = self.header_height if self.show_header else 0
         ys = {i + top for i in idx}
         for cache, hit in ((self._cell_render_cache, lambda k: (k[0], k[1]) in cells),
