@@ -109,6 +109,24 @@ def test_user_theme_dir_and_bad_theme(tmp_path):
     assert "broken.toml" in exc.value.message and "not a colour" in exc.value.message
 
 
+def test_unreadable_theme_dir_is_one_clear_line(tmp_path, monkeypatch):
+    """A theme directory xcinspect may not read (an install in a 0700 directory, seen as
+    another user) is one line, not an internal error. (Root reads everything, so the
+    EACCES is injected.)"""
+    d = tmp_path / "themes"
+    d.mkdir()
+    real = T.Path.is_dir
+
+    def is_dir(self):
+        if self == d:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(T.Path, "is_dir", is_dir)
+    with pytest.raises(PlatformError, match=r"cannot read the theme directory .*themes: Permission denied"):
+        T.load_themes([d])
+
+
 def test_textual_themes_register():
     from textual.app import App
 

@@ -117,9 +117,13 @@ def load_themes(dirs: list[Path] | None = None) -> dict[str, ThemeSpec]:
     dirs = dirs if dirs is not None else [shipped_dir(), user_dir()]
     out: dict[str, ThemeSpec] = {}
     for d in dirs:
-        if not d.is_dir():
-            continue
-        for path in sorted(d.glob("*.toml")):
+        try:
+            if not d.is_dir():
+                continue
+            paths = sorted(d.glob("*.toml"))
+        except OSError as exc:
+            raise PlatformError(f"cannot read the theme directory {d}: {exc.strerror or exc}") from None
+        for path in paths:
             spec = parse_theme(path)
             out[spec.name] = spec
     return out
