@@ -457,12 +457,12 @@ def run_tui(platform, args, *, platform_args: list[str] | None = None) -> int:
     from xcinspect.actions import Actions
     from xcinspect.monitor import Monitor
 
-    platform.check()  # the usual environment problems (not root, not dom0) first, before the screen switches
     config = load_config()
     themes = load_themes()
     theme = resolve_theme(getattr(args, "theme", None) or config.theme, themes)
     interval = getattr(args, "interval", None) or config.interval
     monitor = Monitor(platform, flag_layout=args.flag_layout)
+    platform.check()  # the usual environment problems, before the screen switches
     actions = None
     try:
         actions = Actions(platform, flag_override=args.flag_layout, read_only=args.read_only,

@@ -60,7 +60,10 @@ def shipped_dir() -> Path:
     """The themes shipped with xcinspect."""
     here = Path(__file__).resolve().parent
     for cand in (here / "theme_files", here.parent.parent / "themes"):
-        if cand.is_dir():
+        try:
+            if cand.is_dir():
+                return cand
+        except OSError:  # not readable by this user: load_themes says so, in one line
             return cand
     return here / "theme_files"
 
