@@ -42,6 +42,8 @@ def test_full_ring_with_moving_cons_is_backlog_not_stalled():
     v = run(s, CONSOLED)
     assert v.state == H.BACKLOG
     assert "B/s" in v.reason
+    # serviced, just behind: the operator may attach (a flooding guest sits here for good)
+    assert v.action == "attach" and "press a to attach" in v.sentence()
 
 
 def test_unread_bytes_with_frozen_cons_become_stalled_after_threshold():

@@ -231,7 +231,9 @@ def classify(
         extra = f"; {out_fill} unread bytes" if out_fill else ""
         return Verdict(NO_BACKEND, f"{where}{extra}", act_connect)
     if out_fill and track.prev_fill and track.samples > 1:
-        return Verdict(BACKLOG, f"{out_fill} bytes queued, draining at {track.rate_at(now):.0f} B/s; {where}", None)
+        # Serviced, only slower than the guest writes: watching it is safe, so attach is offered.
+        return Verdict(BACKLOG, f"{out_fill} bytes queued, draining at {track.rate_at(now):.0f} B/s; {where}",
+                       "attach")
     quiet = track.quiet_for(now)
     if quiet >= idle_after:
         return Verdict(IDLE, f"quiet; {where}", "attach")
