@@ -27,6 +27,7 @@ import time
 
 import pytest
 from hostile_corpus import PtyRun
+from pilot_wait import row, until
 
 from xcinspect.sim import xenstored
 from xcinspect.sim.world import start_world
@@ -318,19 +319,6 @@ def tui_for(tmp_path, monkeypatch):
 @pytest.fixture
 def tui(world, tui_for):
     return tui_for(world)
-
-
-async def until(pilot, pred, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def row(app, name):
-    return next((r for r in app.main.rows if r.name == name), None)
 
 
 def status(app) -> str:

@@ -7,9 +7,9 @@ socket.
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
+from pilot_wait import row, until
 from textual.widgets import Input
 
 from xcinspect.tui.modals import ConfirmModal, PromptModal
@@ -46,22 +46,6 @@ def sim_app(world):
     for mon, acts in made:
         acts.xs.close()
         mon.close()
-
-
-async def until(pilot, pred, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def row(app, name):
-    for r in app.main.rows:
-        if r.name == name:
-            return r
-    return None
 
 
 async def select(pilot, app, name):
