@@ -224,13 +224,6 @@ class MainScreen(Screen):
         self.set_focus(self.table)  # now, not after a message round (table.focus() defers)
         self.refresh_bindings()
 
-    @on(Input.Submitted, "#filter")
-    def _filter_done(self, event: Input.Submitted) -> None:
-        try:
-            self.action_filter_done()
-        except SkipAction:
-            pass
-
     def on_key(self, event) -> None:
         # esc in the filter line clears it (the Input swallows nothing else we need)
         if event.key == "escape" and self.focused is self.query_one("#filter"):
@@ -432,16 +425,7 @@ class AttachScreen(Screen):
         s = self.query_one("#search", Input)
         if self.focused is not s:
             raise SkipAction()  # enter elsewhere (live: it goes to the guest)
-        self._finish_search(s.value)
-
-    @on(Input.Submitted, "#search")
-    def _search(self, event: Input.Submitted) -> None:
-        event.stop()
-        if self.focused is self.query_one("#search", Input):
-            self._finish_search(event.value)
-
-    def _finish_search(self, term: str) -> None:
-        s = self.query_one("#search", Input)
+        term = s.value
         s.remove_class("-active")
         self.set_focus(self.console)  # now, not after a message round
         if not term:
