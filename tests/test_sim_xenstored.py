@@ -418,6 +418,12 @@ def test_xsclient_read_only_refuses_writes_before_sending(sim_xenstored):
             with pytest.raises(XenstoreError, match="read-only"):
                 call()
         assert xs.read("/t17/k") == "v" and xs.list("/t17") == ["k"]
+        # a batch with one refused request is refused whole: nothing left waiting for a reply
+        from xcinspect.xs import Op
+        with pytest.raises(XenstoreError, match="read-only"):
+            xs._pipeline([(Op.READ, b"/t17/k\x00"), (Op.WRITE, b"/t17/k\x00x")])
+        assert xs._conn.pending == {}
+        assert xs.read_many(["/t17/k", "/t17/nope"]) == ["v", None]
     finally:
         xs.close()
 

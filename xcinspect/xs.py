@@ -264,14 +264,15 @@ class XsClient:
     # -- requests ------------------------------------------------------------------------
     def _exchange(self, conn: _Conn, reqs: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
         """Send every request in one write, wait for all replies (matched by req_id)."""
-        batch = _Batch(len(reqs))
-        out = bytearray()
-        pack = HEADER.pack
-        for i, (op, payload) in enumerate(reqs):
+        for op, payload in reqs:  # refuse before any of the batch is registered or sent
             if self.read_only and op not in READ_OPS:
                 raise XenstoreError(f"read-only mode: refusing xenstore request type {op}")
             if len(payload) > PAYLOAD_MAX:
                 raise XenstoreError(f"xenstore request of {len(payload)} bytes (the limit is {PAYLOAD_MAX})")
+        batch = _Batch(len(reqs))
+        out = bytearray()
+        pack = HEADER.pack
+        for i, (op, payload) in enumerate(reqs):
             rid = self._next_id
             self._next_id = (rid + 1) & 0xFFFFFFFF or 1
             conn.pending[rid] = (batch, i)  # before sending: the reply may come at once
@@ -339,14 +340,11 @@ class XsClient:
             return []
         replies = self._pipeline([(Op.READ, self._p(p)) for p in paths])
         out: list[str | None] = []
-        for op, payload in replies:
-            if op == Op.ERROR:
-                code = payload.rstrip(NUL).decode("ascii", "replace")
-                if code != "ENOENT":
-                    raise XenstoreReplyError(code)
+        for reply in replies:
+            try:
+                out.append(self._check(reply).decode("ascii", "replace"))
+            except NoEntry:
                 out.append(None)
-            else:
-                out.append(payload.decode("ascii", "replace"))
         return out
 
     def list(self, path: str) -> list[str]:
