@@ -33,7 +33,7 @@ def test_page_json(stuck_page):
     assert ring["out"] == {"cons": 2**32 - 100, "prod": (2**32 - 100 + 2048) % 2**32, "fill": 2048, "size": 2048}
     assert ring["in"]["fill"] == 0 and ring["in"]["size"] == 1024
     assert ring["valid"] is True
-    assert ring["flag"] == {"layout": "none", "raw": None, "state": "n/a"}
+    assert ring["flag"] == {"layout": "none", "raw": None, "state": "n/a", "byte": 0}
 
 
 @pytest.mark.parametrize("layout,raw,state", [
@@ -45,7 +45,7 @@ def test_page_flag_layout_override(tmp_path, layout, raw, state):
     p = tmp_path / "p.bin"
     p.write_bytes(bytes(page))
     doc = json.loads(xci("--page", str(p), "--flag-layout", layout, "--json").stdout)
-    assert doc["ring"]["flag"] == {"layout": layout, "raw": raw, "state": state}
+    assert doc["ring"]["flag"] == {"layout": layout, "raw": raw, "state": state, "byte": raw}
 
 
 def test_page_corrupt_is_reported_not_crashed(tmp_path):

@@ -56,9 +56,9 @@ def test_once_json_shape_and_demo_verdicts(world):
         assert set(d["console"]) == {"ring_ref", "port", "tty", "type"}
         assert set(d["ring"]) == {"out", "in", "valid", "flag"}
         assert set(d["ring"]["out"]) == {"cons", "prod", "fill", "size"}
-        assert set(d["ring"]["flag"]) == {"layout", "raw", "state"}
+        assert set(d["ring"]["flag"]) == {"layout", "raw", "state", "byte"}
         assert d["ring"]["flag"]["state"] in ("connected", "disconnected", "invalid", "n/a")
-        assert set(d["verdict"]) == {"state", "reason"}
+        assert set(d["verdict"]) == {"state", "reason", "flag_effect"}
     stuck = doms["stuck-boot"]
     assert stuck["verdict"]["state"] == "stalled"
     assert stuck["ring"]["out"]["fill"] == 2048

@@ -9,9 +9,11 @@ channel, and xcinspect never consumes a ring someone else services.
 * attach: our backend -> its socket; otherwise behave like ``xenconsole``: take the
   non-blocking flock on ``xenconsole.<domid>`` (refuse if held; ``force`` ends the
   holder), open ``console/tty`` raw.
-* disconnect: stop our own backend (flag -> disconnected per layout); with ``force``,
-  SIGTERM the lock holder; with ``set_flag``, mark a xenconsoled-serviced console
-  disconnected (guests honouring the flag then drop their output).
+* disconnect: stop our own backend (the flag is left as it is: xenconsoled never writes
+  "disconnected" either); with ``force``, SIGTERM the lock holder.
+* flag: set the connection flag to connected or disconnected, either way (the undo of
+  the other); Linux >= 7.1 guests drop their output while it reads disconnected. Under
+  layout ``none`` only a 1 left in byte 3088 can be cleared (what Linux >= 7.1 reads).
 """
 
 from __future__ import annotations
@@ -185,11 +187,15 @@ class Actions:
         if f.port_bound:
             who = "xenconsoled" if f.consoled_alive else "another process"
             return Plan(False, f"already serviced by {who}: the console port is bound")
+        unmute = ""
+        if self._muted(domid, info):
+            unmute = (" The connection flag says disconnected (a Linux >= 7.1 guest is throwing its output "
+                      "away): xcinspect will set it to connected.")
         if f.consoled_alive:
             return Plan(True, "xenconsoled runs but does not service this console: re-fire its watch; "
-                        "if it does not bind, xcinspect services the console itself")
+                        "if it does not bind, xcinspect services the console itself." + unmute)
         return Plan(True, "no backend: xcinspect will bind the event channel, drain the ring to its log "
-                    "and serve attach")
+                    "and serve attach." + unmute)
 
     @_audited("connect")
     def connect(self, domid: int, *, wait: float = 3.0) -> ActionResult:
@@ -205,6 +211,7 @@ class Actions:
             while time.monotonic() < deadline:
                 if self.platform.port_bound(domid, info.console.port):
                     msg = f"xenconsoled bound the console of domain {domid} after its watch was re-fired"
+                    msg += self._unmute_after_connect(domid, info)
                     self.audit("connect", domid, "ok", msg, how="refire")
                     return ActionResult(True, msg, {"how": "refire"})
                 time.sleep(0.1)
@@ -213,8 +220,103 @@ class Actions:
             raise self._refuse("connect", domid, f"could not service domain {domid}: {detail}")
         fields = dict(kv.split("=", 1) for kv in detail.split() if "=" in kv)
         msg = f"xcinspect now services the console of domain {domid} (backend pid {fields.get('pid')})"
+        msg += self._unmute_after_connect(domid, info)
         self.audit("connect", domid, "ok", msg, how="backend", **fields)
         return ActionResult(True, msg, {"how": "backend", **fields})
+
+    def _unmute_after_connect(self, domid: int, info: DomainInfo) -> str:
+        """After a backend connected: a flag still saying disconnected is set to connected
+        (xcinspect's backend does it under the rfc-v2/4.21 layouts; a 4.20 xenconsoled never
+        touches the byte). Returns the words to add to the result message."""
+        if not self._muted(domid, info):
+            return ""
+        try:
+            res = self._write_flag(domid, F.CONNECTED, "connect")
+        except ActionError as exc:
+            return f"; the flag still says disconnected ({exc.message})"
+        return "; " + res.message
+
+    # -- the connection flag ----------------------------------------------------------------
+    def read_flag(self, domid: int, info: DomainInfo | None = None) -> F.FlagReading:
+        info = info or self._info(domid)
+        layout = self.layout(domid)
+        with self.platform.map_page(domid, info.console.ring_ref if info.console else None) as m:
+            return F.decode(m.buf, layout)
+
+    def _muted(self, domid: int, info: DomainInfo) -> bool:
+        """The flag says disconnected under the host's layout, or byte 3088 is 1."""
+        if info.console is None or info.error:
+            return False
+        try:
+            reading = self.read_flag(domid, info)
+        except PlatformError:
+            return False
+        return reading.state == F.DISCONNECTED or reading.mutes_new_guests
+
+    def plan_flag(self, domid: int, state: str) -> Plan:
+        """What setting the connection flag of ``domid`` to ``state`` would do."""
+        if state not in (F.CONNECTED, F.DISCONNECTED):
+            return Plan(False, f"a flag is set to {F.CONNECTED!r} or {F.DISCONNECTED!r}, not {state!r}")
+        info = self._info(domid)
+        name = info.name
+        if info.console is None or info.error:
+            return Plan(False, f"domain {domid} has no usable console ({info.error or 'no console keys'})")
+        if info.console.served_by_qemu:
+            return Plan(False, f"console type {info.console.type!r} belongs to QEMU; xcinspect will not act on it")
+        try:
+            reading = self.read_flag(domid, info)
+        except PlatformError as exc:
+            return Plan(False, f"cannot read the console page of domain {domid}: {exc.message}")
+        layout = reading.layout
+        if layout == F.NONE:
+            if state == F.DISCONNECTED:
+                return Plan(False, "this host's flag layout is 'none' (Xen <= 4.20): there is no connection "
+                            "flag to set (--flag-layout overrides the layout)")
+            if reading.byte == F.GUEST_CONNECTED_BYTE:
+                return Plan(False, f"byte 3088 of {name} (dom {domid}) is already 0: a Linux >= 7.1 guest "
+                            "reads it as connected")
+            return Plan(True, f"Write 0 into byte 3088 of {name} (dom {domid}), now {reading.byte}: this host's "
+                        "Xen has no connection flag, but a Linux >= 7.1 guest reads the byte as "
+                        "'disconnected' and throws its console output away until it reads 0.")
+        if reading.state == state:
+            return Plan(False, f"the {layout} flag of {name} (dom {domid}) already says {state}")
+        if state == F.DISCONNECTED:
+            return Plan(True, f"Write 'disconnected' into the {layout} connection flag of {name} (dom {domid}): "
+                        "a guest that honours it (Linux >= 7.1) will THROW AWAY its console output from its "
+                        "next write until the flag is set back to connected (C, or "
+                        f"`xcinspect flag {domid} connected`); an older kernel ignores it.", destructive=True)
+        return Plan(True, f"Write 'connected' into the {layout} connection flag of {name} (dom {domid}), now "
+                    f"{reading.state} (raw {reading.raw}): a Linux >= 7.1 guest writes its console output "
+                    "again from its next write (what it dropped meanwhile is lost).")
+
+    @_audited("flag")
+    def set_flag(self, domid: int, state: str) -> ActionResult:
+        """Set the connection flag to ``state``; the audit record has the flag before and
+        after, so it can be undone by setting it back."""
+        return self._write_flag(domid, state, "flag")
+
+    def _write_flag(self, domid: int, state: str, action: str) -> ActionResult:
+        self._check_writable(action, domid)
+        plan = self.plan_flag(domid, state)
+        if not plan.allowed:
+            raise self._refuse(action, domid, plan.description)
+        info = self._info(domid)
+        layout = self.layout(domid)
+        with self.platform.map_page(domid, info.console.ring_ref if info.console else None, writable=True) as m:
+            before = F.decode(m.buf, layout)
+            ring = RingIO(m.buf, service._fence())
+            if layout == F.NONE:
+                ring.set_guest_byte(state)
+            else:
+                ring.set_flag(layout, state)
+            after = F.decode(m.buf, layout)
+        if layout == F.NONE:
+            msg = f"set byte 3088 of domain {domid} to {after.byte} ({state}, as Linux >= 7.1 reads it; was {before.byte})"
+        else:
+            msg = f"set the {layout} flag of domain {domid} to {state} (raw {before.raw} -> {after.raw})"
+        self.audit(action, domid, "ok", msg, how="flag", state=state, layout=layout,
+                   before=before.as_dict(), after=after.as_dict())
+        return ActionResult(True, msg, {"how": "flag", "before": before.as_dict(), "after": after.as_dict()})
 
     def _refire(self, domid: int) -> None:
         """Rewrite a console key so xenconsoled's watch on the console path fires."""
@@ -230,9 +332,12 @@ class Actions:
         if info.console is not None and info.console.served_by_qemu and not f.lock_holder_pid:
             return Plan(False, f"console type {info.console.type!r} belongs to QEMU; xcinspect will not act on it")
         if f.xcinspect_backend_pid:
+            then = ("xenconsoled's watch is re-fired so it can bind again" if f.consoled_alive else
+                    "xenconsoled is NOT running: nothing will drain the ring, and once it fills the guest "
+                    "stalls again")
             return Plan(True, f"Stop xcinspect's backend (pid {f.xcinspect_backend_pid}) for {name} (dom {domid}): "
-                        "the flag is set to disconnected where the layout has one, the event channel is "
-                        "released and xenconsoled's watch is re-fired so it can bind again.", destructive=False)
+                        "the event channel is released and the flag is left as it is (xenconsoled never "
+                        f"writes 'disconnected' either); {then}.", destructive=not f.consoled_alive)
         if f.lock_holder_pid:
             who = f"pid {f.lock_holder_pid} ({f.lock_holder_cmd or 'unknown'})"
             if not force:
@@ -241,19 +346,17 @@ class Actions:
             return Plan(True, f"Send SIGTERM to {who}, the console client attached to {name} (dom {domid}). "
                         "Its session ends; the guest and xenconsoled are not touched.", destructive=True)
         if set_flag:
-            layout = self.layout(domid)
-            if layout == F.NONE:
-                return Plan(False, "this host's flag layout is 'none': there is no connection flag to set")
-            return Plan(True, f"Write 'disconnected' into the {layout} connection flag of {name} (dom {domid}) "
-                        "although xenconsoled services it: guests that honour the flag (Linux >= 7.1 on "
-                        "xen-4.21) will DROP their console output until a backend sets it back.",
-                        destructive=True)
+            return self.plan_flag(domid, F.DISCONNECTED)
         return Plan(False, f"nothing to disconnect on {name} (dom {domid}): no client attached and no "
                     "xcinspect backend")
 
     @_audited("disconnect")
     def disconnect(self, domid: int, *, force: bool = False, set_flag: bool = False) -> ActionResult:
         self._check_writable("disconnect", domid)
+        if set_flag and not force:
+            f0 = self.facts(self._info(domid))
+            if not f0.xcinspect_backend_pid and not f0.lock_holder_pid:
+                return self._write_flag(domid, F.DISCONNECTED, "disconnect")
         plan = self.plan_disconnect(domid, force=force, set_flag=set_flag)
         if not plan.allowed:
             raise self._refuse("disconnect", domid, plan.description)
@@ -281,13 +384,7 @@ class Actions:
             msg = f"ended the console session of pid {pid} ({f.lock_holder_cmd or '?'}) on domain {domid}"
             self.audit("disconnect", domid, "ok", msg, how="kick", target_pid=pid)
             return ActionResult(True, msg, {"how": "kick", "pid": pid})
-        # set_flag on a console someone else services
-        layout = self.layout(domid)
-        with self.platform.map_page(domid, info.console.ring_ref if info.console else None, writable=True) as m:
-            RingIO(m.buf, service._fence()).set_flag(layout, F.DISCONNECTED)
-        msg = f"set the {layout} flag of domain {domid} to disconnected"
-        self.audit("disconnect", domid, "ok", msg, how="flag")
-        return ActionResult(True, msg, {"how": "flag"})
+        return self._write_flag(domid, F.DISCONNECTED, "disconnect")
 
     # -- attach -----------------------------------------------------------------------------
     @_audited("attach")

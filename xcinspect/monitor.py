@@ -34,7 +34,7 @@ class Entry:
 
     __slots__ = (
         "info", "mapping", "layout", "track", "facts", "verdict", "idx", "raw", "flag", "error",
-        "map_error", "next_eval", "console_type",
+        "map_error", "next_eval", "console_type", "flag_word", "has_tty",
     )
 
     def __init__(self, info: DomainInfo, layout: str) -> None:
@@ -51,6 +51,8 @@ class Entry:
         self.raw: tuple | None = None  # last (indices..., flag word) read from the page
         self.next_eval = 0.0  # re-classify by then even if nothing moved
         self.console_type = info.console.type if info.console else None
+        self.flag_word = -1  # the 32-bit word at 3088 that ``flag`` was decoded from
+        self.has_tty = bool(info.console.tty) if info.console else None
 
     # -- views ------------------------------------------------------------------------
     @property
@@ -248,6 +250,7 @@ class Monitor:
                 old.info = info
                 old.error = info.error
                 old.console_type = info.console.type if info.console else None
+                old.has_tty = bool(info.console.tty) if info.console else None
                 old.next_eval = 0.0
                 if remap:
                     if old.mapping is not None:
@@ -429,12 +432,16 @@ class Monitor:
             e.raw = raw
             moved = e.track.update(idx, now)
             e.idx = idx
-            if e.layout != F.NONE:
-                e.flag = F.decode(buf, e.layout)
+            flag = e.flag
+            if flag.byte is None or raw[4] != e.flag_word:
+                e.flag = flag = F.decode_word(raw[4], e.layout)
+                e.flag_word = raw[4]
+            e.track.note_byte(flag.byte, now)
         stall_after, idle_after = self.stall_after, self.idle_after
         v = H.classify(
             idx, e.flag.state, e.track, e.facts, now,
             console_type=e.console_type, stall_after=stall_after, idle_after=idle_after,
+            flag=e.flag, has_tty=e.has_tty,
         )
         if e.error:
             v = H.Verdict(H.ERROR, e.error)

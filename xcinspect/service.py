@@ -156,12 +156,9 @@ class Backend:
             evtchn.notify()
             rc = self.loop(ring, evtchn, journal, listener, xs)
         finally:
-            # Release in xenconsoled's teardown order; the flag says we are gone.
-            if self.stop:  # told to disconnect: the flag says so (not when the domain died)
-                try:
-                    ring.set_flag(layout, F.DISCONNECTED)
-                except Exception:
-                    pass
+            # Release in xenconsoled's teardown order. The flag is left alone, as
+            # xenconsoled leaves it: writing "disconnected" here would make a Linux >= 7.1
+            # guest throw its output away until some backend connects again.
             for s, _ in list(self.clients.values()):
                 s.close()
             listener.close()

@@ -8,6 +8,16 @@
 
 The bytes alone cannot tell the layouts apart, so the layout is chosen per host from the
 hypervisor version (``auto``) unless the operator overrides it.
+
+What the byte does is a matter of the *guest kernel*, not of the host: Linux >= 7.1's
+hvc_xen checks ``connection == 1`` when a console write starts and throws that write away
+(-ENOTCONN, lost, not queued) -- on any host, a Xen 4.20 one included. Older kernels
+ignore it. So every reading carries the byte itself (``byte``) whatever the layout, and
+``mutes_new_guests`` says whether a Linux >= 7.1 guest is dropping its output now.
+
+On Xen >= 4.21 "connected" only means that xenconsoled connected once since the domain
+was built: it never writes 1 again, not even when it dies, so a dead xenconsoled leaves a
+full ring and a spinning guest behind a "connected" flag.
 """
 
 from __future__ import annotations
@@ -32,6 +42,10 @@ NOT_APPLICABLE = "n/a"
 
 _U32 = struct.Struct("<I")
 
+# What Linux >= 7.1 (drivers/tty/hvc/hvc_xen.c) compares page[3088] with.
+GUEST_DISCONNECTED_BYTE = 1
+GUEST_CONNECTED_BYTE = 0
+
 
 @dataclass(frozen=True, slots=True)
 class FlagReading:
@@ -40,9 +54,15 @@ class FlagReading:
     layout: str
     raw: int | None
     state: str
+    byte: int | None = None  # page[3088], under every layout (what Linux >= 7.1 reads)
 
     def as_dict(self) -> dict:
-        return {"layout": self.layout, "raw": self.raw, "state": self.state}
+        return {"layout": self.layout, "raw": self.raw, "state": self.state, "byte": self.byte}
+
+    @property
+    def mutes_new_guests(self) -> bool:
+        """A Linux >= 7.1 guest reads this byte as disconnected and drops its output."""
+        return self.byte == GUEST_DISCONNECTED_BYTE
 
 
 def layout_for_version(major: int | None, minor: int | None) -> str:
@@ -79,17 +99,38 @@ def resolve_layout(override: str | None, domain_hint: str | None, host_default: 
 
 def decode(page, layout: str) -> FlagReading:
     """Decode the flag from a page buffer under ``layout``."""
+    byte = page[FLAG_OFFSET]
     if layout == NONE:
-        return FlagReading(NONE, None, NOT_APPLICABLE)
+        return FlagReading(NONE, None, NOT_APPLICABLE, byte)
     if layout == RFC_V2:
         raw = _U32.unpack_from(page, FLAG_OFFSET)[0]
         state = {1: CONNECTED, 0: DISCONNECTED}.get(raw, INVALID)
-        return FlagReading(RFC_V2, raw, state)
+        return FlagReading(RFC_V2, raw, state, byte)
     if layout == XEN_421:
-        raw = page[FLAG_OFFSET]
+        raw = byte
         state = {0: CONNECTED, 1: DISCONNECTED}.get(raw, INVALID)
-        return FlagReading(XEN_421, raw, state)
+        return FlagReading(XEN_421, raw, state, byte)
     raise ValueError(f"unknown flag layout {layout!r} (choose from {', '.join(CHOICES)})")
+
+
+def decode_word(word: int, layout: str) -> FlagReading:
+    """The same as ``decode`` from the little-endian 32-bit word at offset 3088."""
+    byte = word & 0xFF
+    if layout == NONE:
+        return FlagReading(NONE, None, NOT_APPLICABLE, byte)
+    if layout == RFC_V2:
+        return FlagReading(RFC_V2, word, {1: CONNECTED, 0: DISCONNECTED}.get(word, INVALID), byte)
+    if layout == XEN_421:
+        return FlagReading(XEN_421, byte, {0: CONNECTED, 1: DISCONNECTED}.get(byte, INVALID), byte)
+    raise ValueError(f"unknown flag layout {layout!r} (choose from {', '.join(CHOICES)})")
+
+
+def encode_for_guest(state: str) -> tuple[int, bytes]:
+    """(offset, bytes) that a Linux >= 7.1 guest reads as ``state`` (the one byte at 3088).
+    Used where the host has no flag (layout ``none``) but the byte mutes a new guest."""
+    if state not in (CONNECTED, DISCONNECTED):
+        raise ValueError(f"cannot encode flag state {state!r}")
+    return FLAG_OFFSET, bytes([GUEST_CONNECTED_BYTE if state == CONNECTED else GUEST_DISCONNECTED_BYTE])
 
 
 def encode(layout: str, state: str) -> tuple[int, bytes] | None:

@@ -7,8 +7,10 @@ States, most urgent first:
 * ``stalled``      -- the out ring is full and nothing drains it (no backend bound, or
   out_cons frozen for ``stall_after`` seconds), or unread output sits with out_cons
   frozen for ``stall_after`` seconds. A legacy guest spins here: the stuck boot.
-* ``disconnected`` -- the flag (rfc-v2 / xen-4.21 layouts) says disconnected: a guest
-  that honours it drops its output.
+* ``disconnected`` -- the flag (rfc-v2 / xen-4.21 layouts) says disconnected, or byte
+  3088 is 1 under any layout (what Linux >= 7.1 reads as disconnected): a guest that
+  honours it throws its output away. Once the guest is seen writing with the byte at 1,
+  it ignores the flag (older than Linux 7.1) and the console is judged as if unset.
 * ``no-backend``   -- nobody has bound the console's event channel.
 * ``backlog``      -- serviced, but output stays queued from one sample to the next
   (a chatty guest held by xenconsoled's 30-events-per-200-ms rate limit).
@@ -41,6 +43,16 @@ PROBLEM_STATES = frozenset({ERROR, CORRUPT, STALLED, DISCONNECTED, NO_BACKEND})
 
 STALL_AFTER = 5.0  # seconds out_cons may stay frozen over unread output
 IDLE_AFTER = 10.0  # seconds without movement before a serviced console reads as idle
+# A write under way when the byte went to 1 may still finish (hvc_xen checks the byte only
+# when a write starts): out_prod moving within this grace, or out of a full ring, is not
+# taken as the guest ignoring the flag; two later moves are.
+MUTE_GRACE = 1.0
+IGNORE_MOVES = 2
+
+# What byte 3088 == 1 does to this console (Verdict.flag_effect).
+DROPS_OUTPUT = "drops-output"  # nothing written since: a Linux >= 7.1 guest throws it away
+IGNORED = "ignored"  # the guest keeps writing: older than Linux 7.1
+QEMU_CONSOLE = "qemu-console"  # xenconsoled never connects QEMU's consoles: a permanent 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +60,17 @@ class Verdict:
     state: str
     reason: str
     action: str | None = None  # the suggested key/command, e.g. "connect"
+    flag_effect: str | None = None  # DROPS_OUTPUT / IGNORED / QEMU_CONSOLE when byte 3088 is 1
 
     def as_dict(self) -> dict:
-        return {"state": self.state, "reason": self.reason}
+        return {"state": self.state, "reason": self.reason, "flag_effect": self.flag_effect}
 
     def sentence(self) -> str:
         """Reason plus the suggested action, for the detail panel."""
         hint = {
             "connect": "press c to connect",
             "attach": "press a to attach",
+            "flag-connected": "press C to set the flag back to connected",
             "inspect": "inspect the page; do not act",
         }.get(self.action or "")
         return f"{self.reason}: {hint}" if hint else self.reason
@@ -77,6 +91,7 @@ class Track:
     __slots__ = (
         "first_seen", "last", "t_last", "t_out_cons", "t_out_prod", "t_in_cons", "t_full",
         "t_unread", "prev_fill", "fill", "out_rate", "samples", "history", "hist_len",
+        "t_mute", "mute_prod", "mute_moves",
     )
 
     def __init__(self, hist_len: int = 120) -> None:
@@ -94,6 +109,9 @@ class Track:
         self.samples = 0
         self.history: list[int] = []  # out fill per sample, for the sparkline
         self.hist_len = hist_len
+        self.t_mute: float | None = None  # since when byte 3088 reads 1
+        self.mute_prod = 0  # out_prod when last looked at with the byte at 1
+        self.mute_moves = 0  # out_prod moves since, that a Linux >= 7.1 guest would not make
 
     def update(self, idx: tuple, now: float) -> bool:
         """Record one sample of (in_cons, in_prod, out_cons, out_prod); True if it moved."""
@@ -137,6 +155,34 @@ class Track:
             del h[0]
         return moved
 
+    def note_byte(self, byte: int | None, now: float) -> None:
+        """Record byte 3088 after ``update`` (the guest's view of the flag)."""
+        if byte != 1 or self.last is None:
+            self.t_mute = None
+            self.mute_moves = 0
+            return
+        prod = self.last[3]
+        if self.t_mute is None:
+            self.t_mute = now
+            self.mute_prod = prod
+            self.mute_moves = 0
+            return
+        if prod != self.mute_prod:
+            if now - self.t_mute >= MUTE_GRACE and self.prev_fill < OUT_SIZE:
+                self.mute_moves += 1
+            self.mute_prod = prod
+
+    @property
+    def ignores_flag(self) -> bool:
+        """The guest kept writing with byte 3088 at 1: it does not honour the flag."""
+        return self.t_mute is not None and self.mute_moves >= IGNORE_MOVES
+
+    def muted_for(self, now: float) -> float:
+        """How long the byte has been 1 with nothing written (0 when it is not 1)."""
+        if self.t_mute is None:
+            return 0.0
+        return now - max(self.t_mute, self.t_out_prod)
+
     def rate_at(self, now: float, window: float = 3.0) -> float:
         """Drain rate of the out ring (B/s); 0 once out_cons has not moved for ``window`` s."""
         return self.out_rate if now - self.t_out_cons < window else 0.0
@@ -178,6 +224,18 @@ def is_bound(facts: BackendFacts | None) -> bool | None:
     return facts.port_bound
 
 
+def flag_phrase(layout: str, byte: int | None, track: Track, now: float) -> str:
+    """What a 1 in byte 3088 means for this console, for a reason sentence."""
+    quiet = human_duration(track.muted_for(now))
+    if layout == F.NONE:
+        what = ("byte 3088 is 1: this host's Xen has no connection flag, but a Linux >= 7.1 guest "
+                "reads it as disconnected")
+    else:
+        what = "flag says disconnected"
+    return (f"{what}: a Linux >= 7.1 guest throws its console output away (nothing written for {quiet}; "
+            "an older kernel ignores the flag)")
+
+
 def classify(
     idx: tuple,
     flag_state: str,
@@ -188,13 +246,20 @@ def classify(
     console_type: str | None = None,
     stall_after: float = STALL_AFTER,
     idle_after: float = IDLE_AFTER,
+    flag: F.FlagReading | None = None,
+    has_tty: bool | None = None,
 ) -> Verdict:
-    """The verdict for the latest sample ``idx`` (in_cons, in_prod, out_cons, out_prod)."""
+    """The verdict for the latest sample ``idx`` (in_cons, in_prod, out_cons, out_prod).
+
+    ``flag``, when given, is the whole reading (layout and byte 3088); ``has_tty`` is
+    whether xenstore has the console's ``console/tty`` (None: not known)."""
     in_cons, in_prod, out_cons, out_prod = idx
     out_fill = (out_prod - out_cons) & MASK32
     in_fill = (in_prod - in_cons) & MASK32
     qemu = console_type not in (None, "", "xenconsoled")
     act_connect = None if qemu else "connect"
+    layout = flag.layout if flag is not None else None
+    mutes = flag is not None and flag.mutes_new_guests
 
     if out_fill > OUT_SIZE or in_fill > IN_SIZE:
         parts = []
@@ -208,7 +273,20 @@ def classify(
     where = backend_phrase(facts)
     if qemu:
         where += f" (console type {console_type}: QEMU's, xcinspect will not act)"
+    if bound is False and has_tty is False and not qemu:
+        where += ("; no console/tty in xenstore: xenconsoled never set this console up "
+                  "(xl create waits about 10 s for it, then destroys the domain)")
     frozen = track.stuck_for(now)
+    effect = None
+    if mutes:
+        effect = QEMU_CONSOLE if qemu else IGNORED if track.ignores_flag else DROPS_OUTPUT
+    latched = ""
+    if layout == F.XEN_421 and flag_state == F.CONNECTED:
+        latched = ("; the flag still says connected: that only means xenconsoled connected once "
+                   "since the domain was built, not that anything drains the ring now")
+    elif mutes and effect == DROPS_OUTPUT:
+        latched = ("; byte 3088 is 1: once the ring drains, a Linux >= 7.1 guest drops what it writes "
+                   "until the flag is set back to connected (connect does)")
 
     if out_fill == OUT_SIZE and (bound is False or frozen >= stall_after):
         since = track.t_full if track.t_full is not None else now
@@ -216,28 +294,36 @@ def classify(
             how_long = f"since before xcinspect started watching ({human_duration(now - since)} ago)"
         else:
             how_long = f"for {human_duration(now - since)}"
-        return Verdict(STALLED, f"out ring full {how_long}; {where}", act_connect)
+        return Verdict(STALLED, f"out ring full {how_long}; {where}{latched}", act_connect, effect)
     if out_fill and frozen >= stall_after:
         return Verdict(
             STALLED,
-            f"{out_fill} unread bytes, out_cons frozen for {human_duration(frozen)}; {where}",
-            act_connect,
+            f"{out_fill} unread bytes, out_cons frozen for {human_duration(frozen)}; {where}{latched}",
+            act_connect, effect,
         )
-    if flag_state == F.DISCONNECTED:
+    if effect == QEMU_CONSOLE:
+        where += "; byte 3088 stays 1 on QEMU's consoles (xenconsoled never connects them): not an alarm"
+    elif effect == IGNORED:
+        where += "; the flag says disconnected, but this guest ignores the flag (older than Linux 7.1): its output still arrives"
+    elif effect == DROPS_OUTPUT:
+        phrase = flag_phrase(layout or F.NONE, flag.byte if flag else None, track, now)
+        return Verdict(DISCONNECTED, f"{phrase}; {where}", "flag-connected" if bound else act_connect, effect)
+    elif flag_state == F.DISCONNECTED:
         if bound:
-            return Verdict(DISCONNECTED, f"flag says disconnected although the port is bound; {where}", None)
+            return Verdict(DISCONNECTED, f"flag says disconnected although the port is bound; {where}",
+                           "flag-connected")
         return Verdict(DISCONNECTED, f"flag says disconnected: a guest honouring it drops its output; {where}", act_connect)
     if bound is False:
         extra = f"; {out_fill} unread bytes" if out_fill else ""
-        return Verdict(NO_BACKEND, f"{where}{extra}", act_connect)
+        return Verdict(NO_BACKEND, f"{where}{extra}", act_connect, effect)
     if out_fill and track.prev_fill and track.samples > 1:
         # Serviced, only slower than the guest writes: watching it is safe, so attach is offered.
         return Verdict(BACKLOG, f"{out_fill} bytes queued, draining at {track.rate_at(now):.0f} B/s; {where}",
-                       "attach")
+                       "attach", effect)
     quiet = track.quiet_for(now)
     if quiet >= idle_after:
-        return Verdict(IDLE, f"quiet; {where}", "attach")
-    return Verdict(SERVICED, where, "attach")
+        return Verdict(IDLE, f"quiet; {where}", "attach", effect)
+    return Verdict(SERVICED, where, "attach", effect)
 
 
 def next_evaluation(state: str, track: Track, now: float, stall_after: float, idle_after: float) -> float:

@@ -265,6 +265,13 @@ class RingIO:
         self.fence()
         return True
 
+    def set_guest_byte(self, state: str) -> None:
+        """Byte 3088 as Linux >= 7.1 reads it, where the host has no flag (layout none)."""
+        off, raw = _flags.encode_for_guest(state)
+        self.fence()
+        self.buf[off: off + 1] = raw
+        self.fence()
+
 
 def blank_page(
     layout: str = _flags.NONE,
