@@ -1,6 +1,8 @@
-"""pytest glue for the Xen lab (tests/xen): one boot per session for all selected scenarios.
+"""pytest glue for the Xen lab (tests/xen): one boot per host for all of its selected scenarios.
 
-Run with `make test-xen` (= `pytest tests/xen -m xen -v`). The fast suite ignores this
+Run with `make test-xen` (= `pytest tests/xen -m xen -v`). Hosts: xen417, xen420, xen421,
+or the ones in $XCINSPECT_LAB_HOSTS (space- or comma-separated); tests are parametrized
+by (host, scenario) and each host boots once, when its first test runs. The fast suite ignores this
 directory (`pytest tests --ignore=tests/xen`); if it is collected anyway without `-m xen`
 or XCINSPECT_XEN=1, its tests are skipped. In CI (CI=true) a missing prerequisite is a
 failure, never a skip.
@@ -68,17 +70,40 @@ def xen_lab():
     return lab
 
 
+class HostReports:
+    """One lab run per host, started lazily by the first test of that host."""
+
+    def __init__(self, lab, request):
+        self.lab = lab
+        self.request = request
+        self.reports = {}
+        self.errors = {}
+        self.echo = _progress_writer(request.config)
+        lab._log_hook = self.echo
+
+    def wanted(self, host: str) -> list[str]:
+        return sorted({item.callspec.params["scenario"] for item in self.request.session.items
+                       if hasattr(item, "callspec") and item.callspec.params.get("host") == host
+                       and "scenario" in item.callspec.params})
+
+    def get(self, host: str):
+        if host in self.errors:
+            pytest.fail(f"Xen lab set-up failed ({host}): {self.errors[host]}", pytrace=False)
+        if host not in self.reports:
+            names = self.wanted(host)
+            try:
+                t0 = time.monotonic()
+                report = self.lab.run(names or None, echo=self.echo, host=host)
+            except self.lab.LabError as e:
+                self.errors[host] = str(e)
+                pytest.fail(f"Xen lab set-up failed ({host}): {e}", pytrace=False)
+            self.echo(f"{host}: build + run {time.monotonic() - t0:.0f} s\n    "
+                      + report.summary().replace("\n", "\n    ") + "\n")
+            self.reports[host] = report
+        return self.reports[host]
+
+
 @pytest.fixture(scope="session")
-def xen_lab_report(request, xen_lab):
-    """Build (cached), boot once, run every scenario selected in this session."""
-    lab = xen_lab
-    names = sorted({item.callspec.params["scenario"] for item in request.session.items
-                    if hasattr(item, "callspec") and "scenario" in item.callspec.params})
-    echo = _progress_writer(request.config)
-    lab._log_hook = echo
-    try:
-        report = lab.run(names or None, echo=echo)
-    except lab.LabError as e:
-        pytest.fail(f"Xen lab set-up failed: {e}", pytrace=False)
-    echo(report.summary().replace("\n", "\n    ") + "\n")
-    return report
+def xen_lab_reports(request, xen_lab):
+    """Build (cached), boot each host once, run the scenarios selected for it."""
+    return HostReports(xen_lab, request)

@@ -1,10 +1,17 @@
-"""Xen lab: a real Xen 4.17 host under QEMU TCG for xcinspect's end-to-end tests.
+"""Xen lab: real Xen hosts under QEMU TCG for xcinspect's end-to-end tests.
 
-    python -m tests.xen.lab build                 # build (or reuse) the cached images
-    python -m tests.xen.lab run [SCENARIO ...]    # build if needed, boot once, run them
-    python -m tests.xen.lab list                  # scenario names
+    python -m tests.xen.lab build [--host H]              # build (or reuse) the cached images
+    python -m tests.xen.lab run [--host H] [SCENARIO ...] # build if needed, boot H once, run them
+    python -m tests.xen.lab list [--host H]               # scenario names (per host)
 
-Images are built from Debian bookworm packages into a cache outside the checkout
+Hosts (one boot each; a scenario names its hosts in a `# xci-hosts:` header, default
+xen417):
+    xen417  Xen 4.17 + bookworm dom0 (6.1), two bookworm 6.1 guests      (Debian packages)
+    xen420  Xen 4.20 + trixie dom0 (6.12); guests on sid's 7.2 and trixie's 6.12
+    xen421  Xen 4.20.4 built from source with the 4.21 console-flag patches (xensrc.py),
+            trixie dom0 without Debian's Xen packages; the same two guests
+
+xen417's images are built from Debian bookworm packages into a cache outside the checkout
 (``~/.cache/xcinspect/xen-lab``, or ``$XCINSPECT_LAB_CACHE``), one directory per stage,
 each with a stamp that hashes the stage's inputs (scripts, package versions, mirror):
 
@@ -52,6 +59,21 @@ QEMU_ARGS = ["-accel", "tcg,thread=multi", "-cpu", "qemu64", "-m", "3072", "-smp
              "-display", "none", "-monitor", "none", "-no-reboot"]
 XEN_CMDLINE = "console=com1 dom0_mem=2048M,max:2048M loglvl=warning guest_loglvl=none"
 DOM0_CMDLINE = "console=hvc0 quiet"
+
+HOSTS = ("xen417", "xen420", "xen421")
+DEFAULT_SCENARIO_HOSTS = ("xen417",)
+
+# xen420/xen421: trixie packages (hypervisor, dom0 + old-guest kernel) and sid's 7.2 kernel,
+# fetched through a private apt configuration (never the host's /etc/apt).
+TRIXIE_XEN_PKG = "xen-hypervisor-4.20-amd64"
+TRIXIE_XEN_UTILS = "xen-utils-4.20"
+KERNEL_NEW_PKG = "linux-binary-7.2.13+deb14-amd64"    # sid's 7.2.13: the kernel binary
+KERNEL_NEW_VER = "7.2.13+deb14-amd64"
+TRIXIE_STAGE_VERSION = "1"
+APT_LISTS_MAX_AGE = 12 * 3600
+QEMU_ARGS_NEW = ["-accel", "tcg,thread=multi", "-cpu", "qemu64", "-m", "4096", "-smp", "2",
+                 "-display", "none", "-monitor", "none", "-no-reboot"]
+XEN_CMDLINE_NEW = "console=com1 dom0_mem=2048M,max:2048M loglvl=warning guest_loglvl=none"
 
 DEFAULT_SCENARIO_TIMEOUT = 120      # seconds, per scenario (a header can override)
 BOOT_BUDGET = 240                   # seconds from QEMU start to the first scenario
@@ -215,6 +237,14 @@ class Images:
     kver: str
     dom0: Path
     guest: Path
+    host: str = "xen417"
+    # Kernels for the guests, by their name in the overlay (/opt/xci/NAME); "vmlinuz" is
+    # the dom0 kernel too. Guests: (name, kernel, memory MB, kind "new"|"old"|"").
+    kernels: dict = dataclasses.field(default_factory=dict)
+    guests: list = dataclasses.field(default_factory=lambda: [
+        ("guest1", "vmlinuz", 128, ""), ("guest2", "vmlinuz", 128, "")])
+    qemu_args: list = dataclasses.field(default_factory=lambda: list(QEMU_ARGS))
+    xen_cmdline: str = XEN_CMDLINE
 
 
 def build_boot() -> tuple[Path, str]:
@@ -314,13 +344,13 @@ def newc_archive(entries: list[tuple[str, int, bytes | None]]) -> bytes:
     return out.getvalue()
 
 
-def build_guest(boot: Path, boot_key: str) -> Path:
+def build_guest(boot: Path, boot_key: str, name: str = "guest") -> Path:
     init = IMAGES_DIR / "guest-init.sh"
     key = sha("guest", init.read_bytes(), boot_key)
-    d = stage_ready("guest", key)
+    d = stage_ready(name, key)
     if d:
         return d / "guest.cpio.gz"
-    with stage_build("guest", key) as tmp:
+    with stage_build(name, key) as tmp:
         arc = newc_archive([
             ("init", 0o755, init.read_bytes()),
             ("bin/busybox", 0o755, (boot / "busybox").read_bytes()),
@@ -329,11 +359,16 @@ def build_guest(boot: Path, boot_key: str) -> Path:
             ("tmp", 0o1777, None),
         ])
         (tmp / "guest.cpio.gz").write_bytes(gzip.compress(arc, 6))
-    log("guest initramfs built")
-    return cache_root() / "guest" / "guest.cpio.gz"
+    log(f"guest initramfs built ({name})")
+    return cache_root() / name / "guest.cpio.gz"
 
 
-def build() -> Images:
+def build(host: str = "xen417") -> Images:
+    """Build (or reuse) the images of one host."""
+    if host not in HOSTS:
+        raise LabError(f"unknown host {host!r}; known: {' '.join(HOSTS)}")
+    if host != "xen417":
+        return build_new_host(host)
     require_tools()
     with cache_lock():
         t0 = time.monotonic()
@@ -343,6 +378,209 @@ def build() -> Images:
         log(f"images ready in {time.monotonic() - t0:.1f} s ({cache_root()})")
         return Images(xen=boot / "xen.elf", vmlinuz=boot / "vmlinuz",
                       kver=(boot / "kver").read_text().strip(), dom0=dom0, guest=guest)
+
+
+# --------------------------------------------------------------------------- xen420 / xen421
+
+class PrivateApt:
+    """apt for one Debian suite with its own sources list and lists dir (the host's
+    /etc/apt is never changed): the mirror is the host's (debian_mirror())."""
+
+    def __init__(self, suite: str):
+        self.suite = suite
+        self.dir = cache_root() / "apt" / suite
+        self.mirror = debian_mirror()
+
+    def opts(self) -> list[str]:
+        d = self.dir
+        return ["-o", f"Dir::Etc::SourceList={d / 'sources.list'}",
+                "-o", "Dir::Etc::SourceParts=/dev/null",
+                "-o", f"Dir::State::Lists={d / 'lists'}",
+                "-o", f"Dir::Cache={d / 'cache'}",
+                "-o", "Dir::State::status=/dev/null",
+                "-o", "APT::Sandbox::User=root"]
+
+    def sources(self) -> str:
+        return (f"deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+                f"{self.mirror} {self.suite} main\n")
+
+    def update(self, force: bool = False) -> None:
+        src = self.dir / "sources.list"
+        lists = self.dir / "lists"
+        stamp = self.dir / "updated"
+        fresh = (src.is_file() and src.read_text() == self.sources() and stamp.is_file()
+                 and time.time() - stamp.stat().st_mtime < APT_LISTS_MAX_AGE)
+        if fresh and not force:
+            return
+        (lists / "partial").mkdir(parents=True, exist_ok=True)
+        (self.dir / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+        src.write_text(self.sources())
+        log(f"apt lists for {self.suite} (private apt configuration)")
+        sh(["apt-get", *self.opts(), "update", "-qq"])
+        stamp.write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+
+    def candidate(self, pkg: str) -> str:
+        out = sh(["apt-cache", *self.opts(), "policy", pkg], capture=True, quiet=True)
+        m = re.search(r"Candidate:\s*(\S+)", out)
+        return "" if not m or m.group(1) == "(none)" else m.group(1)
+
+    def need(self, pkg: str) -> str:
+        v = self.candidate(pkg)
+        if not v:
+            self.update(force=True)
+            v = self.candidate(pkg)
+        if not v:
+            raise LabError(f"{pkg} is not in Debian {self.suite} ({self.mirror})")
+        return v
+
+    def depends_image(self, meta: str) -> str:
+        out = sh(["apt-cache", *self.opts(), "depends", meta], capture=True, quiet=True)
+        m = re.search(r"Depends:\s*(linux-image-\S+)", out)
+        if not m:
+            raise LabError(f"cannot resolve {meta} in {self.suite}")
+        return m.group(1)
+
+    def download(self, specs: list[str], dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        os.chmod(dest, 0o777)
+        sh(["apt-get", *self.opts(), "download", "-q", *specs], cwd=dest)
+
+
+def build_trixie_boot() -> tuple[Path, str]:
+    """trixie's Xen 4.20 hypervisor, trixie's 6.12 kernel (dom0 and the old guest) with
+    its Xen modules, trixie's static busybox, and sid's 7.2 kernel (the new guest)."""
+    tx, sid = PrivateApt("trixie"), PrivateApt("sid")
+    tx.update()
+    sid.update()
+    kpkg = tx.depends_image(KERNEL_META)
+    pkgs = [TRIXIE_XEN_PKG, TRIXIE_XEN_UTILS, kpkg, BUSYBOX_PKG]
+    vers = [tx.need(p) for p in pkgs]
+    newver = sid.need(KERNEL_NEW_PKG)
+    key = sha("trixie-boot", TRIXIE_STAGE_VERSION, *pkgs, *vers, KERNEL_NEW_PKG, newver)
+    d = stage_ready("trixie-boot", key)
+    if d:
+        return d, key
+    log(f"building trixie boot stage: {', '.join(f'{p}={v}' for p, v in zip(pkgs, vers))}, "
+        f"sid {KERNEL_NEW_PKG}={newver}")
+    t0 = time.monotonic()
+    with stage_build("trixie-boot", key) as tmp:
+        debs = tmp / "debs"
+        tx.download([f"{p}={v}" for p, v in zip(pkgs, vers) if p != TRIXIE_XEN_UTILS], debs)
+        sid.download([f"{KERNEL_NEW_PKG}={newver}"], debs / "sid")
+        x = tmp / "x"
+        for deb in sorted(debs.glob("*.deb")):
+            sh(["dpkg-deb", "-x", deb, x], quiet=True)
+        xz = next((x / "boot").glob("xen-4.20-amd64.gz"), None)
+        if not xz:
+            raise LabError("no boot/xen-4.20-amd64.gz in " + TRIXIE_XEN_PKG)
+        (tmp / "xen.elf").write_bytes(gzip.decompress(xz.read_bytes()))
+        vmlinuz = min((x / "boot").glob("vmlinuz-*"))
+        kver = vmlinuz.name[len("vmlinuz-"):]
+        shutil.copy(vmlinuz, tmp / "vmlinuz")
+        (tmp / "kver").write_text(kver + "\n")
+        src = x / "usr/lib/modules" / kver
+        if not src.is_dir():
+            src = x / "lib/modules" / kver
+        mods = tmp / "modules" / kver
+        (mods / "kernel/drivers").mkdir(parents=True)
+        shutil.copytree(src / "kernel/drivers/xen", mods / "kernel/drivers/xen", symlinks=True)
+        for f in src.glob("modules.*"):
+            if f.name.startswith(("modules.order", "modules.builtin")):
+                shutil.copy(f, mods / f.name)
+        bb = x / "bin/busybox" if (x / "bin/busybox").exists() else x / "usr/bin/busybox"
+        shutil.copy(bb, tmp / "busybox")
+        xs = tmp / "x-sid"
+        for deb in sorted((debs / "sid").glob("*.deb")):
+            sh(["dpkg-deb", "-x", deb, xs], quiet=True)
+        newk = next(iter(sorted(xs.glob("usr/lib/modules/*/vmlinuz")) + sorted(xs.glob("boot/vmlinuz-*"))), None)
+        if not newk:
+            raise LabError(f"no kernel image in {KERNEL_NEW_PKG}")
+        shutil.copy(newk, tmp / "vmlinuz-new")
+        (tmp / "versions").write_text("".join(f"{p} {v}\n" for p, v in zip(pkgs, vers))
+                                      + f"{KERNEL_NEW_PKG} {newver}\n")
+        (tmp / "xen-utils-version").write_text(vers[1] + "\n")
+        shutil.rmtree(x)
+        shutil.rmtree(xs)
+        shutil.rmtree(debs)
+    log(f"trixie boot stage built in {time.monotonic() - t0:.0f} s")
+    return cache_root() / "trixie-boot", key
+
+
+def load_xensrc():
+    path = HERE / "xensrc.py"
+    if not path.is_file():
+        raise LabError("xen421 needs tests/xen/xensrc.py (the Xen source build), not here yet")
+    import importlib.util
+    name = "xcinspect_xen_lab_xensrc"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+def xensrc_stage() -> Path:
+    mod = load_xensrc()
+    t0 = time.monotonic()
+    d = Path(mod.build_xensrc(cache_root(), log=log))
+    for f in ("xen.elf", "dist-install.tar.gz", "version"):
+        if not (d / f).is_file():
+            raise LabError(f"xensrc stage {d} lacks {f}")
+    log(f"xen source stage ready in {time.monotonic() - t0:.1f} s: {(d / 'version').read_text().strip()}")
+    return d
+
+
+def xensrc_key(d: Path) -> str:
+    stamp = d / "STAMP"
+    if stamp.is_file():
+        return sha("xensrc", stamp.read_text(), (d / "version").read_text())
+    h = hashlib.sha256()
+    with open(d / "dist-install.tar.gz", "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return sha("xensrc", h.hexdigest(), (d / "version").read_text())
+
+
+def build_trixie_dom0(host: str, boot: Path, boot_key: str, xsrc: Path | None) -> Path:
+    script = IMAGES_DIR / "build-dom0-trixie.sh"
+    mirror = debian_mirror()
+    kver = (boot / "kver").read_text().strip()
+    if host == "xen420":
+        mode, arg = "debian", (boot / "xen-utils-version").read_text().strip()
+        extra = arg
+    else:
+        mode, arg = "xensrc", str(xsrc / "dist-install.tar.gz")
+        extra = xensrc_key(xsrc)
+    name = f"{host}-dom0"
+    key = sha(name, script.read_bytes(), mirror, kver, boot_key, mode, extra)
+    d = stage_ready(name, key)
+    if d:
+        return d / "dom0.cpio.gz"
+    log(f"building {host} dom0 root (debootstrap trixie, {mode})")
+    t0 = time.monotonic()
+    with stage_build(name, key) as tmp:
+        sh(["bash", script, tmp / "dom0.cpio.gz", mirror, boot / "modules" / kver, kver, mode, arg])
+    log(f"{host} dom0 root built in {time.monotonic() - t0:.0f} s")
+    return cache_root() / name / "dom0.cpio.gz"
+
+
+def build_new_host(host: str) -> Images:
+    require_tools()
+    t0 = time.monotonic()
+    xsrc = xensrc_stage() if host == "xen421" else None    # its own lock and cache
+    with cache_lock():
+        boot, bkey = build_trixie_boot()
+        dom0 = build_trixie_dom0(host, boot, bkey, xsrc)
+        guest = build_guest(boot, bkey, "trixie-guest")
+        log(f"{host} images ready in {time.monotonic() - t0:.1f} s ({cache_root()})")
+        return Images(
+            xen=(xsrc / "xen.elf") if xsrc else boot / "xen.elf",
+            vmlinuz=boot / "vmlinuz", kver=(boot / "kver").read_text().strip(),
+            dom0=dom0, guest=guest, host=host,
+            kernels={"vmlinuz-new": boot / "vmlinuz-new"},
+            guests=[("guest1", "vmlinuz-new", 256, "new"), ("guest2", "vmlinuz", 256, "old")],
+            qemu_args=list(QEMU_ARGS_NEW), xen_cmdline=XEN_CMDLINE_NEW)
 
 
 # --------------------------------------------------------------------------- wheels
@@ -381,20 +619,38 @@ def build_wheels(dest: Path) -> list[Path]:
 
 # --------------------------------------------------------------------------- runs
 
-def scenario_names() -> list[str]:
-    return sorted(p.stem for p in SCENARIO_DIR.glob("[0-9][0-9]-*.sh"))
+def scenario_names(host: str | None = None) -> list[str]:
+    """Every scenario, or those that run on HOST (its `# xci-hosts:` header)."""
+    names = sorted(p.stem for p in SCENARIO_DIR.glob("[0-9][0-9]-*.sh"))
+    return names if host is None else [n for n in names if host in scenario_hosts(n)]
 
 
-def select_scenarios(wanted: list[str] | None) -> list[str]:
-    names = scenario_names()
+def scenario_hosts(name: str) -> tuple[str, ...]:
+    m = re.search(r"^# xci-hosts:\s*(.+)$", (SCENARIO_DIR / f"{name}.sh").read_text(), re.MULTILINE)
+    if not m:
+        return DEFAULT_SCENARIO_HOSTS
+    hosts = tuple(m.group(1).split())
+    bad = [h for h in hosts if h not in HOSTS]
+    if bad:
+        raise LabError(f"{name}: unknown host(s) in xci-hosts: {' '.join(bad)}")
+    return hosts
+
+
+def select_scenarios(wanted: list[str] | None, host: str = "xen417") -> list[str]:
+    names = scenario_names(host)
     if not wanted:
         return names
+    everything = scenario_names()
     out = []
     for w in wanted:
         w = Path(w).stem
-        hit = [n for n in names if n == w or n.split("-", 1)[0] == w or n.split("-", 1)[-1] == w]
+        hit = [n for n in everything if n == w or n.split("-", 1)[0] == w or n.split("-", 1)[-1] == w]
         if not hit:
-            raise LabError(f"unknown scenario {w!r}; known: {' '.join(names)}")
+            raise LabError(f"unknown scenario {w!r}; known: {' '.join(everything)}")
+        off = [h for h in hit if h not in names]
+        if off:
+            raise LabError(f"{' '.join(off)} does not run on {host} (xci-hosts: "
+                           f"{' '.join(scenario_hosts(off[0]))})")
         out += [h for h in hit if h not in out]
     return sorted(out)
 
@@ -406,7 +662,9 @@ def scenario_timeout(name: str) -> int:
 
 def build_overlay(run: Path, images: Images, wheels: list[Path], scenarios: list[str],
                   token: str) -> Path:
+    specs = " ".join(f"{n}:{k}:{m}:{kind or '-'}" for n, k, m, kind in images.guests)
     conf = (f"XCI_TOKEN={token}\nXCI_SCENARIOS='{' '.join(scenarios)}'\n"
+            f"XCI_HOST={images.host}\nXCI_GUEST_SPECS='{specs}'\n"
             f"XCI_DEFAULT_TIMEOUT={DEFAULT_SCENARIO_TIMEOUT}\n"
             f"XCI_PIP_ARGS='{os.environ.get('XCINSPECT_LAB_PIP_ARGS', '--no-compile')}'\n")
     entries = [
@@ -418,6 +676,8 @@ def build_overlay(run: Path, images: Images, wheels: list[Path], scenarios: list
         ("opt/xci/vmlinuz", 0o644, images.vmlinuz.read_bytes()),
         ("opt/xci/guest.cpio.gz", 0o644, images.guest.read_bytes()),
     ]
+    for name, path in images.kernels.items():
+        entries.append((f"opt/xci/{name}", 0o644, path.read_bytes()))
     for s in scenario_names():
         entries.append((f"opt/xci/scenarios/{s}.sh", 0o755, (SCENARIO_DIR / f"{s}.sh").read_bytes()))
     for w in wheels:
@@ -459,9 +719,12 @@ class RunReport:
     run_dir: Path
     serial_log: Path
     setup_text: str = ""
+    host: str = "xen417"
+    build_s: float = 0.0
 
     def summary(self) -> str:
-        lines = [f"Xen lab run: {self.run_dir}",
+        lines = [f"Xen lab run ({self.host}): {self.run_dir}",
+                 f"build/cache check {self.build_s:.0f} s",
                  "stages (dom0 uptime s): " + ", ".join(f"{k} {v:.1f}" for k, v in self.stages.items()),
                  f"wall time {self.wall:.0f} s, {'completed' if self.done else 'INCOMPLETE'}"]
         lines += [f"SETUP FAIL: {e}" for e in self.setup_errors]
@@ -538,22 +801,25 @@ class SerialParser:
 
 
 def prune_runs(root: Path) -> None:
-    runs = sorted(root.glob("run-*"))
-    for old in runs[:-KEEP_RUNS]:
+    runs = sorted(root.glob("run-*"), key=lambda p: p.stat().st_mtime)
+    for old in runs[:-KEEP_RUNS * len(HOSTS)]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def run(scenarios: list[str] | None = None, *, echo=None, timeout: float | None = None) -> RunReport:
-    """Build if needed, boot once, run the scenarios in order; return their results."""
+def run(scenarios: list[str] | None = None, *, echo=None, timeout: float | None = None,
+        host: str = "xen417") -> RunReport:
+    """Build HOST if needed, boot it once, run the scenarios in order; return their results."""
     echo = echo or (lambda s: log(s))
-    names = select_scenarios(scenarios)
-    images = build()
+    names = select_scenarios(scenarios, host)
+    t_build = time.monotonic()
+    images = build(host)
+    build_s = time.monotonic() - t_build
     if not shutil.which("qemu-system-x86_64"):
         raise LabError("qemu-system-x86_64 missing (run tests/xen/setup-host.sh)")
     runs = cache_root() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     prune_runs(runs)
-    run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("run-%Y%m%d-%H%M%S-"), dir=runs))
+    run_dir = Path(tempfile.mkdtemp(prefix=time.strftime(f"run-%Y%m%d-%H%M%S-{host}-"), dir=runs))
     t0 = time.monotonic()
     wheels = build_wheels(run_dir / "wheels")
     log(f"{len(wheels)} wheels ready in {time.monotonic() - t0:.1f} s")
@@ -567,11 +833,11 @@ def run(scenarios: list[str] | None = None, *, echo=None, timeout: float | None 
     serial = run_dir / "serial.log"
     if timeout is None:
         timeout = min(GLOBAL_TIMEOUT_CAP, BOOT_BUDGET + sum(scenario_timeout(n) + 10 for n in names))
-    cmd = ["qemu-system-x86_64", *QEMU_ARGS, "-serial", f"file:{serial}",
-           "-kernel", str(images.xen), "-append", XEN_CMDLINE,
+    cmd = ["qemu-system-x86_64", *images.qemu_args, "-serial", f"file:{serial}",
+           "-kernel", str(images.xen), "-append", images.xen_cmdline,
            "-initrd", f"{images.vmlinuz} {DOM0_CMDLINE},{initrd}"]
     (run_dir / "qemu.cmd").write_text(" ".join(cmd) + "\n")
-    log(f"booting Xen under QEMU TCG: {len(names)} scenario(s), timeout {timeout:.0f} s, log {serial}")
+    log(f"booting {host} under QEMU TCG: {len(names)} scenario(s), timeout {timeout:.0f} s, log {serial}")
     parser = SerialParser(token, names)
     tq = time.monotonic()
     pos = 0
@@ -608,7 +874,8 @@ def run(scenarios: list[str] | None = None, *, echo=None, timeout: float | None 
         parser.feed(f.read().decode("utf-8", "replace") + "\n")
     wall = time.monotonic() - tq
     report = RunReport(parser.results, parser.setup_errors, parser.stages, parser.done, wall,
-                       run_dir, serial, "\n".join(parser.setup_lines[:200]))
+                       run_dir, serial, "\n".join(parser.setup_lines[:200]), host=host,
+                       build_s=build_s)
     if parser.current and parser.current in report.results:
         r = report.results[parser.current]
         r.status = "FAIL"
@@ -633,23 +900,27 @@ def serial_tail(report: RunReport, n: int = 60) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.xen.lab", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("build", help="build (or reuse) the cached images")
-    r = sub.add_parser("run", help="boot once and run scenarios (all by default)")
+    b = sub.add_parser("build", help="build (or reuse) the cached images")
+    b.add_argument("--host", choices=HOSTS + ("all",), default="xen417")
+    r = sub.add_parser("run", help="boot one host once and run scenarios (all of that host's by default)")
+    r.add_argument("--host", choices=HOSTS, default="xen417")
     r.add_argument("scenarios", nargs="*", help="names, numbers (01) or short names (discovery)")
     r.add_argument("--timeout", type=float, default=None, help="global timeout in seconds")
-    sub.add_parser("list", help="list scenarios")
+    ls = sub.add_parser("list", help="list scenarios (with their hosts)")
+    ls.add_argument("--host", choices=HOSTS, default=None)
     a = ap.parse_args(argv)
     try:
         if a.cmd == "list":
-            for n in scenario_names():
-                print(n)
+            for n in scenario_names(a.host):
+                print(f"{n:32} {' '.join(scenario_hosts(n))}")
             return 0
         if a.cmd == "build":
-            imgs = build()
-            for k, v in dataclasses.asdict(imgs).items():
-                print(f"{k}: {v}")
+            for h in (HOSTS if a.host == "all" else (a.host,)):
+                imgs = build(h)
+                for k, v in dataclasses.asdict(imgs).items():
+                    print(f"{h} {k}: {v}")
             return 0
-        report = run(a.scenarios, timeout=a.timeout)
+        report = run(a.scenarios, timeout=a.timeout, host=a.host)
     except LabError as e:
         print(f"xen-lab: {e}", file=sys.stderr)
         return 2

@@ -1,12 +1,17 @@
-"""End-to-end scenarios on a real Xen 4.17 host under QEMU TCG (`make test-xen`).
+"""End-to-end scenarios on real Xen hosts under QEMU TCG (`make test-xen`).
 
-One boot per session runs every selected scenario (tests/xen/scenarios/NN-name.sh) in
-order inside dom0; each test asserts its scenario's PASS and shows the dom0 evidence
-(scenario output, xenstore-ls, xl list, rings, logs) when it failed.
+Hosts xen417 (Xen 4.17, bookworm), xen420 (Xen 4.20, trixie, a Linux 7.2 and a 6.12
+guest) and xen421 (Xen 4.20.4 + the 4.21 console-flag patches, built from source); pick
+some with XCINSPECT_LAB_HOSTS. One boot per host runs every selected scenario of that host
+(tests/xen/scenarios/NN-name.sh, `# xci-hosts:` header) in order inside dom0; each test
+asserts its scenario's PASS and shows the dom0 evidence (scenario output, xenstore-ls,
+xl list, rings, logs) when it failed.
 """
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -40,17 +45,31 @@ def _context(report) -> str:
     return "\n".join(parts)
 
 
-def test_lab_boot(xen_lab_report):
-    """The lab itself: dom0 came up, both guests were created, the run completed."""
-    r = xen_lab_report
+def lab_hosts() -> list[str]:
+    env = os.environ.get("XCINSPECT_LAB_HOSTS", "").strip()
+    hosts = re.split(r"[\s,]+", env) if env else list(lab.HOSTS)
+    bad = [h for h in hosts if h not in lab.HOSTS]
+    if bad:
+        raise ValueError(f"XCINSPECT_LAB_HOSTS: unknown host(s) {bad}; known: {lab.HOSTS}")
+    return hosts
+
+
+HOST_SCENARIOS = [(h, s) for h in lab_hosts() for s in lab.scenario_names(h)]
+
+
+@pytest.mark.parametrize("host", lab_hosts())
+def test_lab_boot(xen_lab_reports, host):
+    """The lab itself: dom0 came up, the guests were created, the run completed."""
+    r = xen_lab_reports.get(host)
     assert r.done and not r.setup_errors, _context(r)
 
 
-@pytest.mark.parametrize("scenario", lab.scenario_names())
-def test_scenario(xen_lab_report, scenario):
-    res = xen_lab_report.results.get(scenario)
+@pytest.mark.parametrize(("host", "scenario"), HOST_SCENARIOS,
+                         ids=[f"{h}-{s}" for h, s in HOST_SCENARIOS])
+def test_scenario(xen_lab_reports, host, scenario):
+    res = xen_lab_reports.get(host).results.get(scenario)
     if res is None:
-        pytest.fail(f"{scenario} was not part of the run", pytrace=False)
+        pytest.fail(f"{scenario} was not part of the {host} run", pytrace=False)
     if not res.passed:
-        ctx = _context(xen_lab_report)
+        ctx = _context(xen_lab_reports.get(host))
         pytest.fail(res.report() + ("\n" + ctx if ctx else ""), pytrace=False)

@@ -56,10 +56,12 @@ start_xenconsoled() {
     xenconsoled ${XENCONSOLED_ARGS:-} --pid-file /run/xenconsoled.pid
 }
 
-# xci_json FILE: xcinspect --once --json into FILE (fails the scenario on error).
+# xci_json FILE [ARGS]: xcinspect --once --json [ARGS] into FILE (fails the scenario on error).
 xci_json() {
-    local rc=0
-    xcinspect --once --json >"$1" 2>"$1.err" || rc=$?
+    local rc=0 f=$1
+    shift
+    set -- "$f" "$@"
+    xcinspect --once --json "${@:2}" >"$1" 2>"$1.err" || rc=$?
     [ $rc = 0 ] || { cat "$1.err"; fail "xcinspect --once --json exited $rc"; }
     jq -e . "$1" >/dev/null || { head -c 2000 "$1"; fail "xcinspect --once --json: not JSON"; }
 }
@@ -75,4 +77,27 @@ attach_echo() {
         timeout 40 xcinspect attach "$@" "$name" >"$out" 2>"$out.err"
     echo "attach exit $?"
     grep -aq 'XC-42' "$out"
+}
+
+# --- the console flag (byte 3088 of the page) and the guest's CPU time
+byte3088() { ring "$1" byte3088; }
+set_byte3088() { python3 "$XCI_RING" "$1" --set-byte "3088=$2"; }
+# cpu_time NAME: seconds of CPU time in `xl list` (it rises while the guest runs or spins).
+cpu_time() { xl list "$1" | awk 'NR == 2 {print $6}'; }
+# float_gt A B: A > B + (C, default 0)
+float_gt() { awk -v a="$1" -v b="$2" -v c="${3:-0}" 'BEGIN { exit !(a > b + c) }'; }
+audit_log() { python3 -c 'from xcinspect.platform.dom0 import Dom0Platform; print(Dom0Platform().audit_log_path())' 2>/dev/null || echo /var/log/xcinspect/audit.log; }
+audit_lines() { local f; f=$(audit_log); [ -f "$f" ] && wc -l <"$f" || echo 0; }
+# jq_is JSON FILTER WANT WHAT: fail unless `jq -r FILTER` of JSON is WANT.
+jq_is() {
+    local got
+    got=$(jq -r "$2" <<<"$1")
+    [ "$got" = "$3" ] || fail "$4: $2 is '$got', want '$3'"
+    ok "$4: $2 = $3"
+}
+# xcinspect_flag NAME STATE OUT: run `xcinspect flag NAME STATE`; sets $flag_rc.
+xcinspect_flag() {
+    flag_rc=0
+    xcinspect flag "$1" "$2" >"$3" 2>"$3.err" || flag_rc=$?
+    note "xcinspect flag $1 $2: exit $flag_rc: $(cat "$3") $(cat "$3.err")"
 }

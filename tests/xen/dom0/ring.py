@@ -2,6 +2,7 @@
 """Raw read of a guest's PV console page from dom0, read-only (the lab's ground truth).
 
     ring.py DOMID [--via gnttab|foreign] [--lib ctypes|cffi] [--count N --interval S] [--tail N]
+    ring.py DOMID --set-byte 3088=1      # write one byte of the page (foreign map, writable)
 
 Prints one JSON object per sample: the four indices, fills, byte 3088, and with
 --tail the last N bytes written to the out ring (decoded leniently).
@@ -31,6 +32,7 @@ int xenforeignmemory_unmap(xenforeignmemory_handle *fmem, void *addr, size_t pag
 """)
 ffi = None
 PROT_READ = 1
+PROT_WRITE = 2
 IDX = struct.Struct("<4I")
 
 
@@ -71,6 +73,37 @@ def map_page_ctypes(domid, via):
         if not p or err[0]:
             sys.exit(f"ring.py: foreign map of dom{domid} mfn {ref} failed ({err[0]}, errno {c.get_errno()})")
     return lambda: c.string_at(p, 4096)
+
+
+def set_byte(domid, offset, value):
+    """Write one byte of the console page through a writable foreign map of ring-ref
+    (libxenforeignmemory, PROT_READ|PROT_WRITE): the lab's way to play a toolstack."""
+    c = ctypes
+    if not 0 <= offset < 4096 or not 0 <= value < 256:
+        sys.exit("ring.py: --set-byte OFFSET=VALUE with 0 <= OFFSET < 4096, 0 <= VALUE < 256")
+    lib = c.CDLL("libxenforeignmemory.so.1", use_errno=True)
+    lib.xenforeignmemory_open.restype = c.c_void_p
+    lib.xenforeignmemory_open.argtypes = [c.c_void_p, c.c_uint]
+    lib.xenforeignmemory_map.restype = c.c_void_p
+    lib.xenforeignmemory_map.argtypes = [c.c_void_p, c.c_uint32, c.c_int, c.c_size_t,
+                                         c.POINTER(c.c_ulong), c.POINTER(c.c_int)]
+    lib.xenforeignmemory_unmap.argtypes = [c.c_void_p, c.c_void_p, c.c_size_t]
+    h = lib.xenforeignmemory_open(None, 0)
+    if not h:
+        sys.exit("ring.py: xenforeignmemory_open failed")
+    arr = (c.c_ulong * 1)(ring_ref(domid))
+    err = (c.c_int * 1)()
+    p = lib.xenforeignmemory_map(h, domid, PROT_READ | PROT_WRITE, 1, arr, err)
+    if not p or err[0]:
+        sys.exit(f"ring.py: writable foreign map of dom{domid} failed ({err[0]}, errno {c.get_errno()})")
+    page = (c.c_uint8 * 4096).from_address(p)
+    old = page[offset]
+    page[offset] = value
+    new = page[offset]
+    lib.xenforeignmemory_unmap(h, p, 1)
+    print(json.dumps({"domid": domid, "offset": offset, "old": old, "new": new}), flush=True)
+    if new != value:
+        sys.exit(f"ring.py: byte {offset} reads {new} after writing {value}")
 
 
 def map_page_cffi(domid, via):
@@ -128,7 +161,12 @@ def main():
     ap.add_argument("--count", type=int, default=1)
     ap.add_argument("--interval", type=float, default=0.2)
     ap.add_argument("--tail", type=int, default=0)
+    ap.add_argument("--set-byte", metavar="OFFSET=VALUE", default=None)
     a = ap.parse_args()
+    if a.set_byte:
+        off, _, val = a.set_byte.partition("=")
+        set_byte(a.domid, int(off, 0), int(val, 0))
+        return
     read = (map_page_cffi if a.lib == "cffi" else map_page_ctypes)(a.domid, a.via)
     for i in range(a.count):
         if i:

@@ -5,7 +5,7 @@
 # Markers: "@@XCI:<token> <WORD> ...", each on its own line (a newline is printed first,
 # since Xen may interleave its own messages).
 set -u
-. /opt/xci/lab.conf        # XCI_TOKEN XCI_SCENARIOS XCI_DEFAULT_TIMEOUT XCI_PIP_ARGS
+. /opt/xci/lab.conf        # XCI_TOKEN XCI_SCENARIOS XCI_DEFAULT_TIMEOUT XCI_PIP_ARGS XCI_HOST XCI_GUEST_SPECS
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 mark() { printf '\n@@XCI:%s %s\n' "$XCI_TOKEN" "$*"; }
 up() { cut -d' ' -f1 /proc/uptime; }
@@ -19,7 +19,17 @@ if grep -q '^XENCONSOLED_ARGS=' /etc/default/xen 2>/dev/null; then
 else
     echo 'XENCONSOLED_ARGS="--log=guest"' >>/etc/default/xen
 fi
-if ! /etc/init.d/xen start >"$W/xen-start.log" 2>&1; then
+if [ "${XCI_HOST:-xen417}" = xen421 ]; then
+    # Xen built from source, no Debian init script: what xencommons does, by hand.
+    (
+        set -e
+        mkdir -p /var/lib/xenstored /var/run/xen /var/log/xen
+        xenstored --pid-file /run/xenstored.pid
+        for i in $(seq 1 100); do [ -S /run/xenstored/socket ] && break; sleep 0.1; done
+        /usr/lib/xen/bin/xen-init-dom0
+        xenconsoled --log=guest --pid-file /run/xenconsoled.pid
+    ) >"$W/xen-start.log" 2>&1 || { mark SETUP FAIL "xen daemons (by hand)"; cat "$W/xen-start.log"; }
+elif ! /etc/init.d/xen start >"$W/xen-start.log" 2>&1; then
     mark SETUP FAIL "xen init script"
     cat "$W/xen-start.log"
 fi
@@ -40,49 +50,75 @@ mark STAGE xen-started "$(up)" xenstored="$(pidof oxenstored xenstored)" xencons
 ) >"$W/pip.log" 2>&1 &
 pip_pid=$!
 
-for i in 1 2; do
-    cat >"/etc/xen/guest$i.cfg" <<EOT
-name = "guest$i"
+# Guests: "NAME:KERNEL:MEMORY:KIND" (KIND new = Linux >= 7.1, obeys the flag; old = ignores it).
+XCI_GUEST_SPECS=${XCI_GUEST_SPECS:-"guest1:vmlinuz:128:- guest2:vmlinuz:128:-"}
+names=() kinds=()
+for spec in $XCI_GUEST_SPECS; do
+    IFS=: read -r gname gkern gmem gkind <<<"$spec"
+    names+=("$gname"); kinds+=("$gkind")
+    cat >"/etc/xen/$gname.cfg" <<EOT
+name = "$gname"
 type = "pv"
-kernel = "/opt/xci/vmlinuz"
+kernel = "/opt/xci/$gkern"
 ramdisk = "/opt/xci/guest.cpio.gz"
-extra = "console=hvc0 quiet xci_name=guest$i"
-memory = 128
+extra = "console=hvc0 quiet xci_name=$gname"
+memory = $gmem
 vcpus = 1
 on_crash = "preserve"
 EOT
 done
+# A third guest for scenarios that create a domain themselves (not started here).
+cat >/etc/xen/guest3.cfg <<EOT
+name = "guest3"
+type = "pv"
+kernel = "/opt/xci/vmlinuz"
+ramdisk = "/opt/xci/guest.cpio.gz"
+extra = "console=hvc0 quiet xci_name=guest3"
+memory = 128
+vcpus = 1
+on_crash = "preserve"
+EOT
 # Both at once: building a domain under TCG takes ~10 s each.
-xl create "/etc/xen/guest1.cfg" >"$W/xl-create-1.log" 2>&1 &
-c1=$!
-sleep 1
-xl create "/etc/xen/guest2.cfg" >"$W/xl-create-2.log" 2>&1 &
-c2=$!
-for i in 1 2; do
-    c=c$i
-    if ! wait "${!c}"; then
-        mark SETUP FAIL "xl create guest$i"
-        cat "$W/xl-create-$i.log"
+pids=()
+for i in "${!names[@]}"; do
+    [ "$i" -gt 0 ] && sleep 1
+    xl create "/etc/xen/${names[$i]}.cfg" >"$W/xl-create-${names[$i]}.log" 2>&1 &
+    pids+=($!)
+done
+for i in "${!names[@]}"; do
+    if ! wait "${pids[$i]}"; then
+        mark SETUP FAIL "xl create ${names[$i]}"
+        cat "$W/xl-create-${names[$i]}.log"
     fi
 done
 mark STAGE guests-created "$(up)"
 
-# Wait until both guests tick (their output reaches xenconsoled's logs).
-for i in $(seq 1 600); do
+# Wait until every guest ticks (its output reaches xenconsoled's log).
+for i in $(seq 1 900); do
     n=0
-    for g in guest1 guest2; do
+    for g in "${names[@]}"; do
         grep -aq "^tick 3 " "/var/log/xen/console/guest-$g.log" 2>/dev/null && n=$((n + 1))
     done
-    [ $n = 2 ] && break
+    [ $n = ${#names[@]} ] && break
     sleep 0.2
 done
-[ $n = 2 ] || mark SETUP FAIL "guests not ticking after 120 s"
+[ $n = ${#names[@]} ] || mark SETUP FAIL "guests not ticking after 180 s"
 mark STAGE guests-ticking "$(up)"
 
-export XCI_LIB=/opt/xci/lib.sh XCI_RING=/opt/xci/ring.py XCI_GUESTS="guest1 guest2"
-export XCI_GUEST1=guest1 XCI_GUEST2=guest2
-XCI_DOMID1=$(xl domid guest1 2>/dev/null); XCI_DOMID2=$(xl domid guest2 2>/dev/null)
+export XCI_HOST=${XCI_HOST:-xen417}
+export XCI_LIB=/opt/xci/lib.sh XCI_RING=/opt/xci/ring.py XCI_GUESTS="${names[*]}"
+export XCI_GUEST1=${names[0]} XCI_GUEST2=${names[1]}
+XCI_DOMID1=$(xl domid "$XCI_GUEST1" 2>/dev/null); XCI_DOMID2=$(xl domid "$XCI_GUEST2" 2>/dev/null)
 export XCI_DOMID1 XCI_DOMID2
+# Which guest obeys the console flag (Linux >= 7.1) and which ignores it (older).
+for i in "${!names[@]}"; do
+    case ${kinds[$i]} in
+        new) export XCI_GUEST_NEW=${names[$i]}; XCI_DOMID_NEW=$(xl domid "${names[$i]}" 2>/dev/null); export XCI_DOMID_NEW ;;
+        old) export XCI_GUEST_OLD=${names[$i]}; XCI_DOMID_OLD=$(xl domid "${names[$i]}" 2>/dev/null); export XCI_DOMID_OLD ;;
+    esac
+done
+mark STAGE guests "$(up)" host=$XCI_HOST guest1=$XCI_GUEST1/$XCI_DOMID1 guest2=$XCI_GUEST2/$XCI_DOMID2 \
+    new=${XCI_GUEST_NEW:-none} old=${XCI_GUEST_OLD:-none}
 export XCI_CONSOLE_LOG_DIR=/var/log/xen/console
 
 evidence() {
@@ -90,9 +126,10 @@ evidence() {
     echo "--- xenstore-ls -f /local/domain"; xenstore-ls -f /local/domain
     echo "--- processes"; ps -eo pid,ppid,stat,etime,args | grep -v ' \[.*\]$'
     echo "--- xenconsoled: pid $(pidof xenconsoled || echo none), pid file $(cat /run/xenconsoled.pid 2>/dev/null || echo none)"
-    for d in $XCI_DOMID1 $XCI_DOMID2; do
+    for d in $(xl list | awk 'NR > 2 {print $2}'); do
         echo "--- raw ring dom$d"; python3 /opt/xci/ring.py "$d" --tail 200
     done
+    echo "--- audit log (tail)"; tail -20 /var/log/xcinspect/audit.log 2>/dev/null || echo "(none)"
     echo "--- locks"; ls -la /run/lock/; cat /proc/locks
     for f in /var/log/xen/console/*.log; do
         [ -e "$f" ] || continue
@@ -106,6 +143,9 @@ evidence() {
 # xenconsoled running and servicing both guests.
 restore() {
     tmux kill-server 2>/dev/null
+    for g in $(xl list | awk 'NR > 2 {print $1}'); do      # domains a scenario created
+        case " $XCI_GUESTS " in *" $g "*) ;; *) xl destroy "$g" ;; esac
+    done
     pkill -f '/xcinspect' 2>/dev/null
     pkill -x xenconsole 2>/dev/null
     sleep 0.3
@@ -119,6 +159,14 @@ restore() {
         for d in $XCI_DOMID1 $XCI_DOMID2; do   # fire its console watch: rebind if it missed
             t=$(xenstore-read "/local/domain/$d/console/tty" 2>/dev/null) &&
                 xenstore-write "/local/domain/$d/console/tty" "$t"
+        done
+    fi
+    # A scenario may leave byte 3088 at 1 (flag "disconnected"): a Linux >= 7.1 guest then
+    # throws its console output away. The next scenario starts from 0 (connected).
+    if [ -n "${XCI_GUEST_NEW:-}" ]; then
+        for d in $XCI_DOMID1 $XCI_DOMID2; do
+            [ "$(python3 /opt/xci/ring.py "$d" | jq .byte3088)" = 0 ] ||
+                python3 /opt/xci/ring.py "$d" --set-byte 3088=0
         done
     fi
 }
