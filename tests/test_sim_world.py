@@ -428,3 +428,40 @@ def test_one_world_per_directory(world):
         start_world(world.dir, timeline=False)
     assert os.path.exists(os.path.join(world.dir, "world.ready"))  # the running world is untouched
     assert world.control("ping") == ""
+
+
+def test_flag_checked_only_when_a_write_starts(world):
+    """The 4.21-aware guest (Linux >= 7.1) checks the flag when a write starts: a write
+    spinning on a full ring is not freed by a 1 written meanwhile and finishes once the
+    ring drains; every later write is dropped and lost while the byte is 1."""
+    d = int(world.control("create spinner kernel=xen-4.21 layout=xen-4.21 consoled=0 "
+                          "flag=connected tick=0.2"))
+    until(lambda: R.fill(idx(world, d)[3], idx(world, d)[2]) == 2048, what="the spinner's ring to fill")
+    path = os.path.join(world.dir, "pages", f"dom{d}.page")
+    fd = os.open(path, os.O_RDWR)
+    try:
+        mm = mmap.mmap(fd, R.PAGE_SIZE)
+        mm[F.FLAG_OFFSET] = 1  # disconnected, while the guest spins
+        time.sleep(1.2)  # two of the guest's poll rounds: still blocked, nothing dropped
+        a = idx(world, d)
+        assert R.fill(a[3], a[2]) == 2048
+        R.IDX.pack_into(mm, R.IDX_OFFSET, a[0], a[1], a[3], a[3])  # a backend drains it
+        until(lambda: idx(world, d)[3] != a[3], what="the write in progress to go on")
+        # The write under way (the rest of the boot log) goes on as the ring is drained...
+        for _ in range(40):
+            time.sleep(0.7)
+            b = idx(world, d)
+            R.IDX.pack_into(mm, R.IDX_OFFSET, b[0], b[1], b[3], b[3])
+            if R.fill(b[3], b[2]) < 2048:
+                break
+        else:
+            pytest.fail("the guest never finished its write")
+        b = idx(world, d)
+        time.sleep(1.5)  # ... and then ticks every 0.2 s are all dropped
+        assert idx(world, d)[3] == b[3]
+        mm[F.FLAG_OFFSET] = 0
+        until(lambda: idx(world, d)[3] != b[3], what="output to resume once the byte is 0")
+        mm.close()
+    finally:
+        os.close(fd)
+        world.control(f"destroy {d}")

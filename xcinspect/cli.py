@@ -25,7 +25,7 @@ from xcinspect.core import ring as R
 from xcinspect.core.sanitize import Sanitizer, sanitize
 from xcinspect.platform.base import Platform, PlatformError
 
-SUBCOMMANDS = ("sim", "connect", "attach", "disconnect", "serve", "metrics", "_backend")
+SUBCOMMANDS = ("sim", "connect", "attach", "disconnect", "flag", "serve", "metrics", "_backend")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
 
 
@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
                            help="set the flag to disconnected even though xenconsoled services the console")
         if name == "connect":
             c.add_argument("--no-sync", action="store_true", help="do not fdatasync the drain log")
+
+    fl = sub.add_parser("flag", help="set a console's connection flag to connected or disconnected")
+    _global_options(fl, suppress=True)
+    fl.add_argument("dom", metavar="DOM", help="domid or name")
+    fl.add_argument("state", choices=("connected", "disconnected"),
+                    help="disconnected: a Linux >= 7.1 guest throws its console output away until it is "
+                         "set back to connected")
 
     sv = sub.add_parser("serve", help="serve the TUI in a browser with textual-serve (loopback only)")
     _global_options(sv, suppress=True)
@@ -220,7 +227,7 @@ def cmd_page(args) -> int:
     for label, r in (("out", snap.out), ("in", snap.in_)):
         state = "ok" if r.valid else "CORRUPT (fill > size)"
         print(f"  {label:<3} cons {r.cons:>10}  prod {r.prod:>10}  fill {r.fill:>10}/{r.size}  {state}", file=out)
-    print(f"  flag raw {snap.flag.raw if snap.flag.raw is not None else '-'}  state {snap.flag.state}", file=out)
+    print(f"  flag raw {snap.flag.raw if snap.flag.raw is not None else '-'}  state {snap.flag.state}  byte 3088 = {snap.flag.byte}", file=out)
     if snap.out.valid and snap.out.fill:
         text = Sanitizer().feed(R.unread_out(data, snap, limit=512))
         print("  unread out (last 512 bytes, sanitized):", file=out)
@@ -314,6 +321,22 @@ def cmd_disconnect(args, ctx: Context) -> int:
         if plan.allowed and plan.destructive:
             print(_line(f"xcinspect: {plan.description}"), file=sys.stderr)
         res = acts.disconnect(domid, force=args.force, set_flag=args.set_flag)
+    except ActionError as exc:
+        return _die(exc.message, code=EXIT_FAIL)
+    print(_line(res.message))
+    return EXIT_OK
+
+
+def cmd_flag(args, ctx: Context) -> int:
+    from xcinspect.actions import ActionError
+
+    acts = _actions(args, ctx)
+    domid = acts.resolve(args.dom, action="flag")
+    try:
+        plan = acts.plan_flag(domid, args.state)
+        if plan.allowed and plan.destructive:
+            print(_line(f"xcinspect: {plan.description}"), file=sys.stderr)
+        res = acts.set_flag(domid, args.state)
     except ActionError as exc:
         return _die(exc.message, code=EXIT_FAIL)
     print(_line(res.message))
@@ -479,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
                 return cmd_connect(args, ctx)
             if args.command == "disconnect":
                 return cmd_disconnect(args, ctx)
+            if args.command == "flag":
+                return cmd_flag(args, ctx)
             if args.command == "attach":
                 return cmd_attach(args, ctx)
             if args.command == "_backend":

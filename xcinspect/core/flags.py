@@ -61,8 +61,10 @@ class FlagReading:
 
     @property
     def mutes_new_guests(self) -> bool:
-        """A Linux >= 7.1 guest reads this byte as disconnected and drops its output."""
-        return self.byte == GUEST_DISCONNECTED_BYTE
+        """A Linux >= 7.1 guest reads this byte as disconnected and drops its output.
+        Not under ``rfc-v2``: a host carrying that patch runs guests built for it, whose
+        1 means connected."""
+        return self.byte == GUEST_DISCONNECTED_BYTE and self.layout != RFC_V2
 
 
 def layout_for_version(major: int | None, minor: int | None) -> str:

@@ -13,7 +13,10 @@ Kernel models (how ``domU_write_console`` treats the flag at offset 3088):
 * ``rfc-v2``   reads the RFC v2 ``uint32 flag``: while it is 0 (disconnected), writes
   are dropped; once 1, it behaves like legacy.
 * ``xen-4.21`` Linux >= 7.1 hvc_xen: while ``connection == 1`` (disconnected) writes are
-  dropped (-ENOTCONN); otherwise like legacy (blocks when full).
+  dropped (-ENOTCONN, lost); otherwise like legacy (blocks when full). The check is made
+  only when a write starts: a write spinning on a full ring keeps spinning whatever the
+  flag, and finishes once the ring drains (real-flag.md: a 1 written under a spinning
+  Linux 7.2 guest did not free it).
 
 Corrupt indices (fill > 2048) make every write fail (-EINVAL, output dropped), as in Linux.
 
@@ -269,8 +272,10 @@ class Guest:
         if not self.obuf or self.halted:
             self.blocked = False
             return
-        if not self.connected():
-            self._dropped(len(self.obuf))  # -ENOTCONN: dropped
+        # hvc_xen checks the flag only when a write starts: a write already spinning on a
+        # full ring goes on whatever the flag says (and finishes once the ring drains).
+        if not self.blocked and not self.connected():
+            self._dropped(len(self.obuf))  # -ENOTCONN: dropped, lost for good
             return
         try:
             n = self.ring.write_out(bytes(self.obuf[:OUT_SIZE]))

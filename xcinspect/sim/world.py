@@ -22,7 +22,7 @@ Control socket ``DIR/run/world.sock`` (one line in, one line out)::
     status                                 -> ok {json}
     destroy DOMID                          -> ok           (the domain dies)
     create NAME [key=value ...]            -> ok DOMID     (kernel=, layout=, behaviour=,
-                                                            consoled=0|1, tick=)
+                                                            consoled=0|1, tick=, flag=)
     guest DOMID set KEY VALUE              -> ok           (e.g. behaviour chatty)
     xenstored stall|stall-mid SECONDS | drop   -> ok       (fault injection via XS_CONTROL)
 """
@@ -59,9 +59,12 @@ CONSOLE_LIMIT = 1048576
 
 
 # -- scenarios ----------------------------------------------------------------------------------
-def _dom(name, kernel="legacy", layout=F.NONE, behaviour="normal", consoled=True, tick=2.0, shows=""):
+def _dom(name, kernel="legacy", layout=F.NONE, behaviour="normal", consoled=True, tick=2.0, shows="",
+         flag=None):
+    # flag: the page's flag as the world starts, instead of what libxenguest writes
+    # ("connected" on a 4.21 domain nobody services: xenconsoled connected once, then died).
     return {"name": name, "kernel": kernel, "layout": layout, "behaviour": behaviour,
-            "consoled": consoled, "tick": tick, "shows": shows}
+            "consoled": consoled, "tick": tick, "shows": shows, "flag": flag}
 
 
 def demo_domains() -> dict[int, dict]:
@@ -307,7 +310,8 @@ class Controller:
         cfg = self.domains[d]
         layout = cfg["layout"]
         # libxenguest: a zeroed page; >= 4.21 sets connection = 1 (disconnected).
-        page = blank_page(layout, F.DISCONNECTED if layout == F.XEN_421 else None)
+        flag = cfg.get("flag") or (F.DISCONNECTED if layout == F.XEN_421 else None)
+        page = blank_page(layout, flag)
         tmp = self.paths.page(d) + ".tmp"
         with open(tmp, "wb") as f:
             f.write(page)
