@@ -215,3 +215,45 @@ def test_missing_xenstore_socket(tmp_path, world):
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1
     assert "xenstore" in r.stderr.lower() and "Traceback" not in r.stderr
+
+
+def _audit(world):
+    return [json.loads(x) for x in open(os.path.join(world.dir, "audit.log"))]
+
+
+def test_flag_both_ways_is_audited_and_undone(world):
+    """`xcinspect flag` sets the 4.21 flag of a serviced console to disconnected -- the
+    Linux >= 7.1 guest's output is thrown away -- and back, each write in the audit log."""
+    r = xci("--sim", world.dir, "flag", "db01", "disconnected")
+    assert r.returncode == 0, r.stderr
+    assert "to disconnected (raw 0 -> 1)" in r.stdout and "THROW AWAY" in r.stderr
+    d = by_name(json.loads(xci("--sim", world.dir, "--once", "--json", "--window", "1.5").stdout))["db01"]
+    assert d["ring"]["flag"] == {"layout": "xen-4.21", "raw": 1, "state": "disconnected", "byte": 1}
+    assert d["verdict"]["state"] == "disconnected" and d["verdict"]["flag_effect"] == "drops-output"
+    r = xci("--sim", world.dir, "flag", "db01", "disconnected")
+    assert r.returncode == 1 and "already says disconnected" in r.stderr
+    r = xci("--sim", world.dir, "flag", "db01", "connected")
+    assert r.returncode == 0 and "to connected (raw 1 -> 0)" in r.stdout, r.stderr
+    recs = [a for a in _audit(world) if a["action"] == "flag" and a["domid"] == world.domid("db01")]
+    ok = [a for a in recs if a["result"] == "ok"]
+    assert [(a["state"], a["before"]["raw"], a["after"]["raw"]) for a in ok[-2:]] == [
+        ("disconnected", 0, 1), ("connected", 1, 0)]
+    assert any(a["result"] == "refused" for a in recs)
+    # no flag on a layout-none console: refused, one line, nothing written
+    r = xci("--sim", world.dir, "flag", "web01", "disconnected")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "'none'" in r.stderr
+
+
+def test_connect_sets_a_disconnected_flag_to_connected(world):
+    """hyperlaunch: a 4.21 domain nobody connected (flag 1, its guest dropping): connect
+    says in its plan that it will set the flag, and afterwards the flag says connected."""
+    d = by_name(once(world))["hyperlaunch"]
+    assert d["ring"]["flag"]["state"] == "disconnected"
+    r = xci("--sim", world.dir, "connect", "hyperlaunch")
+    assert r.returncode == 0, r.stderr
+    d = wait_state(world, "hyperlaunch", {"serviced", "idle", "backlog"})
+    assert d["ring"]["flag"]["state"] == "connected", d
+    # its backend stops like xenconsoled would: the flag is left connected (not muted again)
+    assert xci("--sim", world.dir, "disconnect", "hyperlaunch").returncode == 0
+    time.sleep(1.0)
+    assert by_name(once(world))["hyperlaunch"]["ring"]["flag"]["state"] == "connected"

@@ -98,3 +98,81 @@ def test_history_bounded():
     for i in range(50):
         tr.update((0, 0, 0, i), float(i))
     assert len(tr.history) == 10
+
+
+# -- byte 3088 as the guest reads it (real-flag.md) ------------------------------------------
+
+
+def reading(layout, byte):
+    page = bytearray(4096)
+    page[F.FLAG_OFFSET] = byte
+    return F.decode(page, layout)
+
+
+def run_flag(samples, facts, layout, **kw):
+    """samples: (t, idx, byte at 3088); the whole reading goes to classify as the monitor does."""
+    tr = H.Track()
+    v = None
+    for t, idx, byte in samples:
+        r = reading(layout, byte)
+        tr.update(idx, t)
+        tr.note_byte(r.byte, t)
+        v = H.classify(idx, r.state, tr, facts, t, flag=r, **kw)
+    return v
+
+
+def test_muted_421_guest_drops_output():
+    s = [(0.0, (0, 0, 50, 50), 1), (4.0, (0, 0, 50, 50), 1)]
+    v = run_flag(s, CONSOLED, F.XEN_421)
+    assert v.state == H.DISCONNECTED and v.flag_effect == H.DROPS_OUTPUT
+    assert "thrown away" in v.reason or "throws its console output away" in v.reason
+    assert "nothing written for 4 s" in v.reason
+    assert v.action == "flag-connected" and "press C" in v.sentence()
+    assert v.as_dict()["flag_effect"] == "drops-output"
+
+
+def test_guest_writing_with_the_byte_at_one_ignores_the_flag():
+    s = [(0.0, (0, 0, 50, 50), 1), (1.5, (0, 0, 150, 150), 1), (2.0, (0, 0, 250, 250), 1),
+         (2.5, (0, 0, 350, 350), 1)]
+    v = run_flag(s, CONSOLED, F.XEN_421)
+    assert v.flag_effect == H.IGNORED and v.state == H.SERVICED
+    assert "ignores the flag" in v.reason and "thrown away" not in v.reason
+
+
+def test_a_write_finishing_after_the_byte_went_to_one_is_not_ignoring():
+    # the ring was full when the byte went to 1 (a write spinning), then drained: that
+    # write finishing is not the guest ignoring the flag
+    s = [(0.0, (0, 0, 0, 2048), 1), (1.5, (0, 0, 2048, 2100), 1), (3.0, (0, 0, 2100, 2100), 1)]
+    v = run_flag(s, CONSOLED, F.XEN_421)
+    assert v.flag_effect == H.DROPS_OUTPUT and v.state == H.DISCONNECTED
+
+
+def test_byte_one_on_a_host_without_flag_still_mutes_new_guests():
+    v = run_flag([(0.0, (0, 0, 9, 9), 1), (3.0, (0, 0, 9, 9), 1)], CONSOLED, F.NONE)
+    assert v.state == H.DISCONNECTED and v.flag_effect == H.DROPS_OUTPUT
+    assert "byte 3088 is 1" in v.reason and "Linux >= 7.1" in v.reason
+    assert run_flag([(0.0, (0, 0, 9, 9), 0)], CONSOLED, F.NONE).flag_effect is None
+
+
+def test_rfc_v2_keeps_its_own_meaning():
+    v = run_flag([(0.0, (0, 0, 9, 9), 1), (3.0, (0, 0, 9, 9), 1)], CONSOLED, F.RFC_V2)
+    assert v.state == H.SERVICED and v.flag_effect is None
+
+
+def test_stalled_421_console_under_a_connected_flag_says_connected_once():
+    s = [(0.0, (0, 0, 0, 2000), 0), (1.0, (0, 0, 0, 2048), 0), (8.0, (0, 0, 0, 2048), 0)]
+    v = run_flag(s, NOBODY, F.XEN_421)
+    assert v.state == H.STALLED and "connected once" in v.reason
+    assert v.action == "connect"
+
+
+def test_qemu_console_permanent_one_is_not_an_alarm():
+    v = run_flag([(0.0, (0, 0, 0, 0), 1), (30.0, (0, 0, 0, 0), 1)], NOBODY, F.XEN_421, console_type="ioemu")
+    assert v.flag_effect == H.QEMU_CONSOLE and v.state != H.DISCONNECTED
+    assert "not an alarm" in v.reason
+
+
+def test_console_without_tty_says_why():
+    v = run(
+        [(0.0, (0, 0, 0, 0)), (2.0, (0, 0, 0, 0))], NOBODY, has_tty=False)
+    assert v.state == H.NO_BACKEND and "no console/tty" in v.reason and "xl create" in v.reason
