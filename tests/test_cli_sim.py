@@ -226,7 +226,7 @@ def test_flag_both_ways_is_audited_and_undone(world):
     Linux >= 7.1 guest's output is thrown away -- and back, each write in the audit log."""
     r = xci("--sim", world.dir, "flag", "db01", "disconnected")
     assert r.returncode == 0, r.stderr
-    assert "to disconnected (raw 0 -> 1)" in r.stdout and "THROW AWAY" in r.stderr
+    assert "to disconnected (raw 0 -> 1)" in r.stdout and "DROP their console output" in r.stderr
     d = by_name(json.loads(xci("--sim", world.dir, "--once", "--json", "--window", "1.5").stdout))["db01"]
     assert d["ring"]["flag"] == {"layout": "xen-4.21", "raw": 1, "state": "disconnected", "byte": 1}
     assert d["verdict"]["state"] == "disconnected" and d["verdict"]["flag_effect"] == "drops-output"

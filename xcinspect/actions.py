@@ -282,9 +282,9 @@ class Actions:
             return Plan(False, f"the {layout} flag of {name} (dom {domid}) already says {state}")
         if state == F.DISCONNECTED:
             return Plan(True, f"Write 'disconnected' into the {layout} connection flag of {name} (dom {domid}): "
-                        "a guest that honours it (Linux >= 7.1) will THROW AWAY its console output from its "
+                        "guests that honour it (Linux >= 7.1) will DROP their console output from their "
                         "next write until the flag is set back to connected (C, or "
-                        f"`xcinspect flag {domid} connected`); an older kernel ignores it.", destructive=True)
+                        f"`xcinspect flag {domid} connected`); older kernels ignore it.", destructive=True)
         return Plan(True, f"Write 'connected' into the {layout} connection flag of {name} (dom {domid}), now "
                     f"{reading.state} (raw {reading.raw}): a Linux >= 7.1 guest writes its console output "
                     "again from its next write (what it dropped meanwhile is lost).")

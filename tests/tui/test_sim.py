@@ -6,6 +6,7 @@ socket.
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -198,3 +199,29 @@ async def test_set_flag_disconnected_through_confirm(sim_app):
         await pilot.press("y")
         await until(pilot, lambda: row(app, "db01").flag == "disconnected", what="flag disconnected")
         await until(pilot, lambda: row(app, "db01").state == "disconnected", what="verdict disconnected")
+        # the way back: C, its own confirm, and the flag and verdict recover
+        assert row(app, "db01").flag_effect == "drops-output"
+        await pilot.press("C")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog (connected)")
+        body = str(app.screen.query_one("#confirm-body").render())
+        assert "Write 'connected' into the xen-4.21 connection flag" in body
+        await pilot.press("y")
+        await until(pilot, lambda: row(app, "db01").flag == "connected", what="flag connected again")
+        await until(pilot, lambda: row(app, "db01").state in ("serviced", "idle", "backlog"),
+                    what="verdict serviced again")
+        audit = [json.loads(x) for x in open(app.actions.platform.audit_log_path())]
+        ok = [(a["state"]) for a in audit if a["action"] == "flag" and a["result"] == "ok"]
+        assert ok[-2:] == ["disconnected", "connected"]
+
+
+async def test_connect_dialog_says_it_sets_a_disconnected_flag(sim_app):
+    app = sim_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: row(app, "hyperlaunch") is not None
+                    and row(app, "hyperlaunch").flag == "disconnected")
+        await select(pilot, app, "hyperlaunch")
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog")
+        body = str(app.screen.query_one("#confirm-body").render())
+        assert "xcinspect will set it to connected" in body
+        await pilot.press("n")

@@ -275,7 +275,8 @@ def classify(
         where += f" (console type {console_type}: QEMU's, xcinspect will not act)"
     if bound is False and has_tty is False and not qemu:
         where += "; no console/tty in xenstore: xenconsoled never set this console up"
-        if track.first_seen is not None and now - track.first_seen < 30:
+        if out_fill == 0 and track.first_seen is not None and now - track.first_seen < 30:
+            # a domain still being built (nothing written yet): what xl does about it
             where += " (xl create waits about 10 s for it, then gives up and destroys the domain)"
     frozen = track.stuck_for(now)
     effect = None

@@ -229,7 +229,7 @@ class XcApp(App[int], inherit_bindings=False):
 
         km = self.config.effective_keymap()
         out = {}
-        for bid in ("connect", "attach"):
+        for bid in ("connect", "attach", "set-flag-connected"):
             first = km.get(bid, B.ALL[bid].keys).split(",")[0]
             out[bid] = self.get_key_display(Binding(first, "x"))
         return out
@@ -268,7 +268,8 @@ class XcApp(App[int], inherit_bindings=False):
         if not self.read_only:
             for action, title in (("connect", "Connect selected"), ("attach", "Attach selected"),
                                   ("force_disconnect", "Force-disconnect selected"),
-                                  ("set_flag", "Set flag disconnected on selected")):
+                                  ("set_flag", "Set flag disconnected on selected"),
+                                  ("set_flag_connected", "Set flag connected on selected")):
                 yield SystemCommand(title, "Act on the domain under the cursor",
                                     lambda a=action: main.do(a))
 
@@ -372,24 +373,42 @@ class XcApp(App[int], inherit_bindings=False):
         self.run_blocking(lambda: acts.plan_connect(r.domid), planned, "connect", r.domid)
 
     def start_disconnect(self, r: Row, *, force: bool = False, set_flag: bool = False) -> None:
+        if set_flag:
+            self.start_flag(r, "disconnected")
+            return
         acts = self.actions
-        what = "set flag" if set_flag else "disconnect"
+        what = "disconnect"
 
         def planned(plan) -> None:
             if not plan.allowed:
                 self.last_result = plan.description
-                acts.audit("disconnect", r.domid, "refused", plan.description, set_flag=set_flag)
+                acts.audit("disconnect", r.domid, "refused", plan.description)
                 self.notify(clean(plan.description), title=f"cannot {what}", severity="warning", markup=False)
                 return
-            verb = "Set the flag of" if set_flag else "Force-disconnect"
-            self._confirm(f"{verb} dom {r.domid} ({r.name})?", plan.description,
-                          "Set flag" if set_flag else "Disconnect", True,
-                          lambda: self.run_blocking(
-                              lambda: acts.disconnect(r.domid, force=force, set_flag=set_flag),
-                              self._done(what), what, r.domid))
+            self._confirm(f"Force-disconnect dom {r.domid} ({r.name})?", plan.description, "Disconnect",
+                          plan.destructive or force,
+                          lambda: self.run_blocking(lambda: acts.disconnect(r.domid, force=force),
+                                                    self._done(what), what, r.domid))
 
-        self.run_blocking(lambda: acts.plan_disconnect(r.domid, force=force, set_flag=set_flag), planned, what,
-                          r.domid)
+        self.run_blocking(lambda: acts.plan_disconnect(r.domid, force=force), planned, what, r.domid)
+
+    def start_flag(self, r: Row, state: str) -> None:
+        """Set the connection flag to ``state`` (either way: each is the other's undo)."""
+        acts = self.actions
+        what = f"set flag {state}"
+
+        def planned(plan) -> None:
+            if not plan.allowed:
+                self.last_result = plan.description
+                acts.audit("flag", r.domid, "refused", plan.description, state=state)
+                self.notify(clean(plan.description), title=f"cannot {what}", severity="warning", markup=False)
+                return
+            self._confirm(f"Set the flag of dom {r.domid} ({r.name}) to {state}?", plan.description,
+                          f"Set {state}", plan.destructive,
+                          lambda: self.run_blocking(lambda: acts.set_flag(r.domid, state),
+                                                    self._done(what), what, r.domid))
+
+        self.run_blocking(lambda: acts.plan_flag(r.domid, state), planned, what, r.domid)
 
     def start_attach(self, r: Row, force: bool = False) -> None:
         if r.qemu:

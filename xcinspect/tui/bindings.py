@@ -30,7 +30,10 @@ MAIN = (
     Spec("force-disconnect", "d", "force_disconnect", "Disconnect",
          "Force-disconnect: end an attached client or stop xcinspect's backend (confirm first)", writes=True),
     Spec("set-flag", "D", "set_flag", "Set flag",
-         "Write 'disconnected' into the connection flag (confirm first)", show=False, writes=True),
+         "Write 'disconnected' into the connection flag: Linux >= 7.1 guests drop their output "
+         "(confirm first)", show=False, writes=True),
+    Spec("set-flag-connected", "C", "set_flag_connected", "Flag connected",
+         "Write 'connected' into the connection flag: the undo of D (confirm first)", show=False, writes=True),
     Spec("filter", "slash", "filter", "Filter", "Filter by name, domid or verdict (esc clears)"),
     Spec("sort", "s", "sort_next", "Sort", "Sort by the next column (or click a column header)"),
     Spec("sort-reverse", "S", "sort_reverse", "Reverse", "Reverse the sort order", show=False),

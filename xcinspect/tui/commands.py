@@ -15,6 +15,8 @@ PER_DOMAIN = (
      True),
     ("set_flag", "Set flag disconnected on", "write 'disconnected' into the connection flag (confirm first)",
      True),
+    ("set_flag_connected", "Set flag connected on", "write 'connected' into the connection flag (confirm first)",
+     True),
     ("show", "Show", "select this domain in the table", False),
 )
 

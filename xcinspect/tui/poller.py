@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from xcinspect.core import flags as F
 from xcinspect.core import health as H
 from xcinspect.core import ring as R
 from xcinspect.core.sanitize import Sanitizer, sanitize
@@ -48,10 +49,19 @@ class Row:
     backend: str  # health.backend_phrase
     console_type: str | None
     qemu: bool
+    flag_effect: str | None = None  # what byte 3088 == 1 does here (health.DROPS_OUTPUT, ...)
 
     @property
     def problem(self) -> bool:
         return self.state in H.PROBLEM_STATES
+
+
+def flag_cell(reading: F.FlagReading) -> str:
+    """The flag as the table shows it: the state under the host's layout, or, on a host
+    without a flag, ``byte=1`` when byte 3088 is set (Linux >= 7.1 reads it as disconnected)."""
+    if reading.layout == F.NONE and reading.byte not in (None, 0):
+        return f"byte={reading.byte}"
+    return reading.state
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +203,7 @@ class FrameBuilder:
             rc = self.reasons[e.domid] = (v, clean(v.reason))  # verdicts are immutable
         row = Row(
             domid=e.domid, name=name, state=v.state, reason=rc[1],
-            action=v.action, flag=e.flag.state, flag_layout=e.layout,
+            action=v.action, flag=flag_cell(e.flag), flag_layout=e.layout, flag_effect=v.flag_effect,
             out_cons=out_cons, out_prod=out_prod, out_fill=out_fill,
             in_cons=in_cons, in_prod=in_prod, in_fill=in_fill,
             rate=rate, quiet=quiet,

@@ -29,7 +29,8 @@ STATE_TOKEN = {
 }
 STATE_BOLD = frozenset({"error", "corrupt", "stalled"})
 
-FLAG_SHORT = {"connected": "conn", "disconnected": "DISC", "invalid": "inval", "n/a": "n/a"}
+FLAG_SHORT = {"connected": "conn", "disconnected": "DISC", "invalid": "inval", "n/a": "n/a", "byte=1": "byte1"}
+WARN_FLAGS = frozenset({"disconnected", "invalid", "byte=1"})
 
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 _SPARK = "▁▂▃▄▅▆▇█"

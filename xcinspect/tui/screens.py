@@ -190,7 +190,12 @@ class MainScreen(Screen):
     def action_set_flag(self) -> None:
         r = self.selected()
         if r is not None:
-            self.app.start_disconnect(r, set_flag=True)
+            self.app.start_flag(r, "disconnected")
+
+    def action_set_flag_connected(self) -> None:
+        r = self.selected()
+        if r is not None:
+            self.app.start_flag(r, "connected")
 
     def action_filter(self) -> None:
         f = self.query_one("#filter", Input)

@@ -132,7 +132,7 @@ def render_cell(col: str, r: Row, pal: V.Palette) -> Text:
     if col == "verdict":
         return Text(r.state, style=pal.state(r.state))
     if col == "flag":
-        style = pal["warning"] if r.flag in ("disconnected", "invalid") else pal["foreground-muted"]
+        style = pal["warning"] if r.flag in V.WARN_FLAGS and r.flag_effect != "ignored" else pal["foreground-muted"]
         return Text(V.FLAG_SHORT.get(r.flag, r.flag), style=style)
     if col == "out":
         return V.gauge(r.out_fill, R.OUT_SIZE, 8, pal)
@@ -390,21 +390,35 @@ def status_text(host: dict, rows: tuple[Row, ...], shown: int, *, interval: floa
 def sentence(r: Row, keys: dict[str, str], read_only: bool) -> str:
     """The verdict as a sentence with the suggested key (as the operator has it bound)."""
     act = r.action
-    if act in ("connect", "attach"):
+    if act in ("connect", "attach", "flag-connected"):
         if read_only:
             return f"{r.reason} (read-only: actions are disabled)"
-        key = keys.get(act)
-        default = {"connect": "c", "attach": "a"}[act]
+        binding = "set-flag-connected" if act == "flag-connected" else act
+        key = keys.get(binding)
+        default = {"connect": "c", "attach": "a", "set-flag-connected": "C"}[binding]
         if key and key != default:
-            return f"{r.reason}: press {key} to {act}"
+            what = "set the flag back to connected" if act == "flag-connected" else act
+            return f"{r.reason}: press {key} to {what}"
     return H.Verdict(r.state, r.reason, act).sentence()
+
+
+FLAG_MEANING = {
+    "drops-output": "a Linux >= 7.1 guest throws its output away",
+    "ignored": "this guest ignores it",
+    "qemu-console": "QEMU's console: always 1",
+}
 
 
 def facts_text(r: Row, pal: V.Palette) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append("flag ", style=Style(bold=True))
     t.append(f"{r.flag} ({r.flag_layout})",
-             style=pal["warning"] if r.flag in ("disconnected", "invalid") else Style())
+             style=pal["warning"] if r.flag in V.WARN_FLAGS and r.flag_effect != "ignored" else Style())
+    meaning = FLAG_MEANING.get(r.flag_effect or "")
+    if meaning is None and r.flag_layout == "xen-4.21" and r.flag == "connected":
+        meaning = "xenconsoled connected once; says nothing about now"
+    if meaning:
+        t.append(f": {meaning}", style=Style(italic=True))
     t.append(" · attached ", style=Style(bold=True))
     t.append(r.attached or "nobody", style=pal["accent"] if r.attached else Style())
     return t
