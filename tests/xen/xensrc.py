@@ -158,9 +158,15 @@ def build_xensrc(cache_root: Path, log=print) -> Path:
                               f"install --no-install-recommends $(cat {DEPS_LIST}))")
         log("building xensrc stage (Xen from Debian's source + flag patches, ~6 min)")
         t0 = time.monotonic()
-        with stage_build(cache_root, key) as tmp:
+        with stage_build(cache_root, key) as tmp, \
+                tempfile.TemporaryDirectory(prefix=".xensrc-inputs-", dir=cache_root) as inp:
+            # Run a copy: bash reads a script as it goes, so an edit of the checkout's
+            # copy during the build would derail it (and the stamp would lie).
+            script = Path(inp) / SCRIPT.name
+            shutil.copy(SCRIPT, script)
+            shutil.copytree(PATCH_DIR, Path(inp) / PATCH_DIR.name)
             env = dict(os.environ, XENSRC_APT_DIR=str(cache_root / "xensrc-apt"))
-            p = _run(["bash", SCRIPT, tmp], log, env=env)
+            p = _run(["bash", script, tmp], log, env=env)
             if p.returncode != 0:
                 tail = tmp / "build.log"
                 keep = cache_root / "xensrc-failed.log"

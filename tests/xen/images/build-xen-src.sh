@@ -9,7 +9,8 @@
 #                                      in APTDIR and print "SUITE VERSION" lines
 #
 # OUTDIR: xen.elf (32-bit multiboot ELF for QEMU -kernel), dist-install.tar.gz (the tools'
-# dist/install tree, to copy over a dom0 root whose Debian xen packages are purged),
+# dist/install tree without boot/ and var/run, to extract over a dom0 root whose Debian
+# xen packages are purged: tar -C ROOT -xzf dist-install.tar.gz),
 # version (what the hypervisor reports), source (suite, package version, orig tarball
 # sha256), timings; build.log (the tail) on failure.
 #
@@ -214,7 +215,10 @@ XENVER=$(make -s -C xen xenversion "${XENMAKE[@]}" 2>/dev/null | tail -1)
 grep -aq "$XENVER" xen/xen || fail "xen/xen does not contain its version $XENVER"
 echo "$XENVER" >"$OUT/version"
 cp xen/xen "$OUT/xen.elf.tmp"
-tar -C dist/install -czf "$OUT/dist-install.tar.gz.tmp" .
+# Not boot/ (the hypervisor, shipped as xen.elf) nor var/run (a symlink to /run in a
+# Debian root, which extracting a directory there would replace).
+tar -C dist/install --numeric-owner --owner=0 --group=0 --exclude=./boot --exclude=./var/run \
+    -czf "$OUT/dist-install.tar.gz.tmp" .
 mv "$OUT/xen.elf.tmp" "$OUT/xen.elf"
 mv "$OUT/dist-install.tar.gz.tmp" "$OUT/dist-install.tar.gz"
 rm -f "$OUT/build.log"
