@@ -101,3 +101,14 @@ xcinspect_flag() {
     xcinspect flag "$1" "$2" >"$3" 2>"$3.err" || flag_rc=$?
     note "xcinspect flag $1 $2: exit $flag_rc: $(cat "$3") $(cat "$3.err")"
 }
+# soft_fail MSG: a failed check that lets the scenario go on (its later checks still run);
+# finish: exit 1 if any soft check failed.
+soft_failures=0
+soft_fail() { echo "FAIL: $*"; soft_failures=$((soft_failures + 1)); }
+finish() { [ "$soft_failures" = 0 ] || { echo "FAIL: $soft_failures check(s) failed (above)"; exit 1; }; ok "all checks passed"; }
+# reason_has JSON TEXT WHO: soft check that .verdict.reason contains TEXT.
+reason_has() {
+    local r
+    r=$(jq -r .verdict.reason <<<"$1")
+    if grep -qF -- "$2" <<<"$r"; then ok "$3: reason has '$2'"; else soft_fail "$3: reason lacks '$2': $r"; fi
+}

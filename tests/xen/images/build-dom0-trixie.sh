@@ -54,7 +54,7 @@ common=(jq python3 python3-cffi python3-pip tmux iproute2)
 # Run-time libraries of Xen's tools built from source (what Debian's xen-utils and
 # libxen* packages would bring): checked below with ldd, binary by binary.
 srclibs=(libyajl2 libnl-3-200 libnl-route-3-200 libaio1t64 liblzma5 libzstd1 libbz2-1.0
-         liblz4-1 zlib1g libncurses6 libtinfo6 libuuid1 libfdt1 udev)
+         liblz4-1 liblzo2-2 zlib1g libncurses6 libtinfo6 libuuid1 libfdt1 udev)
 case $MODE in
     debian) pkgs=("xen-utils-4.20=$ARG" xenstore-utils "${common[@]}") ;;
     xensrc) pkgs=("${srclibs[@]}" "${common[@]}") ;;

@@ -1,9 +1,16 @@
 #!/bin/bash
+# xci-hosts: xen417 xen421
 # xci-timeout: 90
 # Discovery: `xcinspect --once --json` agrees with xenstore on name, ring-ref, port, tty,
 # type for both guests; its ring indices agree with a raw read of the page; flag layout
-# `none` on Xen 4.17.
+# `none` on Xen 4.17 (and 4.20), `xen-4.21` on the 4.21 host, where the flag reads
+# connected (xenconsoled set it up).
 . "$XCI_LIB"
+case ${XCI_HOST:-xen417} in
+    xen417) want_ver='4.17.*' want_layout=none ;;
+    xen420) want_ver='4.20.*' want_layout=none ;;
+    xen421) want_ver='4.21*' want_layout=xen-4.21 ;;
+esac
 
 before1=$(ring "$XCI_DOMID1"); before2=$(ring "$XCI_DOMID2")
 xci_json doc.json
@@ -11,9 +18,10 @@ after1=$(ring "$XCI_DOMID1"); after2=$(ring "$XCI_DOMID2")
 jq . doc.json
 
 xv=$(jq -r '.host.xen_version' doc.json)
-case $xv in 4.17.*) ok "host.xen_version $xv" ;; *) fail "host.xen_version is '$xv', want 4.17.x" ;; esac
-[ "$(jq -r '.host.flag_layout' doc.json)" = none ] || fail "host.flag_layout is not 'none'"
-ok "host.flag_layout none"
+# shellcheck disable=SC2254
+case $xv in $want_ver) ok "host.xen_version $xv" ;; *) fail "host.xen_version is '$xv', want $want_ver" ;; esac
+[ "$(jq -r '.host.flag_layout' doc.json)" = "$want_layout" ] || fail "host.flag_layout is not '$want_layout'"
+ok "host.flag_layout $want_layout"
 
 # in range: LO <= X <= HI for free-running u32 indices (no wrap in a lab run).
 in_range() { [ "$2" -ge "$1" ] && [ "$2" -le "$3" ]; }
@@ -45,7 +53,11 @@ for i in 1 2; do
     done
     ok "$g: ring indices within raw reads: out $(jq -c .ring.out <<<"$dj"), raw $(jq -c '[.out_cons,.out_prod]' <<<"$before") .. $(jq -c '[.out_cons,.out_prod]' <<<"$after")"
     [ "$(jq .ring.valid <<<"$dj")" = true ] || fail "$g: ring.valid is not true"
-    [ "$(jq -r .ring.flag.layout <<<"$dj")" = none ] || fail "$g: ring.flag.layout is not none"
+    [ "$(jq -r .ring.flag.layout <<<"$dj")" = "$want_layout" ] || fail "$g: ring.flag.layout is not $want_layout"
+    if [ "$want_layout" = xen-4.21 ]; then
+        [ "$(jq -r .ring.flag.state <<<"$dj")" = connected ] || fail "$g: ring.flag.state is not connected: $(jq -c .ring.flag <<<"$dj")"
+        ok "$g: flag $(jq -c .ring.flag <<<"$dj")"
+    fi
     st=$(jq -r .verdict.state <<<"$dj")
     case $st in serviced|idle) ok "$g: verdict $st" ;; *) fail "$g: verdict '$st' with xenconsoled servicing it" ;; esac
 done
