@@ -25,7 +25,7 @@ from xcinspect.core import ring as R
 from xcinspect.core.sanitize import Sanitizer, sanitize
 from xcinspect.platform.base import Platform, PlatformError
 
-SUBCOMMANDS = ("sim", "connect", "attach", "disconnect", "flag", "serve", "metrics", "_backend")
+SUBCOMMANDS = ("sim", "connect", "attach", "disconnect", "flag", "check", "fleet", "serve", "metrics", "_backend")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
 
 
@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=float, default=0.6, metavar="S",
                    help="batch mode: seconds to watch before the first report, so movement is seen")
     p.add_argument("--theme", default=None, help="TUI theme (from themes/, or any Textual theme)")
+    p.add_argument("--select", type=int, default=None, metavar="DOMID",
+                   help="TUI: start with this domain selected and its detail shown")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     s = sub.add_parser("sim", help="run a simulated Xen world in DIR (foreground)")
@@ -98,6 +100,25 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("state", choices=("connected", "disconnected"),
                     help="disconnected: a Linux >= 7.1 guest throws its console output away until it is "
                          "set back to connected")
+
+    ck = sub.add_parser("check", help="sample once; exit 1 when a console is stalled, corrupt, disconnected, "
+                                      "unserviced or unreadable (for cron, systemd and monitoring plugins)")
+    _global_options(ck, suppress=True)
+    ck.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="one JSON document")
+
+    ft = sub.add_parser("fleet", help="every dom0's problem consoles, from Prometheus")
+    ft.add_argument("--prometheus", metavar="URL", default=None,
+                    help="Prometheus base URL (default: [fleet] prometheus in the config file)")
+    ft.add_argument("--host-label", default=None, help="the label naming a dom0 (default: instance)")
+    ft.add_argument("--lookback", default=None, help="a host seen within this long and not now is down (default 1h)")
+    ft.add_argument("--command", dest="open_command", default=None,
+                    help="Enter runs this, {host} {instance} {domid} {name} filled in "
+                         "(default: ssh -t {host} xcinspect --select {domid})")
+    ft.add_argument("--interval", "-d", type=float, default=None, metavar="S", help="refresh every S seconds (15)")
+    ft.add_argument("--once", action="store_true", help="ask once and print (with --json or --batch)")
+    ft.add_argument("--json", action="store_true", help="one JSON document")
+    ft.add_argument("--batch", action="store_true", help="a plain table")
+    ft.add_argument("--theme", default=None, help="TUI theme")
 
     sv = sub.add_parser("serve", help="serve the TUI in a browser with textual-serve (loopback only)")
     _global_options(sv, suppress=True)
@@ -327,6 +348,83 @@ def cmd_disconnect(args, ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_check(args, platform) -> int:
+    """One sample (over --window); exit 1 when any console is in a problem state."""
+    from xcinspect.core import health
+    from xcinspect.monitor import Monitor, sample_window
+
+    platform.check()
+    mon = Monitor(platform, flag_layout=args.flag_layout)
+    try:
+        mon.open()
+        sample_window(mon, args.window)
+        views = mon.views()
+        bad = [e for e in views if e.verdict.state in health.PROBLEM_STATES]
+        if getattr(args, "json", False):
+            doc = mon.to_json()
+            doc["problems"] = len(bad)
+            print(json.dumps(doc, indent=1))
+        else:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            print(f"{stamp} {len(views)} consoles, {len(bad)} with a problem")
+            for e in bad:
+                print(_line(f"dom {e.domid} {e.name}: {e.verdict.state}: {e.verdict.reason}"))
+    finally:
+        mon.close()
+    return EXIT_FAIL if bad else EXIT_OK
+
+
+def cmd_fleet(args) -> int:
+    """``xcinspect fleet``: the TUI, or one answer with --once/--json/--batch."""
+    from xcinspect import fleet
+    from xcinspect.tui.config import load_config
+
+    try:
+        cfg = load_config().fleet
+    except PlatformError as exc:
+        return _die(exc.message, exc.hint)
+    url = args.prometheus or cfg.get("prometheus")
+    if not url:
+        return _die("fleet needs --prometheus URL (or [fleet] prometheus in the config file)")
+    host_label = args.host_label or cfg.get("host_label", fleet.DEFAULT_HOST_LABEL)
+    lookback = args.lookback or cfg.get("lookback", fleet.DEFAULT_LOOKBACK)
+    command = args.open_command or cfg.get("command", fleet.DEFAULT_COMMAND)
+    interval = args.interval or cfg.get("interval", 15.0)
+    if not 0.5 <= interval <= 3600:
+        return _die("--interval must be from 0.5 to 3600 seconds")
+    try:
+        prom = fleet.Prometheus(url)
+        if args.once or args.json or args.batch:
+            snap = fleet.gather(prom, host_label, lookback)
+            if args.json:
+                print(json.dumps(snap.as_dict(), indent=1))
+            else:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                print(f"{stamp} {len(snap.hosts)} hosts, {len(snap.hosts_down)} down, "
+                      f"{len(snap.problems)} problem consoles, {snap.healthy} healthy")
+                for h in snap.hosts_down:
+                    print(_line(f"host {h.host} down: {h.why}"))
+                for c in snap.problems:
+                    fill = "-" if c.fill is None else c.fill
+                    print(_line(f"{c.host} {c.domid:>5} {c.name:<16} {c.verdict:<12} fill {fill:>4} "
+                                f"for {fleet_age(c.seconds)} flag {c.flag}"))
+            return snap.exit_code()
+    except fleet.FleetError as exc:
+        return _die(exc.message)
+    from xcinspect.tui.fleet import FleetApp
+
+    app = FleetApp(prom, host_label=host_label, lookback=lookback, interval=interval, command=command,
+                   theme=args.theme)
+    app.run()
+    return app.return_code or 0
+
+
+def fleet_age(seconds) -> str:
+    from xcinspect.core import health
+
+    return "-" if seconds is None else health.human_duration(seconds)
+
+
 def cmd_flag(args, ctx: Context) -> int:
     from xcinspect.actions import ActionError
 
@@ -481,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
         return _die(str(exc))
     if args.command == "sim":
         return cmd_sim(args)
+    if args.command == "fleet":
+        return cmd_fleet(args)
     if args.page:
         return cmd_page(args)
 
@@ -504,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
                 return cmd_disconnect(args, ctx)
             if args.command == "flag":
                 return cmd_flag(args, ctx)
+            if args.command == "check":
+                return cmd_check(args, ctx.platform)
             if args.command == "attach":
                 return cmd_attach(args, ctx)
             if args.command == "_backend":

@@ -66,6 +66,12 @@ class ConsoleCollector:
                                          "Console clients attached (xenconsole lock holders).", labels=labels)
             rate = GaugeMetricFamily("xcinspect_console_out_drain_bytes_per_second",
                                      "Rate at which the out ring is drained.", labels=labels)
+            since = GaugeMetricFamily("xcinspect_console_verdict_seconds",
+                                      "Seconds the console has had its current verdict (since xcinspect "
+                                      "started watching, at most).", labels=labels)
+            flag_byte = GaugeMetricFamily("xcinspect_console_flag_byte",
+                                          "Byte 3088 of the console page (1: Linux >= 7.1 guests drop output).",
+                                          labels=labels)
             for e in m.views():
                 lv = [str(e.domid), label(e.name)]
                 snap = e.snapshot()
@@ -77,6 +83,10 @@ class ConsoleCollector:
                     moved.add_metric(lv, round(e.track.quiet_for(now), 3))
                     rate.add_metric(lv, round(e.track.rate_at(now), 1))
                 stalled.add_metric(lv, 1.0 if e.verdict.state == H.STALLED else 0.0)
+                if e.state_since is not None:
+                    since.add_metric(lv, round(max(0.0, now - e.state_since), 1))
+                if e.flag.byte is not None:
+                    flag_byte.add_metric(lv, float(e.flag.byte))
                 verdict.add_metric(lv, {s: s == e.verdict.state for s in H.STATES})
                 flag.add_metric(lv, {s: s == e.flag.state for s in FLAG_STATES})
                 f = e.facts
@@ -85,7 +95,8 @@ class ConsoleCollector:
                     if b is not None:
                         bound.add_metric(lv, 1.0 if b else 0.0)
                     attached.add_metric(lv, 1.0 if f.lock_holder_pid else 0.0)
-            yield from (out_fill, in_fill, size, moved, stalled, verdict, flag, bound, attached, rate)
+            yield from (out_fill, in_fill, size, moved, stalled, verdict, flag, bound, attached, rate, since,
+                        flag_byte)
 
             host = m.host_dict() if m.host else {}
             info = GaugeMetricFamily("xcinspect_xen_info", "Xen version and the flag layout in use (always 1).",

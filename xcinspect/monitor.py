@@ -34,7 +34,7 @@ class Entry:
 
     __slots__ = (
         "info", "mapping", "layout", "track", "facts", "verdict", "idx", "raw", "flag", "error",
-        "map_error", "next_eval", "console_type", "flag_word", "has_tty",
+        "map_error", "next_eval", "console_type", "flag_word", "has_tty", "state_since",
     )
 
     def __init__(self, info: DomainInfo, layout: str) -> None:
@@ -52,6 +52,7 @@ class Entry:
         self.next_eval = 0.0  # re-classify by then even if nothing moved
         self.console_type = info.console.type if info.console else None
         self.flag_word = -1  # the 32-bit word at 3088 that ``flag`` was decoded from
+        self.state_since: float | None = None  # when the verdict last changed state
         self.has_tty = bool(info.console.tty) if info.console else None
 
     # -- views ------------------------------------------------------------------------
@@ -445,8 +446,10 @@ class Monitor:
         )
         if e.error:
             v = H.Verdict(H.ERROR, e.error)
-        if v.state != e.verdict.state:
-            changed_state.append((e.domid, e.verdict.state, v.state))
+        if v.state != e.verdict.state or e.state_since is None:
+            if v.state != e.verdict.state:
+                changed_state.append((e.domid, e.verdict.state, v.state))
+            e.state_since = now
         e.verdict = v
         e.next_eval = H.next_evaluation(v.state, e.track, now, stall_after, idle_after)
         return moved

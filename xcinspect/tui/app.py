@@ -54,9 +54,10 @@ class XcApp(App[int], inherit_bindings=False):
 
     def __init__(self, monitor, *, actions=None, config: Config | None = None, read_only: bool = False,
                  interval: float | None = None, theme: str | None = None, poll: bool = True,
-                 themes: dict | None = None, open_monitor: bool = False) -> None:
+                 themes: dict | None = None, open_monitor: bool = False, select: int | None = None) -> None:
         super().__init__()
         self.monitor = monitor
+        self.select_at_start = select  # --select DOMID: selected, detail shown, once it is in a frame
         self.actions = actions
         self.config = config or Config()
         self.read_only = read_only
@@ -158,6 +159,10 @@ class XcApp(App[int], inherit_bindings=False):
             main.table.palette_ = self.pal
             main.apply_frame(frames[-1])
             self.frames += len(frames)
+            want = self.select_at_start
+            if want is not None and any(r.domid == want for r in frames[-1].rows):
+                self.select_at_start = None
+                self.domain_command("show", want)
             if self.first_frame_at is None:
                 import time
 
@@ -464,10 +469,10 @@ class XcApp(App[int], inherit_bindings=False):
 
 def make_app(monitor, *, actions=None, config: Config | None = None, read_only: bool = False,
              interval: float | None = None, theme: str | None = None, poll: bool = True,
-             themes: dict | None = None, open_monitor: bool = False) -> XcApp:
+             themes: dict | None = None, open_monitor: bool = False, select: int | None = None) -> XcApp:
     """The one factory for the CLI, tests and the benchmark."""
     return XcApp(monitor, actions=actions, config=config, read_only=read_only, interval=interval,
-                 theme=theme, poll=poll, themes=themes, open_monitor=open_monitor)
+                 theme=theme, poll=poll, themes=themes, open_monitor=open_monitor, select=select)
 
 
 def run_tui(platform, args, *, platform_args: list[str] | None = None) -> int:
@@ -487,7 +492,8 @@ def run_tui(platform, args, *, platform_args: list[str] | None = None) -> int:
         actions = Actions(platform, flag_override=args.flag_layout, read_only=args.read_only,
                           platform_args=platform_args or [])
         app = make_app(monitor, actions=actions, config=config, read_only=args.read_only,
-                       interval=interval, theme=theme, themes=themes, open_monitor=True)
+                       interval=interval, theme=theme, themes=themes, open_monitor=True,
+                       select=getattr(args, "select", None))
         app.run()
         if app.open_error is not None:
             raise PlatformError(app.open_error.message, app.open_error.hint)

@@ -13,6 +13,12 @@
     escape = "^]"             # detach key: ^X hat notation or a Textual key name
     scrollback = 10000        # lines kept in the console view
 
+    [fleet]                   # `xcinspect fleet`
+    prometheus = "http://prometheus.example:9090"
+    host_label = "instance"   # the label that names a dom0
+    command = "ssh -t {host} xcinspect --select {domid}"
+    interval = 15.0
+
 A file that is not valid TOML, an unknown key or a wrong type is one clear line and
 exit status 2 (``load_config`` raises PlatformError). No Textual here.
 """
@@ -40,6 +46,7 @@ class Config:
     escape: str = "ctrl+right_square_bracket"
     scrollback: int = 10000
     path: str | None = None
+    fleet: dict = field(default_factory=dict)  # [fleet]: prometheus, host_label, command, interval, lookback
 
     def effective_keymap(self) -> dict[str, str]:
         km = dict(self.keymap)
@@ -85,7 +92,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     def bad(msg: str) -> PlatformError:
         return PlatformError(f"config file {p}: {msg}")
 
-    known = {"theme", "interval", "keymap", "attach"}
+    known = {"theme", "interval", "keymap", "attach", "fleet"}
     for key in doc:
         if key not in known:
             raise bad(f"unknown setting {key!r} (known: {', '.join(sorted(known))})")
@@ -125,4 +132,18 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         if isinstance(v, bool) or not isinstance(v, int) or not 100 <= v <= 1_000_000:
             raise bad("[attach] scrollback must be a whole number of lines from 100 to 1000000")
         cfg.scrollback = v
+    fl = doc.get("fleet", {})
+    if not isinstance(fl, dict):
+        raise bad("[fleet] must be a table")
+    for key, v in fl.items():
+        if key in ("prometheus", "host_label", "command", "lookback"):
+            if not isinstance(v, str) or not v.strip():
+                raise bad(f"[fleet] {key} must be a non-empty string")
+        elif key == "interval":
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 1 <= v <= 3600:
+                raise bad("[fleet] interval must be a number of seconds from 1 to 3600")
+            v = float(v)
+        else:
+            raise bad(f"[fleet]: unknown setting {key!r} (known: command, host_label, interval, lookback, prometheus)")
+        cfg.fleet[key] = v
     return cfg
