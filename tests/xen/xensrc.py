@@ -17,7 +17,17 @@ lab's own patches in ``images/xen-flag-patches/``. The stage directory holds:
 
 The stamp's source versions come from the private index in ``cache/xensrc-apt/``, which
 is refreshed when it is missing or older than a day (``XCI_XENSRC_REFRESH=1``: now), so a
-cached re-check needs no network. The build takes about 5-6 minutes on 2 cores.
+cached re-check needs no network (0.3 s; 6 s with a refresh). The build takes 4-7 minutes
+on 2 cores (240 s idle, 414 s beside QEMU runs), with no network (unshare --net).
+
+Which source: the script takes a xen source >= 4.21 first if any suite has one (none does
+as of 2026-12-01: trixie and trixie-security 4.20.4+63, sid 4.20.4+39, nothing in
+experimental), then trixie-security, trixie, sid, experimental, bookworm-security,
+bookworm, the first whose files the mirror serves. On 2026-12-01 this registry's mirror
+answered 404 for every file of the trixie, sid and bookworm-security xen source packages
+(their binaries download), so the stage is built from bookworm's xen 4.17.5+72: tools
+with 4.17 sonames (libxenguest.so.4.17, libxenlight.so.4.17), hypervisor 4.17.5 code
+reporting 4.21-flagport. ``source`` says which one was used.
 """
 from __future__ import annotations
 
