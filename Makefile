@@ -21,7 +21,7 @@ test: setup-test
 test-slow: setup-test
 	$(PY) -m pytest tests --ignore=tests/xen -m slow -q
 
-# End-to-end on a real Xen 4.17 host under QEMU (see tests/xen/).
+# End-to-end on real Xen hosts under QEMU, one boot each: xen417, xen420, xen421 (see tests/xen/).
 test-xen: setup-test
 	bash tests/xen/setup-host.sh
 	$(PY) -m pytest tests/xen -m xen -v

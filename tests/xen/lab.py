@@ -932,6 +932,8 @@ def main(argv=None) -> int:
     ls = sub.add_parser("list", help="list scenarios (with their hosts)")
     ls.add_argument("--host", choices=HOSTS, default=None)
     a = ap.parse_args(argv)
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))    # run the finally blocks: QEMU dies too
     try:
         if a.cmd == "list":
             for n in scenario_names(a.host):

@@ -93,16 +93,29 @@ for i in "${!names[@]}"; do
 done
 mark STAGE guests-created "$(up)"
 
-# Wait until every guest ticks (its output reaches xenconsoled's log).
-for i in $(seq 1 900); do
+# Wait until every guest ticks (its output reaches xenconsoled's log), 180 s at most.
+end=$(( $(date +%s) + 180 ))
+while :; do
     n=0
     for g in "${names[@]}"; do
         grep -aq "^tick 3 " "/var/log/xen/console/guest-$g.log" 2>/dev/null && n=$((n + 1))
     done
     [ $n = ${#names[@]} ] && break
-    sleep 0.2
+    [ "$(date +%s)" -ge $end ] && break
+    sleep 0.5
 done
-[ $n = ${#names[@]} ] || mark SETUP FAIL "guests not ticking after 180 s"
+if [ $n != ${#names[@]} ]; then
+    mark SETUP FAIL "guests not ticking after 180 s"
+    xl list
+    ls -la /var/log/xen/console/
+    for g in "${names[@]}"; do
+        d=$(xl domid "$g")
+        echo "--- $g (dom$d)"; xenstore-ls -f "/local/domain/$d/console"
+        python3 /opt/xci/ring.py "$d" --tail 300
+        tail -c 600 "/var/log/xen/console/guest-$g.log"
+    done
+    ps -eo pid,args | grep -E '[x]en'
+fi
 mark STAGE guests-ticking "$(up)"
 
 export XCI_HOST=${XCI_HOST:-xen417}
