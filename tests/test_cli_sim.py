@@ -257,3 +257,16 @@ def test_connect_sets_a_disconnected_flag_to_connected(world):
     assert xci("--sim", world.dir, "disconnect", "hyperlaunch").returncode == 0
     time.sleep(1.0)
     assert by_name(once(world))["hyperlaunch"]["ring"]["flag"]["state"] == "connected"
+
+
+def test_check_exit_codes(world, tmp_path):
+    """`xcinspect check`: 1 while a console is stalled (the demo has one), with one line per
+    problem console; 2 for an unusable environment."""
+    r = xci("--sim", world.dir, "check")
+    assert r.returncode == 1, r.stderr
+    assert "with a problem" in r.stdout.splitlines()[0]
+    assert any("stuck-boot: stalled" in ln for ln in r.stdout.splitlines())
+    r = xci("--sim", world.dir, "check", "--json")
+    assert r.returncode == 1 and json.loads(r.stdout)["problems"] >= 1
+    r = xci("--sim", str(tmp_path / "nothing"), "check")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1

@@ -147,6 +147,46 @@ def test_connect_on_one_world_makes_its_row_go(world3):
     assert stuck(snap, "a") and stuck(snap, "c")
 
 
+def test_tmux_installed_fleet_enter_runs_the_command(world3, tmp_path):
+    """The installed command in a real terminal: the stuck boots show with their host;
+    Enter suspends the screen and runs the configured command, here a stand-in that
+    records its arguments; the screen comes back."""
+    tmux, xcinspect = shutil.which("tmux"), shutil.which("xcinspect")
+    if not (tmux and xcinspect):
+        pytest.skip("tmux or the installed xcinspect script is missing")
+    rec = tmp_path / "args.json"
+    stand_in = tmp_path / "open.py"
+    stand_in.write_text(f"import json, sys\njson.dump(sys.argv[1:], open({str(rec)!r}, 'w'))\n")
+    sock = f"xcf-{os.getpid()}"
+
+    def t(*a):
+        return subprocess.run([tmux, "-L", sock, "-f", "/dev/null", *a], capture_output=True, text=True,
+                              timeout=10).stdout
+
+    cmd = (f"env TERM=xterm-256color XDG_CONFIG_HOME={tmp_path}/xdg {xcinspect} fleet --prometheus {world3.url} "
+           f"--host-label dom0 -d 1 --command '{sys.executable} {stand_in} {{host}} {{domid}} {{name}}'")
+    t("new-session", "-d", "-s", "f", "-x", "120", "-y", "30", cmd + "; echo XCI-EXIT=$?; sleep 30")
+    try:
+        screen = until(lambda: (s := t("capture-pane", "-p", "-t", "f")) and "dom0-a" in s and "stuck-boot" in s
+                       and s, timeout=60, what="the fleet screen")
+        assert "hosts" in screen and "stalled" in screen
+        t("send-keys", "-t", "f", "/")
+        t("send-keys", "-t", "f", "-l", "dom0-a stuck")
+        until(lambda: "dom0-b" not in t("capture-pane", "-p", "-t", "f").split("xcinspect fleet", 1)[-1]
+              .split("\n", 1)[-1], timeout=20, what="the filter")
+        t("send-keys", "-t", "f", "Enter")  # leave the filter line
+        time.sleep(0.5)
+        t("send-keys", "-t", "f", "Enter")  # open the selected console
+        until(lambda: rec.exists(), timeout=20, what="the stand-in command")
+        host, domid, name = json.loads(rec.read_text())
+        assert (host, name) == ("dom0-a", "stuck-boot") and domid == str(world3.worlds["a"].domid("stuck-boot"))
+        until(lambda: "exited 0" in t("capture-pane", "-p", "-t", "f"), timeout=20, what="the screen back")
+        t("send-keys", "-t", "f", "q")
+        until(lambda: "XCI-EXIT=0" in t("capture-pane", "-p", "-t", "f"), timeout=20, what="a clean exit")
+    finally:
+        t("kill-server")
+
+
 def test_a_stopped_exporter_is_a_host_down(world3):
     p = world3.exporters["c"]
     p.terminate()

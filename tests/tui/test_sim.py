@@ -225,3 +225,15 @@ async def test_connect_dialog_says_it_sets_a_disconnected_flag(sim_app):
         body = str(app.screen.query_one("#confirm-body").render())
         assert "xcinspect will set it to connected" in body
         await pilot.press("n")
+
+
+async def test_select_at_start_shows_that_domain(sim_app, world):
+    """--select DOMID (what the fleet view's Enter runs on the host): that domain is
+    selected and its detail shown once it is in a frame."""
+    d = world.domid("hyperlaunch")
+    app = sim_app(select=d)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.main is not None and app.main.table.selected == d,
+                    what="the selected domain")
+        await until(pilot, lambda: f"dom {d}" in str(app.main.query_one("#detail").border_title),
+                    what="its detail")
