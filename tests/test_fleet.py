@@ -187,7 +187,14 @@ def test_tmux_installed_fleet_enter_runs_the_command(world3, tmp_path):
         t("kill-server")
 
 
-def test_a_stopped_exporter_is_a_host_down(world3):
+def test_a_stopped_world_is_a_host_down(world3):
+    """World b stops (its xenstored gone: the exporter says xenstore down), then world c's
+    exporter stops too (its scrape fails): both hosts show as down, nothing of them listed."""
+    world3.worlds["b"].stop()
+    snap = until(lambda: (s := world3.snapshot()) and any(h.host == "dom0-b" for h in s.hosts_down) and s,
+                 what="dom0-b down")
+    [h] = [h for h in snap.hosts if h.host == "dom0-b"]
+    assert "xenstore" in h.why or "scrape" in h.why
     p = world3.exporters["c"]
     p.terminate()
     p.wait(timeout=10)
@@ -197,7 +204,7 @@ def test_a_stopped_exporter_is_a_host_down(world3):
     [h] = [h for h in snap.hosts if h.host == "dom0-c"]
     assert "scrape" in h.why
     r = xci("fleet", "--prometheus", world3.url, "--host-label", "dom0", "--once", "--json")
-    assert r.returncode == 1 and json.loads(r.stdout)["hosts_down"] == 1
+    assert r.returncode == 1 and json.loads(r.stdout)["hosts_down"] == 2
 
 
 def test_unreachable_or_wrong_url_is_one_line_exit_2(tmp_path):
