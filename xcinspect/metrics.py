@@ -124,9 +124,29 @@ def exposition(monitor: Monitor, lock: threading.Lock | None = None) -> bytes:
     return generate_latest(reg)
 
 
+def check_textfile_dir(directory: str) -> None:
+    """``--textfile DIR`` must be an existing, writable directory on a real file system
+    (not /proc or /sys): one line and exit 2 otherwise, and nothing is created."""
+    import stat
+
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        raise PlatformError(f"--textfile {directory}: no such directory (create it first; node_exporter's "
+                            "--collector.textfile.directory)") from None
+    except OSError as exc:
+        raise PlatformError(f"--textfile {directory}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise PlatformError(f"--textfile {directory}: not a directory")
+    real = os.path.realpath(directory)
+    if real in ("/proc", "/sys") or real.startswith(("/proc/", "/sys/")):
+        raise PlatformError(f"--textfile {directory}: a kernel file system, not a directory for files")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PlatformError(f"--textfile {directory}: not writable")
+
+
 def write_textfile(directory: str, data: bytes, name: str = "xcinspect.prom") -> str:
     """Atomically replace DIR/NAME (write a temp file in DIR, fsync, rename)."""
-    os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".xcinspect.", suffix=".tmp", dir=directory)
     try:
         os.write(fd, data)
@@ -148,12 +168,23 @@ def write_textfile(directory: str, data: bytes, name: str = "xcinspect.prom") ->
 
 def _parse_listen(spec: str) -> tuple[str, int]:
     host, _, port = spec.rpartition(":")
-    if not port.isdigit():
+    if not port.isdigit() or not 0 < int(port) < 65536:
         raise PlatformError(f"--listen wants ADDR:PORT or :PORT, not {spec!r}")
     return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
+def check_args(args) -> None:
+    """Bad options are one line and exit 2, before anything is opened or created."""
+    if not (args.interval > 0) or args.interval > 86400:
+        raise PlatformError(f"--interval must be from more than 0 to 86400 seconds, not {args.interval:g}")
+    if args.textfile:
+        check_textfile_dir(args.textfile)
+    if args.listen:
+        _parse_listen(args.listen)
+
+
 def run(args, platform: Platform) -> int:
+    check_args(args)
     monitor = Monitor(platform, flag_layout=args.flag_layout)
     monitor.open()
     lock = threading.Lock()
@@ -173,7 +204,10 @@ def run(args, platform: Platform) -> int:
             reg = CollectorRegistry()
             reg.register(ConsoleCollector(monitor, lock))
             host, port = _parse_listen(args.listen)
-            server = ThreadingHTTPServer((host, port), MetricsHandler.factory(reg))
+            try:
+                server = ThreadingHTTPServer((host, port), MetricsHandler.factory(reg))
+            except OSError as exc:
+                raise PlatformError(f"--listen {args.listen}: cannot listen there: {exc.strerror or exc}") from None
             server.daemon_threads = True
             threading.Thread(target=server.serve_forever, daemon=True, name="metrics-http").start()
             print(f"xcinspect: serving metrics on http://{host}:{server.server_address[1]}/metrics", file=sys.stderr)
@@ -183,7 +217,10 @@ def run(args, platform: Platform) -> int:
                 with lock:
                     monitor.tick()
                 if args.textfile and time.monotonic() >= next_write:
-                    write_textfile(args.textfile, exposition(monitor, lock))
+                    try:
+                        write_textfile(args.textfile, exposition(monitor, lock))
+                    except OSError as exc:
+                        raise PlatformError(f"--textfile {args.textfile}: cannot write: {exc.strerror or exc}") from None
                     next_write = time.monotonic() + args.interval
                 time.sleep(1.0)
         finally:
