@@ -127,7 +127,7 @@ def test_muted_421_guest_drops_output():
     assert v.state == H.DISCONNECTED and v.flag_effect == H.DROPS_OUTPUT
     assert "thrown away" in v.reason or "throws its console output away" in v.reason
     assert "nothing written for 4 s" in v.reason
-    assert v.action == "flag-connected" and "press C" in v.sentence()
+    assert v.action == "flag-connected" and "press U" in v.sentence()
     assert v.as_dict()["flag_effect"] == "drops-output"
 
 

@@ -283,7 +283,7 @@ class Actions:
         if state == F.DISCONNECTED:
             return Plan(True, f"Write 'disconnected' into the {layout} connection flag of {name} (dom {domid}): "
                         "guests that honour it (Linux >= 7.1) will DROP their console output from their "
-                        "next write until the flag is set back to connected (C, or "
+                        "next write until the flag is set back to connected (U, or "
                         f"`xcinspect flag {domid} connected`); older kernels ignore it.", destructive=True)
         return Plan(True, f"Write 'connected' into the {layout} connection flag of {name} (dom {domid}), now "
                     f"{reading.state} (raw {reading.raw}): a Linux >= 7.1 guest writes its console output "

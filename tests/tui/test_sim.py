@@ -199,9 +199,9 @@ async def test_set_flag_disconnected_through_confirm(sim_app):
         await pilot.press("y")
         await until(pilot, lambda: row(app, "db01").flag == "disconnected", what="flag disconnected")
         await until(pilot, lambda: row(app, "db01").state == "disconnected", what="verdict disconnected")
-        # the way back: C, its own confirm, and the flag and verdict recover
+        # the way back: U, its own confirm, and the flag and verdict recover
         assert row(app, "db01").flag_effect == "drops-output"
-        await pilot.press("C")
+        await pilot.press("U")
         await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog (connected)")
         body = str(app.screen.query_one("#confirm-body").render())
         assert "Write 'connected' into the xen-4.21 connection flag" in body

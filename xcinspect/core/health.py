@@ -70,7 +70,7 @@ class Verdict:
         hint = {
             "connect": "press c to connect",
             "attach": "press a to attach",
-            "flag-connected": "press C to set the flag back to connected",
+            "flag-connected": "press U to set the flag back to connected",
             "inspect": "inspect the page; do not act",
         }.get(self.action or "")
         return f"{self.reason}: {hint}" if hint else self.reason

@@ -32,7 +32,7 @@ MAIN = (
     Spec("set-flag", "D", "set_flag", "Set flag",
          "Write 'disconnected' into the connection flag: Linux >= 7.1 guests drop their output "
          "(confirm first)", show=False, writes=True),
-    Spec("set-flag-connected", "C", "set_flag_connected", "Flag connected",
+    Spec("set-flag-connected", "U", "set_flag_connected", "Flag connected",
          "Write 'connected' into the connection flag: the undo of D (confirm first)", show=False, writes=True),
     Spec("filter", "slash", "filter", "Filter", "Filter by name, domid or verdict (esc clears)"),
     Spec("sort", "s", "sort_next", "Sort", "Sort by the next column (or click a column header)"),

@@ -75,6 +75,20 @@ def escape_key(spec: str) -> str:
     return s
 
 
+def _check_conflicts(cfg: Config, bad) -> None:
+    """A key bound twice on one screen (``connect = "a"`` takes attach's key): refused."""
+    km = cfg.effective_keymap()
+    for screen, specs in bindings.SCREENS.items():
+        owner: dict[str, str] = {}
+        for spec in specs:
+            for key in km.get(spec.id, spec.keys).split(","):
+                key = key.strip()
+                if key in owner and owner[key] != spec.id:
+                    raise bad(f"keymap: key {key!r} is bound to both {owner[key]} and {spec.id} "
+                              f"({screen}); give one of them another key")
+                owner[key] = spec.id
+
+
 def load_config(path: str | os.PathLike | None = None) -> Config:
     """Read the config file (a missing file is an empty config)."""
     p = Path(path) if path else config_path()
@@ -114,6 +128,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         if not isinstance(keys, str) or not keys.strip() or any(not k.strip() for k in keys.split(",")):
             raise bad(f"keymap: {bid} must be a string of comma-separated keys")
         cfg.keymap[bid] = ",".join(k.strip() for k in keys.split(","))
+    _check_conflicts(cfg, bad)
     att = doc.get("attach", {})
     if not isinstance(att, dict):
         raise bad("[attach] must be a table")

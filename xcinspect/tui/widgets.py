@@ -395,7 +395,7 @@ def sentence(r: Row, keys: dict[str, str], read_only: bool) -> str:
             return f"{r.reason} (read-only: actions are disabled)"
         binding = "set-flag-connected" if act == "flag-connected" else act
         key = keys.get(binding)
-        default = {"connect": "c", "attach": "a", "set-flag-connected": "C"}[binding]
+        default = {"connect": "c", "attach": "a", "set-flag-connected": "U"}[binding]
         if key and key != default:
             what = "set the flag back to connected" if act == "flag-connected" else act
             return f"{r.reason}: press {key} to {what}"
