@@ -219,40 +219,88 @@ def _die(msg: str, hint: str | None = None, code: int = EXIT_USAGE) -> int:
 
 
 # -- page inspection --------------------------------------------------------------------------
-def cmd_page(args) -> int:
-    # O_NONBLOCK: opening a FIFO must not wait for a writer (it hung forever); only a
-    # regular file can be a page dump (a device reads endlessly, a directory not at all).
-    try:
-        fd = os.open(args.page, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        return _die(f"cannot read page file {args.page}: {exc.strerror or exc}")
+PAGE_READ_TIMEOUT = 10.0  # seconds a pipe may take to deliver a page dump
+
+
+def _read_page_source(path: str) -> bytes:
+    """A page dump from a regular file or a pipe (``-``, ``/dev/stdin``, ``<(...)``, a FIFO);
+    raises UsageError with one line otherwise. O_NONBLOCK: opening a FIFO must not wait for a
+    writer (it hung forever), and a pipe read gives up after PAGE_READ_TIMEOUT."""
+    if path == "-":
+        fd = os.dup(sys.stdin.fileno())
+    else:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise UsageError(f"cannot read page file {path}: {exc.strerror or exc}") from None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            return _die(f"{args.page} is not a console page: {what}")
-        data = os.pread(fd, R.PAGE_SIZE + 1, 0)
+        if stat.S_ISREG(st.st_mode):
+            data = os.pread(fd, R.PAGE_SIZE + 1, 0)
+            size = max(st.st_size, len(data))
+        elif stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+            os.set_blocking(fd, False)
+            chunks: list[bytes] = []
+            got = 0
+            deadline = time.monotonic() + PAGE_READ_TIMEOUT
+            while got <= R.PAGE_SIZE:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise UsageError(f"{path}: no page dump arrived within {PAGE_READ_TIMEOUT:g} s "
+                                     f"({got} of {R.PAGE_SIZE} bytes)")
+                ready, _, _ = select.select([fd], [], [], left)
+                if not ready:
+                    continue
+                try:
+                    chunk = os.read(fd, R.PAGE_SIZE + 1 - got)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+            data = b"".join(chunks)
+            size = len(data) if len(data) <= R.PAGE_SIZE else f"more than {R.PAGE_SIZE}"
+        else:
+            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file or a pipe"
+            raise UsageError(f"{path} is not a console page: {what}")
     except OSError as exc:
-        return _die(f"cannot read page file {args.page}: {exc.strerror or exc}")
+        raise UsageError(f"cannot read page file {path}: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
     if len(data) != R.PAGE_SIZE:
-        return _die(f"{args.page} is not a console page: {max(st.st_size, len(data))} bytes, expected {R.PAGE_SIZE}")
+        raise UsageError(f"{path} is not a console page: {size} bytes, expected {R.PAGE_SIZE}")
+    return data
+
+
+def cmd_page(args) -> int:
+    from xcinspect.core import health
+
+    try:
+        data = _read_page_source(args.page)
+    except UsageError as exc:
+        return _die(str(exc))
     layout = F.NONE if args.flag_layout == F.AUTO else args.flag_layout
     snap = R.parse_page(data, layout)
+    verdict = health.page_verdict(snap)
+    unread = ""
+    if snap.out.valid and snap.out.fill:
+        san = Sanitizer()
+        unread = san.feed(R.unread_out(data, snap)) + san.flush()
     if args.json:
-        print(json.dumps({"ring": snap.as_dict()}))
+        print(json.dumps({"ring": snap.as_dict(), "verdict": verdict.as_dict(), "unread_out": unread}))
         return EXIT_OK
     out = sys.stdout
-    print(f"page {args.page}  flag layout {layout}", file=out)
+    print(f"page {_line(args.page)}  flag layout {layout}", file=out)
     for label, r in (("out", snap.out), ("in", snap.in_)):
         state = "ok" if r.valid else "CORRUPT (fill > size)"
         print(f"  {label:<3} cons {r.cons:>10}  prod {r.prod:>10}  fill {r.fill:>10}/{r.size}  {state}", file=out)
-    print(f"  flag raw {snap.flag.raw if snap.flag.raw is not None else '-'}  state {snap.flag.state}  byte 3088 = {snap.flag.byte}", file=out)
-    if snap.out.valid and snap.out.fill:
-        text = Sanitizer().feed(R.unread_out(data, snap, limit=512))
-        print("  unread out (last 512 bytes, sanitized):", file=out)
-        for line in text.splitlines()[-12:]:
+    raw = snap.flag.raw if snap.flag.raw is not None else "-"
+    print(f"  flag raw {raw}  state {snap.flag.state}  byte 3088 = {snap.flag.byte}", file=out)
+    print(f"  verdict {verdict.state}: {verdict.reason}", file=out)
+    if unread:
+        print(f"  unread out (all {snap.out.fill} bytes, sanitized):", file=out)
+        for line in unread.splitlines():
             print("    " + line, file=out)
     return EXIT_OK
 
@@ -582,7 +630,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "fleet":
         return cmd_fleet(args)
     if args.page:
-        return cmd_page(args)
+        try:
+            rc = cmd_page(args)
+            sys.stdout.flush()
+            return rc
+        except BrokenPipeError:  # `xcinspect --page F | head -3`
+            with contextlib.suppress(Exception):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
 
     def on_term(signum, frame):
         raise SystemExit(128 + signum)

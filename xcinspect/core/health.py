@@ -328,6 +328,29 @@ def classify(
     return Verdict(SERVICED, where, "attach", effect)
 
 
+def page_verdict(snap) -> Verdict:
+    """The verdict for one page dump (``--page``): what the page itself shows, without the
+    history and backend facts a live console has (a dump cannot tell who drains it)."""
+    out, in_ = snap.out, snap.in_
+    if not out.valid or not in_.valid:
+        return classify((in_.cons, in_.prod, out.cons, out.prod), snap.flag.state, Track(), None, 0.0,
+                        flag=snap.flag)
+    flag = snap.flag
+    if out.fill == OUT_SIZE:
+        return Verdict(STALLED, f"out ring full ({out.fill} of {OUT_SIZE} unread): a guest writing to it spins "
+                       "until something drains it (a dump cannot tell whether anything still does)", "connect",
+                       DROPS_OUTPUT if flag.mutes_new_guests else None)
+    if flag.mutes_new_guests or flag.state == F.DISCONNECTED:
+        what = ("byte 3088 is 1" if flag.layout == F.NONE else "flag says disconnected")
+        return Verdict(DISCONNECTED, f"{what}: a Linux >= 7.1 guest throws its console output away "
+                       "(an older kernel ignores the flag)", "connect",
+                       DROPS_OUTPUT if flag.mutes_new_guests else None)
+    if out.fill:
+        return Verdict(BACKLOG, f"{out.fill} unread bytes in the out ring (a dump cannot tell whether "
+                       "anything drains it)")
+    return Verdict(IDLE, "out ring empty")
+
+
 def next_evaluation(state: str, track: Track, now: float, stall_after: float, idle_after: float) -> float:
     """When a verdict must be re-computed even if no index moves.
 
