@@ -176,3 +176,17 @@ def test_console_without_tty_says_why():
     v = run(
         [(0.0, (0, 0, 0, 0)), (2.0, (0, 0, 0, 0))], NOBODY, has_tty=False)
     assert v.state == H.NO_BACKEND and "no console/tty" in v.reason and "xl create" in v.reason
+
+
+def test_full_at_the_first_look_reads_right():
+    # --once: one sample, full -- not "(0 s ago)"
+    v = run([(0.0, (0, 0, 0, 2048))], NOBODY)
+    assert "already full when xcinspect started watching" in v.reason and "0 s ago" not in v.reason
+    # a domain that appeared 25 minutes into the watch, full at its first sample
+    tr = H.Track()
+    tr.appeared_late = True
+    for t in (1500.0, 1508.0):
+        tr.update((0, 0, 0, 2048), t)
+        v = H.classify((0, 0, 0, 2048), F.NOT_APPLICABLE, tr, NOBODY, t)
+    assert "since xcinspect first saw this domain (8 s ago" in v.reason
+    assert "before xcinspect started watching" not in v.reason

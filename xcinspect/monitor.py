@@ -240,6 +240,7 @@ class Monitor:
                 continue
             if old is None:
                 e = Entry(info, self._layout_for(d))
+                e.track.appeared_late = self.ticks > 0
                 self._map(e)
                 self.entries[d] = e
                 res.appeared.append(d)

@@ -91,7 +91,7 @@ class Track:
     __slots__ = (
         "first_seen", "last", "t_last", "t_out_cons", "t_out_prod", "t_in_cons", "t_full",
         "t_unread", "prev_fill", "fill", "out_rate", "samples", "history", "hist_len",
-        "t_mute", "mute_prod", "mute_moves",
+        "t_mute", "mute_prod", "mute_moves", "appeared_late",
     )
 
     def __init__(self, hist_len: int = 120) -> None:
@@ -112,6 +112,7 @@ class Track:
         self.t_mute: float | None = None  # since when byte 3088 reads 1
         self.mute_prod = 0  # out_prod when last looked at with the byte at 1
         self.mute_moves = 0  # out_prod moves since, that a Linux >= 7.1 guest would not make
+        self.appeared_late = False  # the domain appeared after xcinspect started watching
 
     def update(self, idx: tuple, now: float) -> bool:
         """Record one sample of (in_cons, in_prod, out_cons, out_prod); True if it moved."""
@@ -292,8 +293,15 @@ def classify(
 
     if out_fill == OUT_SIZE and (bound is False or frozen >= stall_after):
         since = track.t_full if track.t_full is not None else now
-        if since == track.first_seen:  # already full when we started watching
-            how_long = f"since before xcinspect started watching ({human_duration(now - since)} ago)"
+        if since == track.first_seen:  # already full at the first sample
+            age = now - since
+            if track.appeared_late:
+                how_long = (f"since xcinspect first saw this domain ({human_duration(age)} ago, "
+                            "already full then)")
+            elif age < 1:
+                how_long = "(already full when xcinspect started watching)"
+            else:
+                how_long = f"since before xcinspect started watching ({human_duration(age)} ago)"
         else:
             how_long = f"for {human_duration(now - since)}"
         return Verdict(STALLED, f"out ring full {how_long}; {where}{latched}", act_connect, effect)
