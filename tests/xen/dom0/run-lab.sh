@@ -159,10 +159,11 @@ restore() {
     for g in $(xl list | awk 'NR > 2 {print $1}'); do      # domains a scenario created
         case " $XCI_GUESTS " in *" $g "*) ;; *) xl destroy "$g" ;; esac
     done
-    pkill -f '/xcinspect' 2>/dev/null
+    # the CLI (/usr/local/bin/xcinspect) and the backends `connect` spawns (python3 -m xcinspect)
+    pkill -f '/xcinspect|-m xcinspect' 2>/dev/null
     pkill -x xenconsole 2>/dev/null
     sleep 0.3
-    pkill -9 -f '/xcinspect' 2>/dev/null
+    pkill -9 -f '/xcinspect|-m xcinspect' 2>/dev/null
     if ! pidof xenconsoled >/dev/null; then
         # shellcheck disable=SC1091
         . /etc/default/xen
