@@ -265,7 +265,7 @@ def test_check_exit_codes(world, tmp_path):
     r = xci("--sim", world.dir, "check")
     assert r.returncode == 1, r.stderr
     assert "with a problem" in r.stdout.splitlines()[0]
-    assert any("stuck-boot: stalled" in ln for ln in r.stdout.splitlines())
+    assert any("corrupt: corrupt: out indices corrupt" in ln for ln in r.stdout.splitlines()), r.stdout
     r = xci("--sim", world.dir, "check", "--json")
     assert r.returncode == 1 and json.loads(r.stdout)["problems"] >= 1
     r = xci("--sim", str(tmp_path / "nothing"), "check")

@@ -47,6 +47,7 @@ class ActionError(PlatformError):
     """An action was refused or failed; ``message`` says why, in one line."""
 
     audited = False  # already written to the audit log
+    needs_force = False  # refused only because force was not given (attach: a holder)
 
 
 def _audited(action: str):
@@ -409,7 +410,10 @@ class Actions:
             holder = procfs.lock_holder(self.platform.lock_path(domid))
             who = f"pid {holder[0]} ({holder[1]})" if holder else "another process"
             if not force:
-                raise self._refuse("attach", domid, f"console of domain {domid} is attached by {who}; use force to end that session")
+                err = self._refuse("attach", domid, f"console of domain {domid} is attached by {who}; "
+                                   "attach with --force to end that session")
+                err.needs_force = True
+                raise err
             self.disconnect(domid, force=True)
             try:
                 lock.acquire()

@@ -38,17 +38,26 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+COMMON_EPILOG = ("The options common to every command -- --sim [DIR], --flag-layout, --read-only -- "
+                 "may also be given here; `xcinspect --help` describes them.")
+
+
 def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
+    """The common options: described once at the top level; accepted (not listed again)
+    after a subcommand."""
     d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    h = (lambda text: argparse.SUPPRESS) if suppress else (lambda text: text)
     p.add_argument("--sim", metavar="DIR", nargs="?", const="", default=d(None),
-                   help="watch a simulated world in DIR (started with `xcinspect sim DIR`); "
-                        "without DIR, start the demo world in a temporary directory")
+                   help=h("watch a simulated world in DIR (started with `xcinspect sim DIR`); "
+                          "without DIR, start the demo world in a temporary directory"))
     p.add_argument("--flag-layout", choices=F.CHOICES, default=d(F.AUTO),
-                   help="how to read the connection flag at offset 3088 (default: by Xen version)")
+                   help=h("how to read the connection flag at offset 3088 (default: by Xen version)"))
     p.add_argument("--read-only", action="store_true", default=d(False),
-                   help="hide and refuse every action; map pages read-only")
+                   help=h("hide and refuse every action; map pages read-only"))
     p.add_argument("--domains", type=int, metavar="N", default=d(None),
-                   help="with --sim and no DIR: a world of N domains instead of the demo")
+                   help=h("with --sim and no DIR: a world of N domains instead of the demo"))
+    if suppress:
+        p.epilog = COMMON_EPILOG
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,10 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--theme", default=None, help="TUI theme (from themes/, or any Textual theme)")
     p.add_argument("--select", type=int, default=None, metavar="DOMID",
                    help="TUI: start with this domain selected and its detail shown")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    public = [c for c in SUBCOMMANDS if not c.startswith("_")]
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, title="commands",
+                           metavar="{" + ",".join(public) + "}")
 
     s = sub.add_parser("sim", help="run a simulated Xen world in DIR (foreground)")
-    _global_options(s, suppress=True)
+    s.add_argument("--domains", type=int, metavar="N", default=argparse.SUPPRESS,
+                   help="a world of N domains (the scale scenario) instead of the demo")
     s.add_argument("dir", metavar="DIR")
     s.add_argument("--scenario", default=None, help="demo (default) or scale")
 
@@ -134,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--listen", metavar="ADDR:PORT", help="serve /metrics over HTTP (default host 127.0.0.1)")
     m.add_argument("--interval", type=float, default=15.0)
 
-    b = sub.add_parser("_backend", help=argparse.SUPPRESS)
+    b = sub.add_parser("_backend")  # started by connect; not listed
     _global_options(b, suppress=True)
     b.add_argument("domid", type=int)
     b.add_argument("--status-fd", type=int, default=None)

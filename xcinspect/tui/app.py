@@ -440,7 +440,7 @@ class XcApp(App[int], inherit_bindings=False):
             try:
                 return acts.attach(r.domid, force=force, tty_wait=2.0)
             except PlatformError as exc:
-                if "use force" in exc.message and not force:
+                if getattr(exc, "needs_force", False) and not force:
                     return exc
                 raise
 
