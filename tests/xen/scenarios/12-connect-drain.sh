@@ -11,6 +11,7 @@ g=$XCI_GUEST_NEW d=$XCI_DOMID_NEW xlog=$(guest_log "$XCI_GUEST_NEW")
 # Both logs are appended to across scenarios: this one looks at what was added from here on.
 x0=$(stat -c %s "$xlog")
 for f in /var/log/xcinspect/*.log; do [ -f "$f" ] && echo "$f $(stat -c %s "$f")"; done >sizes-before.txt
+wait_for 20 tick_above "$xlog" "$g" "$(( $(last_tick "$xlog" "$g") + 10 ))"    # some ticks of xenconsoled's own
 stop_xenconsoled
 wait_for 20 ring_full "$d" || fail "$g ring not full after stopping xenconsoled"
 sleep 2
