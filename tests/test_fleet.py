@@ -172,8 +172,18 @@ def test_tmux_installed_fleet_enter_runs_the_command(world3, tmp_path):
         assert "hosts" in screen and "stalled" in screen
         t("send-keys", "-t", "f", "/")
         t("send-keys", "-t", "f", "-l", "dom0-a stuck")
-        until(lambda: "dom0-b" not in t("capture-pane", "-p", "-t", "f").split("xcinspect fleet", 1)[-1]
-              .split("\n", 1)[-1], timeout=20, what="the filter")
+
+        def rows():
+            import re
+
+            return [ln for ln in t("capture-pane", "-p", "-t", "f").splitlines()
+                    if re.match(r"\s*dom0-\w+\s+\d+\s", ln)]
+
+        try:
+            until(lambda: (r := rows()) and all(ln.strip().startswith("dom0-a") and "stuck-boot" in ln for ln in r),
+                  timeout=30, what="the filter")
+        except AssertionError:
+            raise AssertionError("the filter did not apply:\n" + t("capture-pane", "-p", "-t", "f")) from None
         t("send-keys", "-t", "f", "Enter")  # leave the filter line
         time.sleep(0.5)
         t("send-keys", "-t", "f", "Enter")  # open the selected console

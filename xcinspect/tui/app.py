@@ -16,6 +16,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.color import Color
 from textual.message import Message
+from textual.css.query import NoMatches
 
 from xcinspect.platform.base import PlatformError
 from xcinspect.tui import render as V
@@ -153,10 +154,14 @@ class XcApp(App[int], inherit_bindings=False):
         for f in frames:
             self._notify_events(f)
         main = self.main
-        if main is None:
+        if main is None or not main.is_attached:
             return
+        try:
+            table = main.table
+        except NoMatches:
+            return  # being torn down: a frame can arrive while the app exits
         if frames:
-            main.table.palette_ = self.pal
+            table.palette_ = self.pal
             main.apply_frame(frames[-1])
             self.frames += len(frames)
             want = self.select_at_start
@@ -168,7 +173,7 @@ class XcApp(App[int], inherit_bindings=False):
 
                 self.first_frame_at = time.monotonic()
         for i in items:
-            if isinstance(i, Detail) and i.domid == main.table.selected:
+            if isinstance(i, Detail) and i.domid == table.selected:
                 main.apply_detail(i)
 
     def _notify_events(self, f: Frame) -> None:
