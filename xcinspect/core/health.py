@@ -229,12 +229,11 @@ def flag_phrase(layout: str, byte: int | None, track: Track, now: float) -> str:
     """What a 1 in byte 3088 means for this console, for a reason sentence."""
     quiet = human_duration(track.muted_for(now))
     if layout == F.NONE:
-        what = ("byte 3088 is 1: this host's Xen has no connection flag, but a Linux >= 7.1 guest "
-                "reads it as disconnected")
-    else:
-        what = "flag says disconnected"
-    return (f"{what}: a Linux >= 7.1 guest throws its console output away (nothing written for {quiet}; "
-            "an older kernel ignores the flag)")
+        return ("byte 3088 is 1: this host's Xen has no connection flag, but a Linux >= 7.1 guest reads it "
+                f"as disconnected, so its console output is being thrown away (nothing written for {quiet}; "
+                "an older kernel ignores the byte)")
+    return ("flag says disconnected: the console output of a Linux >= 7.1 guest is being thrown away "
+            f"(nothing written for {quiet}; an older kernel ignores the flag)")
 
 
 def classify(
@@ -314,7 +313,8 @@ def classify(
     if effect == QEMU_CONSOLE:
         where += "; byte 3088 stays 1 on QEMU's consoles (xenconsoled never connects them): not an alarm"
     elif effect == IGNORED:
-        where += "; the flag says disconnected, but this guest ignores the flag (older than Linux 7.1): its output still arrives"
+        what = "byte 3088 is 1" if layout == F.NONE else "the flag says disconnected"
+        where += f"; {what}, but this guest ignores the flag (older than Linux 7.1): its output still arrives"
     elif effect == DROPS_OUTPUT:
         phrase = flag_phrase(layout or F.NONE, flag.byte if flag else None, track, now)
         return Verdict(DISCONNECTED, f"{phrase}; {where}", "flag-connected" if bound else act_connect, effect)
