@@ -318,9 +318,20 @@ def cmd_page(args) -> int:
 
 
 # -- batch ------------------------------------------------------------------------------------
+def _attached(e) -> str:
+    f = e.facts
+    if f is None or not f.lock_holder_pid:
+        return "-"
+    cmd = _line(f.lock_holder_cmd or "?").split()
+    return f"{(cmd[0].rsplit('/', 1)[-1] if cmd else '?')}:{f.lock_holder_pid}"
+
+
 def _table(monitor) -> str:
-    head = f"{'DOMID':>5} {'NAME':<16} {'STATE':<12} {'FLAG':<12} {'OUT':>9} {'IN':>9} {'OUT_CONS':>10} {'OUT_PROD':>10} {'RATE':>8}  REASON"
-    rows = [head]
+    """One block of --batch: a time stamp, the header, a row per console."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    head = (f"{'DOMID':>5} {'NAME':<16} {'STATE':<12} {'FLAG':<12} {'OUT':>9} {'IN':>9} {'OUT_CONS':>10} "
+            f"{'OUT_PROD':>10} {'RATE':>8} {'ATTACHED':<16}  REASON")
+    rows = [f"# {stamp}", head]
     for e in monitor.views():
         snap = e.snapshot()
         out = f"{snap.out.fill}/{snap.out.size}" if snap else "-"
@@ -330,7 +341,7 @@ def _table(monitor) -> str:
         name = _line(e.name)[:16]
         reason = _line(e.verdict.reason)  # may quote xenstore values (console/type, ...)
         rows.append(f"{e.domid:>5} {name:<16} {e.verdict.state:<12} {e.flag.state:<12} {out:>9} {inn:>9} "
-                    f"{oc:>10} {op:>10} {e.track.rate_at(monitor.clock()):>8.0f}  {reason}")
+                    f"{oc:>10} {op:>10} {e.track.rate_at(monitor.clock()):>8.0f} {_attached(e)[:16]:<16}  {reason}")
     return "\n".join(rows)
 
 
