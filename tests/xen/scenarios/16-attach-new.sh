@@ -1,6 +1,6 @@
 #!/bin/bash
 # xci-hosts: xen420 xen421
-# xci-timeout: 150
+# xci-timeout: 200
 # Attach to the Linux 7.2 guest's shell: `xcinspect attach` sends `echo XC-$((6*7))`
 # and reads `XC-42` back through xenconsoled's pty, then with xcinspect itself as the
 # backend (after `xcinspect connect`, xenconsoled stopped).
@@ -20,7 +20,8 @@ if ! wait_for 60 grep -q '^log: ' connect.out; then
     sleep 5; ps -eo pid,etime,args | grep '[x]cinspect'; cat connect.out connect.err
     note "the backend by hand (what connect spawns, stderr shown):"
     t0=$(now_ms)
-    timeout 60 python3 -m xcinspect _backend "$d" --status-fd 1 --flag-layout auto 2>&1 | head -c 3000
+    # SIGABRT after 40 s: faulthandler prints every thread's Python stack (where it waits)
+    timeout -s ABRT 40 python3 -X faulthandler -m xcinspect _backend "$d" --status-fd 1 --flag-layout auto 2>&1 | head -c 6000
     note "backend by hand: exit ${PIPESTATUS[0]} after $(( $(now_ms) - t0 )) ms"
     fail "xcinspect connect did not report its log"
 fi
