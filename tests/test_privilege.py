@@ -72,11 +72,11 @@ AS_NOBODY = textwrap.dedent("""
     import xcinspect.metrics, xcinspect.tui.app, xcinspect.tui.serve
     # ... and its data files: the shipped themes (a clone in a 0700 directory, as
     # `mktemp -d` makes, is unreadable to uid 65534 as a whole).
-    import xcinspect.tui.themes as T
-    _shipped = T.load_themes([T.shipped_dir()])
-    _load = T.load_themes
-    T.load_themes = lambda dirs=None: {**_shipped, **_load([T.user_dir()])} if dirs is None else _load(dirs)
-    xcinspect.tui.app.load_themes = T.load_themes
+    from xcinspect.tui import themes
+    _shipped = themes.load_themes([themes.shipped_dir()])
+    _load = themes.load_themes
+    themes.load_themes = lambda dirs=None: {**_shipped, **_load([themes.user_dir()])} if dirs is None else _load(dirs)
+    xcinspect.tui.app.load_themes = themes.load_themes
     os.setgroups([]); os.setgid(65534); os.setuid(65534)
     assert os.geteuid() == 65534
     sys.exit(cli.main(sys.argv[1:]))

@@ -34,7 +34,7 @@ from hostile_corpus import PtyRun
 from pyxs._internal import Op
 
 from xcinspect.actions import ActionError, Actions
-from xcinspect.core import ring as R
+from xcinspect.core import ring
 from xcinspect.platform.base import PlatformError
 from xcinspect.platform.dom0 import Dom0Platform
 from xcinspect.platform.sim import SimPlatform
@@ -146,9 +146,9 @@ def test_sim_platform_refuses_writes_in_read_only_mode(world):
     d = world.domid("stuck-boot")
     m = plat.map_page(d, None)
     try:
-        assert len(m.buf) == R.PAGE_SIZE and not m.writable
+        assert len(m.buf) == ring.PAGE_SIZE and not m.writable
         with pytest.raises(TypeError):
-            m.buf[R.OUT_CONS] = 1
+            m.buf[ring.OUT_CONS] = 1
     finally:
         m.close()
     with pytest.raises(PlatformError, match="read-only mode"):

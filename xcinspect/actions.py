@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from xcinspect import facts as _facts
 from xcinspect import procfs
 from xcinspect import service
-from xcinspect.core import flags as F
+from xcinspect.core import flags
 from xcinspect.core.model import BackendFacts, DomainInfo
 from xcinspect.core.ring import RingIO
 from xcinspect.discovery import Discovery
@@ -94,7 +94,7 @@ class Actions:
         platform: Platform,
         xs: XsClient | None = None,
         *,
-        flag_override: str = F.AUTO,
+        flag_override: str = flags.AUTO,
         read_only: bool = False,
         platform_args: list[str] | None = None,
         sync: bool = True,
@@ -138,7 +138,7 @@ class Actions:
         return _facts.facts_for(self.platform, info)
 
     def layout(self, domid: int) -> str:
-        return F.resolve_layout(self.flag_override, self.platform.domain_flag_hint(domid), self.platform.default_flag_layout())
+        return flags.resolve_layout(self.flag_override, self.platform.domain_flag_hint(domid), self.platform.default_flag_layout())
 
     def audit(self, action: str, domid: int | None, result: str, detail: str = "", **extra) -> None:
         rec = {
@@ -231,17 +231,17 @@ class Actions:
         if not self._muted(domid, info):
             return ""
         try:
-            res = self._write_flag(domid, F.CONNECTED, "connect")
+            res = self._write_flag(domid, flags.CONNECTED, "connect")
         except ActionError as exc:
             return f"; the flag still says disconnected ({exc.message})"
         return "; " + res.message
 
     # -- the connection flag ----------------------------------------------------------------
-    def read_flag(self, domid: int, info: DomainInfo | None = None) -> F.FlagReading:
+    def read_flag(self, domid: int, info: DomainInfo | None = None) -> flags.FlagReading:
         info = info or self._info(domid)
         layout = self.layout(domid)
         with self.platform.map_page(domid, info.console.ring_ref if info.console else None) as m:
-            return F.decode(m.buf, layout)
+            return flags.decode(m.buf, layout)
 
     def _muted(self, domid: int, info: DomainInfo) -> bool:
         """The flag says disconnected under the host's layout, or byte 3088 is 1."""
@@ -251,12 +251,12 @@ class Actions:
             reading = self.read_flag(domid, info)
         except PlatformError:
             return False
-        return reading.state == F.DISCONNECTED or reading.mutes_new_guests
+        return reading.state == flags.DISCONNECTED or reading.mutes_new_guests
 
     def plan_flag(self, domid: int, state: str) -> Plan:
         """What setting the connection flag of ``domid`` to ``state`` would do."""
-        if state not in (F.CONNECTED, F.DISCONNECTED):
-            return Plan(False, f"a flag is set to {F.CONNECTED!r} or {F.DISCONNECTED!r}, not {state!r}")
+        if state not in (flags.CONNECTED, flags.DISCONNECTED):
+            return Plan(False, f"a flag is set to {flags.CONNECTED!r} or {flags.DISCONNECTED!r}, not {state!r}")
         info = self._info(domid)
         name = info.name
         if info.console is None or info.error:
@@ -268,11 +268,11 @@ class Actions:
         except PlatformError as exc:
             return Plan(False, f"cannot read the console page of domain {domid}: {exc.message}")
         layout = reading.layout
-        if layout == F.NONE:
-            if state == F.DISCONNECTED:
+        if layout == flags.NONE:
+            if state == flags.DISCONNECTED:
                 return Plan(False, "this host's flag layout is 'none' (Xen <= 4.20): there is no connection "
                             "flag to set (--flag-layout overrides the layout)")
-            if reading.byte == F.GUEST_CONNECTED_BYTE:
+            if reading.byte == flags.GUEST_CONNECTED_BYTE:
                 return Plan(False, f"byte 3088 of {name} (dom {domid}) is already 0: a Linux >= 7.1 guest "
                             "reads it as connected")
             return Plan(True, f"Write 0 into byte 3088 of {name} (dom {domid}), now {reading.byte}: this host's "
@@ -280,7 +280,7 @@ class Actions:
                         "'disconnected' and throws its console output away until it reads 0.")
         if reading.state == state:
             return Plan(False, f"the {layout} flag of {name} (dom {domid}) already says {state}")
-        if state == F.DISCONNECTED:
+        if state == flags.DISCONNECTED:
             return Plan(True, f"Write 'disconnected' into the {layout} connection flag of {name} (dom {domid}): "
                         "guests that honour it (Linux >= 7.1) will DROP their console output from their "
                         "next write until the flag is set back to connected (C, or "
@@ -303,14 +303,14 @@ class Actions:
         info = self._info(domid)
         layout = self.layout(domid)
         with self.platform.map_page(domid, info.console.ring_ref if info.console else None, writable=True) as m:
-            before = F.decode(m.buf, layout)
+            before = flags.decode(m.buf, layout)
             ring = RingIO(m.buf, service._fence())
-            if layout == F.NONE:
+            if layout == flags.NONE:
                 ring.set_guest_byte(state)
             else:
                 ring.set_flag(layout, state)
-            after = F.decode(m.buf, layout)
-        if layout == F.NONE:
+            after = flags.decode(m.buf, layout)
+        if layout == flags.NONE:
             msg = f"set byte 3088 of domain {domid} to {after.byte} ({state}, as Linux >= 7.1 reads it; was {before.byte})"
         else:
             msg = f"set the {layout} flag of domain {domid} to {state} (raw {before.raw} -> {after.raw})"
@@ -346,7 +346,7 @@ class Actions:
             return Plan(True, f"Send SIGTERM to {who}, the console client attached to {name} (dom {domid}). "
                         "Its session ends; the guest and xenconsoled are not touched.", destructive=True)
         if set_flag:
-            return self.plan_flag(domid, F.DISCONNECTED)
+            return self.plan_flag(domid, flags.DISCONNECTED)
         return Plan(False, f"nothing to disconnect on {name} (dom {domid}): no client attached and no "
                     "xcinspect backend")
 
@@ -356,7 +356,7 @@ class Actions:
         if set_flag and not force:
             f0 = self.facts(self._info(domid))
             if not f0.xcinspect_backend_pid and not f0.lock_holder_pid:
-                return self._write_flag(domid, F.DISCONNECTED, "disconnect")
+                return self._write_flag(domid, flags.DISCONNECTED, "disconnect")
         plan = self.plan_disconnect(domid, force=force, set_flag=set_flag)
         if not plan.allowed:
             raise self._refuse("disconnect", domid, plan.description)
@@ -384,7 +384,7 @@ class Actions:
             msg = f"ended the console session of pid {pid} ({f.lock_holder_cmd or '?'}) on domain {domid}"
             self.audit("disconnect", domid, "ok", msg, how="kick", target_pid=pid)
             return ActionResult(True, msg, {"how": "kick", "pid": pid})
-        return self._write_flag(domid, F.DISCONNECTED, "disconnect")
+        return self._write_flag(domid, flags.DISCONNECTED, "disconnect")
 
     # -- attach -----------------------------------------------------------------------------
     @_audited("attach")

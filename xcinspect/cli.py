@@ -20,8 +20,8 @@ import tempfile
 import time
 
 from xcinspect import __version__
-from xcinspect.core import flags as F
-from xcinspect.core import ring as R
+from xcinspect.core import flags
+from xcinspect.core import ring
 from xcinspect.core.sanitize import Sanitizer, sanitize
 from xcinspect.platform.base import Platform, PlatformError
 
@@ -43,7 +43,7 @@ def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
     p.add_argument("--sim", metavar="DIR", nargs="?", const="", default=d(None),
                    help="watch a simulated world in DIR (started with `xcinspect sim DIR`); "
                         "without DIR, start the demo world in a temporary directory")
-    p.add_argument("--flag-layout", choices=F.CHOICES, default=d(F.AUTO),
+    p.add_argument("--flag-layout", choices=flags.CHOICES, default=d(flags.AUTO),
                    help="how to read the connection flag at offset 3088 (default: by Xen version)")
     p.add_argument("--read-only", action="store_true", default=d(False),
                    help="hide and refuse every action; map pages read-only")
@@ -210,15 +210,15 @@ def cmd_page(args) -> int:
         if not stat.S_ISREG(st.st_mode):
             what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
             return _die(f"{args.page} is not a console page: {what}")
-        data = os.pread(fd, R.PAGE_SIZE + 1, 0)
+        data = os.pread(fd, ring.PAGE_SIZE + 1, 0)
     except OSError as exc:
         return _die(f"cannot read page file {args.page}: {exc.strerror or exc}")
     finally:
         os.close(fd)
-    if len(data) != R.PAGE_SIZE:
-        return _die(f"{args.page} is not a console page: {max(st.st_size, len(data))} bytes, expected {R.PAGE_SIZE}")
-    layout = F.NONE if args.flag_layout == F.AUTO else args.flag_layout
-    snap = R.parse_page(data, layout)
+    if len(data) != ring.PAGE_SIZE:
+        return _die(f"{args.page} is not a console page: {max(st.st_size, len(data))} bytes, expected {ring.PAGE_SIZE}")
+    layout = flags.NONE if args.flag_layout == flags.AUTO else args.flag_layout
+    snap = ring.parse_page(data, layout)
     if args.json:
         print(json.dumps({"ring": snap.as_dict()}))
         return EXIT_OK
@@ -229,7 +229,7 @@ def cmd_page(args) -> int:
         print(f"  {label:<3} cons {r.cons:>10}  prod {r.prod:>10}  fill {r.fill:>10}/{r.size}  {state}", file=out)
     print(f"  flag raw {snap.flag.raw if snap.flag.raw is not None else '-'}  state {snap.flag.state}  byte 3088 = {snap.flag.byte}", file=out)
     if snap.out.valid and snap.out.fill:
-        text = Sanitizer().feed(R.unread_out(data, snap, limit=512))
+        text = Sanitizer().feed(ring.unread_out(data, snap, limit=512))
         print("  unread out (last 512 bytes, sanitized):", file=out)
         for line in text.splitlines()[-12:]:
             print("    " + line, file=out)

@@ -17,13 +17,13 @@ import time
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, StateSetMetricFamily
 
-from xcinspect.core import flags as F
-from xcinspect.core import health as H
+from xcinspect.core import flags
+from xcinspect.core import health
 from xcinspect.core.sanitize import sanitize
 from xcinspect.monitor import Monitor, sample_window
 from xcinspect.platform.base import Platform, PlatformError
 
-FLAG_STATES = (F.CONNECTED, F.DISCONNECTED, F.INVALID, F.NOT_APPLICABLE)
+FLAG_STATES = (flags.CONNECTED, flags.DISCONNECTED, flags.INVALID, flags.NOT_APPLICABLE)
 
 
 def label(text: str) -> str:
@@ -76,12 +76,12 @@ class ConsoleCollector:
                     size.add_metric(lv + ["in"], snap.in_.size)
                     moved.add_metric(lv, round(e.track.quiet_for(now), 3))
                     rate.add_metric(lv, round(e.track.rate_at(now), 1))
-                stalled.add_metric(lv, 1.0 if e.verdict.state == H.STALLED else 0.0)
-                verdict.add_metric(lv, {s: s == e.verdict.state for s in H.STATES})
+                stalled.add_metric(lv, 1.0 if e.verdict.state == health.STALLED else 0.0)
+                verdict.add_metric(lv, {s: s == e.verdict.state for s in health.STATES})
                 flag.add_metric(lv, {s: s == e.flag.state for s in FLAG_STATES})
                 f = e.facts
                 if f is not None:
-                    b = H.is_bound(f)
+                    b = health.is_bound(f)
                     if b is not None:
                         bound.add_metric(lv, 1.0 if b else 0.0)
                     attached.add_metric(lv, 1.0 if f.lock_holder_pid else 0.0)

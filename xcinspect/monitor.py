@@ -8,25 +8,85 @@ from __future__ import annotations
 
 import struct
 import time
-from itertools import compress as _compress
-from itertools import count as _count
-from itertools import repeat as _repeat
-from operator import le as _le
-from operator import ne as _ne
+from itertools import compress, count, repeat
+from operator import le, ne
 
-from xcinspect import facts as _facts
-from xcinspect.core import flags as F
-from xcinspect.core import health as H
-from xcinspect.core import ring as R
+from xcinspect import facts
+from xcinspect.core import flags
+from xcinspect.core import health
+from xcinspect.core import ring
 from xcinspect.core.model import BackendFacts, DomainInfo, HostInfo
 from xcinspect.discovery import Discovery
 from xcinspect.platform.base import PageMapping, Platform, PlatformError
 from xcinspect.xs import XenstoreError, XsClient
 
-_IDX5 = struct.Struct("<5I")  # the four indices and the 32-bit word at the flag offset
-_IDX_OFF = R.IDX_OFFSET
-_RAW20 = struct.Struct("20s")  # the same 20 bytes, as one bytes object (cheap to compare)
-_INF = float("inf")
+INDICES_AND_FLAG = struct.Struct("<5I")  # the four indices and the 32-bit word at the flag offset
+INDEX_OFFSET = ring.IDX_OFFSET
+RAW_INDICES = struct.Struct("20s")  # the same 20 bytes, as one bytes object (cheap to compare)
+NEVER = float("inf")
+
+
+def positions_changed(new: list, old: list) -> list[int]:
+    """Positions where two equally long lists differ, in one C-level pass (the benchmark's
+    sampling figure at 1,000 consoles: a Python loop doubled the tick)."""
+    return list(compress(count(), map(ne, new, old)))
+
+
+def positions_due(deadlines: list[float], now: float) -> list[int]:
+    """Positions whose deadline has passed (one C-level pass, as ``positions_changed``)."""
+    return list(compress(count(), map(le, deadlines, repeat(now))))
+
+
+class FastPath:
+    """What the fast path of ``Monitor.tick`` compares against, rebuilt by the full loop.
+
+    Only valid between a full loop and the next ``invalidate()`` (the entry set, a
+    mapping or the facts changed). Parallel lists over the *mapped* entries, in entry
+    order: their page buffers, the index offset (the same for every page: ``map`` takes
+    it as a list), their position in ``entries``, the 20 index/flag bytes last classified
+    and their next deadline; plus the positions of the unmapped entries.
+    """
+
+    __slots__ = ("valid", "entries", "buffers", "offsets", "mapped", "unmapped", "last_raw",
+                 "deadlines", "due_at")
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.buffers: list = []
+        self.offsets: list[int] = []
+        self.mapped: list[int] = []
+        self.unmapped: list[int] = []
+        self.last_raw: list = []
+        self.deadlines: list[float] = []
+        self.due_at = 0.0
+        self.valid = False
+
+    def invalidate(self) -> None:
+        """The next tick runs the full loop (which rebuilds this)."""
+        self.valid = False
+
+    def rebuild(self, pairs: list[tuple[Entry, object]]) -> None:
+        """From the full loop's (entry, buffer or None) list and what it left in the
+        entries. A console's previous bytes are its last *classified* indices (e.raw), so
+        one that could not be read this round is compared with those."""
+        self.mapped = [k for k, (_, buf) in enumerate(pairs) if buf is not None]
+        self.unmapped = [k for k, (_, buf) in enumerate(pairs) if buf is None]
+        self.buffers = [pairs[k][1] for k in self.mapped]
+        self.offsets = [INDEX_OFFSET] * len(self.buffers)
+        self.entries = [e for e, _ in pairs]
+        mapped = [pairs[k][0] for k in self.mapped]
+        self.last_raw = [(INDICES_AND_FLAG.pack(*e.raw),) if e.raw is not None else None for e in mapped]
+        self.deadlines = [e.next_eval for e in mapped]
+        self.due_at = min(self.deadlines, default=NEVER)
+        self.valid = True
+
+    def read(self) -> list | None:
+        """Every mapped page's 20 index/flag bytes in one C-level pass; None if some page
+        is unreadable (the full loop says which)."""
+        try:
+            return list(map(RAW_INDICES.unpack_from, self.buffers, self.offsets))
+        except (ValueError, OSError, IndexError, TypeError):
+            return None
 
 
 class Entry:
@@ -41,11 +101,11 @@ class Entry:
         self.info = info
         self.mapping: PageMapping | None = None
         self.layout = layout
-        self.track = H.Track()
+        self.track = health.Track()
         self.facts: BackendFacts | None = None
-        self.verdict = H.Verdict(H.IDLE, "not sampled yet")
+        self.verdict = health.Verdict(health.IDLE, "not sampled yet")
         self.idx: tuple | None = None
-        self.flag = F.FlagReading(layout, None, F.NOT_APPLICABLE)
+        self.flag = flags.FlagReading(layout, None, flags.NOT_APPLICABLE)
         self.error: str | None = info.error
         self.map_error: str | None = None
         self.raw: tuple | None = None  # last (indices..., flag word) read from the page
@@ -63,13 +123,13 @@ class Entry:
     def name(self) -> str:
         return self.info.name
 
-    def snapshot(self) -> R.PageSnapshot | None:
+    def snapshot(self) -> ring.PageSnapshot | None:
         if self.idx is None:
             return None
         in_cons, in_prod, out_cons, out_prod = self.idx
-        return R.PageSnapshot(
-            out=R.RingState(out_cons, out_prod, R.OUT_SIZE),
-            in_=R.RingState(in_cons, in_prod, R.IN_SIZE),
+        return ring.PageSnapshot(
+            out=ring.RingState(out_cons, out_prod, ring.OUT_SIZE),
+            in_=ring.RingState(in_cons, in_prod, ring.IN_SIZE),
             flag=self.flag,
         )
 
@@ -77,7 +137,7 @@ class Entry:
         if self.mapping is None:
             return b""
         try:
-            return R.unread_out(self.mapping.buf, limit=limit)
+            return ring.unread_out(self.mapping.buf, limit=limit)
         except (ValueError, OSError):
             return b""
 
@@ -129,15 +189,15 @@ class Monitor:
         self,
         platform: Platform,
         *,
-        flag_layout: str = F.AUTO,
+        flag_layout: str = flags.AUTO,
         clock=time.monotonic,
-        stall_after: float = H.STALL_AFTER,
-        idle_after: float = H.IDLE_AFTER,
+        stall_after: float = health.STALL_AFTER,
+        idle_after: float = health.IDLE_AFTER,
         facts_interval: float = 2.0,
         xs_timeout: float = 2.0,
     ) -> None:
-        if flag_layout not in F.CHOICES:
-            raise PlatformError(f"unknown flag layout {flag_layout!r} (choose from {', '.join(F.CHOICES)})")
+        if flag_layout not in flags.CHOICES:
+            raise PlatformError(f"unknown flag layout {flag_layout!r} (choose from {', '.join(flags.CHOICES)})")
         self.platform = platform
         self.flag_override = flag_layout
         self.clock = clock
@@ -155,14 +215,7 @@ class Monitor:
         self.ticks = 0
         self._facts_due = 0.0
         self._lost: set[int] = set()  # domains whose page became unreadable: mapped again later
-        self._pairs: list | None = None  # (entry, page buffer) for the full loop; None: rebuild
-        # The fast path's arrays (see tick), valid while _pairs is not None: page buffer per
-        # mapped entry, the index offset per mapped entry, positions (in the entry list)
-        # of the mapped and of the unmapped entries, the entries in order.
-        self._fast: tuple = ([], [], [], [], [])
-        self._snap: list = []  # last (20 bytes,) per mapped entry
-        self._nexts: list[float] = []  # next_eval per mapped entry
-        self._due_at = 0.0  # min(_nexts)
+        self.fast = FastPath()
 
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> None:
@@ -175,7 +228,7 @@ class Monitor:
         self._sync_entries(set(self.discovery.domains))
 
     def close(self) -> None:
-        self._pairs = None
+        self.fast.invalidate()
         for e in self.entries.values():
             if e.mapping is not None:
                 e.mapping.close()
@@ -193,14 +246,14 @@ class Monitor:
 
     @property
     def host_layout(self) -> str:
-        if self.flag_override != F.AUTO:
+        if self.flag_override != flags.AUTO:
             return self.flag_override
-        return self.host.default_layout if self.host else F.NONE
+        return self.host.default_layout if self.host else flags.NONE
 
     def host_dict(self) -> dict:
         assert self.host is not None
         d = self.host.as_dict(self.host_layout)
-        d["flag_layout_source"] = "override" if self.flag_override != F.AUTO else "auto"
+        d["flag_layout_source"] = "override" if self.flag_override != flags.AUTO else "auto"
         d["xenconsoled_pid"] = self.consoled_pid
         d["xenstore_ok"] = self.xs_error is None
         if self.xs_error:
@@ -209,7 +262,7 @@ class Monitor:
 
     # -- entries --------------------------------------------------------------------------
     def _layout_for(self, domid: int) -> str:
-        return F.resolve_layout(self.flag_override, self.platform.domain_flag_hint(domid), self.host_layout)
+        return flags.resolve_layout(self.flag_override, self.platform.domain_flag_hint(domid), self.host_layout)
 
     def _map(self, e: Entry) -> None:
         c = e.info.console
@@ -224,7 +277,7 @@ class Monitor:
 
     def _sync_entries(self, changed: set[int]) -> TickResult:
         res = TickResult()
-        self._pairs = None
+        self.fast.invalidate()
         assert self.discovery is not None
         doms = self.discovery.domains
         for d in sorted(changed):
@@ -288,7 +341,7 @@ class Monitor:
             e.mapping = None
             e.map_error = f"cannot read the console page: {why}"
             self._lost.add(e.domid)
-        self._pairs = None
+        self.fast.invalidate()
 
     def _remap_lost(self) -> None:
         for d in list(self._lost):
@@ -301,20 +354,20 @@ class Monitor:
                 self._lost.discard(d)
                 e.raw = None  # sample it afresh
                 e.next_eval = 0.0
-                self._pairs = None
+                self.fast.invalidate()
 
     def refresh_facts(self, now: float | None = None) -> None:
         now = self.clock() if now is None else now
         if self._lost:
             self._remap_lost()
         self.consoled_pid = self.platform.consoled_pid()
-        table = _facts.FactsTable(self.platform)
+        table = facts.FactsTable(self.platform)
         for e in self.entries.values():
             f = table.facts_for(e.info, self.consoled_pid)
             if f != e.facts:
                 e.facts = f
                 e.next_eval = 0.0
-                self._pairs = None  # the next tick runs the full loop
+                self.fast.invalidate()  # the next tick runs the full loop
         self._facts_due = now + self.facts_interval
         if self.xs is not None and self.xs_error is None:
             # Discovery only talks to xenstored when a watch fires: ask something, so a
@@ -340,27 +393,24 @@ class Monitor:
             lost = self.platform.refresh_pages()
             if lost:
                 self._pages_lost(lost)
-        if self._pairs is not None:
+        fast = self.fast
+        if fast.valid:
             # The fast path: every page's 20 index/flag bytes in one C-level pass, compared
             # with the previous pass as a whole; only consoles that moved or whose
             # deadline passed are evaluated, in entry order, as the full loop would.
-            bufs, offs, mpos, unmapped, ents = self._fast
-            try:
-                snap = list(map(_RAW20.unpack_from, bufs, offs))
-            except (ValueError, OSError, IndexError, TypeError):
-                snap = None  # some page is unreadable: the full loop says which
-            if snap is not None:
+            raw = fast.read()
+            if raw is not None:
                 todo = None
-                if snap != self._snap:
-                    todo = list(_compress(_count(), map(_ne, snap, self._snap)))
-                if now >= self._due_at:
-                    due = list(_compress(_count(), map(_le, self._nexts, _repeat(now))))
+                if raw != fast.last_raw:
+                    todo = positions_changed(raw, fast.last_raw)
+                if now >= fast.due_at:
+                    due = positions_due(fast.deadlines, now)
                     todo = sorted(set(todo).union(due)) if todo else due
-                if todo or unmapped:
+                if todo or fast.unmapped:
                     if res is None:
                         res = TickResult()
-                    self._evaluate_some(todo or [], snap, now, res)
-                self._snap = snap
+                    self._evaluate_some(todo or [], raw, now, res)
+                fast.last_raw = raw
                 self.ticks += 1
                 return res if res is not None else QUIET
         if res is None:
@@ -369,11 +419,12 @@ class Monitor:
         self.ticks += 1
         return res
 
-    def _evaluate_some(self, todo: list[int], snap: list, now: float, res: TickResult) -> None:
-        """Evaluate the mapped consoles ``todo`` (indices into the fast arrays) and every
-        unmapped one, in entry order."""
-        bufs, _, mpos, unmapped, ents = self._fast
-        nexts = self._nexts
+    def _evaluate_some(self, todo: list[int], raw: list, now: float, res: TickResult) -> None:
+        """Evaluate the mapped consoles ``todo`` (positions in the fast path's lists) and
+        every unmapped one, in entry order."""
+        fast = self.fast
+        bufs, mpos, unmapped, ents = fast.buffers, fast.mapped, fast.unmapped, fast.entries
+        nexts = fast.deadlines
         changed_state = res.changed_state
         moved = 0
         if unmapped:
@@ -386,43 +437,34 @@ class Monitor:
             if i is None:
                 self._unmapped_verdict(e, changed_state)
                 continue
-            if self._evaluate(e, bufs[i], _IDX5.unpack(snap[i][0]), now, changed_state):
+            if self._evaluate(e, bufs[i], INDICES_AND_FLAG.unpack(raw[i][0]), now, changed_state):
                 moved += 1
             nexts[i] = e.next_eval
-        self._due_at = min(nexts, default=_INF)
+        fast.due_at = min(nexts, default=NEVER)
         res.moved = moved
 
     def _tick_all(self, now: float, res: TickResult) -> None:
         """The full loop (after the entry set or facts changed, or a page was unreadable);
-        then the fast path's arrays are rebuilt from what it left in the entries."""
-        unpack = _IDX5.unpack_from
+        then the fast path is rebuilt from what it left in the entries."""
+        unpack = INDICES_AND_FLAG.unpack_from
         changed_state = res.changed_state
         moved = 0
-        pairs = self._pairs = [(e, e.mapping.buf if e.mapping is not None else None) for e in self.entries.values()]
+        pairs = [(e, e.mapping.buf if e.mapping is not None else None) for e in self.entries.values()]
         for e, buf in pairs:
             if buf is None:
                 self._unmapped_verdict(e, changed_state)
                 continue
             try:
-                raw = unpack(buf, _IDX_OFF)
+                raw = unpack(buf, INDEX_OFFSET)
             except (ValueError, OSError, IndexError, TypeError) as exc:
-                e.verdict = H.Verdict(H.ERROR, f"cannot read console page: {exc}")
+                e.verdict = health.Verdict(health.ERROR, f"cannot read console page: {exc}")
                 continue
             if raw == e.raw and now < e.next_eval:
                 continue  # nothing moved and no deadline passed: the verdict stands
             if self._evaluate(e, buf, raw, now, changed_state):
                 moved += 1
         res.moved = moved
-        # Fast-path state. A console's previous bytes are its last *classified* indices
-        # (e.raw), so one that could not be read this round is compared with those.
-        mpos = [k for k, (_, buf) in enumerate(pairs) if buf is not None]
-        unmapped = [k for k, (_, buf) in enumerate(pairs) if buf is None]
-        bufs = [pairs[k][1] for k in mpos]
-        self._fast = (bufs, [_IDX_OFF] * len(bufs), mpos, unmapped, [e for e, _ in pairs])
-        mapped = [pairs[k][0] for k in mpos]
-        self._snap = [(_IDX5.pack(*e.raw),) if e.raw is not None else None for e in mapped]
-        self._nexts = [e.next_eval for e in mapped]
-        self._due_at = min(self._nexts, default=_INF)
+        self.fast.rebuild(pairs)
 
     def _evaluate(self, e: Entry, buf, raw: tuple, now: float, changed_state: list) -> bool:
         """Classify one console from freshly read ``raw``; True if an index moved."""
@@ -434,31 +476,31 @@ class Monitor:
             e.idx = idx
             flag = e.flag
             if flag.byte is None or raw[4] != e.flag_word:
-                e.flag = flag = F.decode_word(raw[4], e.layout)
+                e.flag = flag = flags.decode_word(raw[4], e.layout)
                 e.flag_word = raw[4]
             e.track.note_byte(flag.byte, now)
         stall_after, idle_after = self.stall_after, self.idle_after
-        v = H.classify(
+        v = health.classify(
             idx, e.flag.state, e.track, e.facts, now,
             console_type=e.console_type, stall_after=stall_after, idle_after=idle_after,
             flag=e.flag, has_tty=e.has_tty,
         )
         if e.error:
-            v = H.Verdict(H.ERROR, e.error)
+            v = health.Verdict(health.ERROR, e.error)
         if v.state != e.verdict.state:
             changed_state.append((e.domid, e.verdict.state, v.state))
         e.verdict = v
-        e.next_eval = H.next_evaluation(v.state, e.track, now, stall_after, idle_after)
+        e.next_eval = health.next_evaluation(v.state, e.track, now, stall_after, idle_after)
         return moved
 
     @staticmethod
     def _unmapped_verdict(e: Entry, changed_state: list) -> None:
         if e.info.console is None:
-            v = H.Verdict(H.ERROR, "no console in xenstore (no console/ keys)")
+            v = health.Verdict(health.ERROR, "no console in xenstore (no console/ keys)")
         elif e.error:
-            v = H.Verdict(H.ERROR, e.error)
+            v = health.Verdict(health.ERROR, e.error)
         else:
-            v = H.Verdict(H.ERROR, e.map_error or "console page not mapped")
+            v = health.Verdict(health.ERROR, e.map_error or "console page not mapped")
         if v.state != e.verdict.state:
             changed_state.append((e.domid, e.verdict.state, v.state))
         e.verdict = v

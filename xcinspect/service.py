@@ -20,7 +20,7 @@ import sys
 import time
 
 from xcinspect import facts as _facts
-from xcinspect.core import flags as F
+from xcinspect.core import flags
 from xcinspect.core.ring import IDX, IDX_OFFSET, MASK32, PageError, RingIO
 from xcinspect.discovery import Discovery
 from xcinspect.platform.base import BindError, Platform, PlatformError
@@ -48,7 +48,7 @@ class Backend:
         platform: Platform,
         domid: int,
         *,
-        flag_override: str = F.AUTO,
+        flag_override: str = flags.AUTO,
         sync: bool = True,
         status_fd: int | None = None,
     ) -> None:
@@ -105,7 +105,7 @@ class Backend:
             return self.fail(f"domain {self.domid} has no usable console in xenstore ({info.error or 'no console keys'})")
         if info.console.served_by_qemu:
             return self.fail(f"console of domain {self.domid} is type {info.console.type!r} (QEMU's); not acting")
-        layout = F.resolve_layout(self.flag_override, p.domain_flag_hint(self.domid), p.default_flag_layout())
+        layout = flags.resolve_layout(self.flag_override, p.domain_flag_hint(self.domid), p.default_flag_layout())
 
         try:
             mapping = p.map_page(self.domid, info.console.ring_ref, writable=True)
@@ -150,7 +150,7 @@ class Backend:
             if resume != cons:
                 ring.commit_out(resume)  # those bytes are already in the log
             self.expected_cons = resume
-            ring.set_flag(layout, F.CONNECTED)
+            ring.set_flag(layout, flags.CONNECTED)
             xs.watch("@releaseDomain", "release")
             self._status(f"OK pid={os.getpid()} log={journal.path}")
             evtchn.notify()

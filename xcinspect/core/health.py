@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xcinspect.core import flags as F
+from xcinspect.core import flags
 from xcinspect.core.model import BackendFacts
 from xcinspect.core.ring import MASK32, OUT_SIZE, IN_SIZE
 
@@ -227,7 +227,7 @@ def is_bound(facts: BackendFacts | None) -> bool | None:
 def flag_phrase(layout: str, byte: int | None, track: Track, now: float) -> str:
     """What a 1 in byte 3088 means for this console, for a reason sentence."""
     quiet = human_duration(track.muted_for(now))
-    if layout == F.NONE:
+    if layout == flags.NONE:
         what = ("byte 3088 is 1: this host's Xen has no connection flag, but a Linux >= 7.1 guest "
                 "reads it as disconnected")
     else:
@@ -246,7 +246,7 @@ def classify(
     console_type: str | None = None,
     stall_after: float = STALL_AFTER,
     idle_after: float = IDLE_AFTER,
-    flag: F.FlagReading | None = None,
+    flag: flags.FlagReading | None = None,
     has_tty: bool | None = None,
 ) -> Verdict:
     """The verdict for the latest sample ``idx`` (in_cons, in_prod, out_cons, out_prod).
@@ -283,7 +283,7 @@ def classify(
     if mutes:
         effect = QEMU_CONSOLE if qemu else IGNORED if track.ignores_flag else DROPS_OUTPUT
     latched = ""
-    if layout == F.XEN_421 and flag_state == F.CONNECTED:
+    if layout == flags.XEN_421 and flag_state == flags.CONNECTED:
         latched = ("; the flag still says connected: that only means xenconsoled connected once "
                    "since the domain was built, not that anything drains the ring now")
     elif mutes and effect == DROPS_OUTPUT:
@@ -308,9 +308,9 @@ def classify(
     elif effect == IGNORED:
         where += "; the flag says disconnected, but this guest ignores the flag (older than Linux 7.1): its output still arrives"
     elif effect == DROPS_OUTPUT:
-        phrase = flag_phrase(layout or F.NONE, flag.byte if flag else None, track, now)
+        phrase = flag_phrase(layout or flags.NONE, flag.byte if flag else None, track, now)
         return Verdict(DISCONNECTED, f"{phrase}; {where}", "flag-connected" if bound else act_connect, effect)
-    elif flag_state == F.DISCONNECTED:
+    elif flag_state == flags.DISCONNECTED:
         if bound:
             return Verdict(DISCONNECTED, f"flag says disconnected although the port is bound; {where}",
                            "flag-connected")

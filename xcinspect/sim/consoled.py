@@ -39,7 +39,7 @@ import sys
 import time
 import tty
 
-from xcinspect.core import flags as F
+from xcinspect.core import flags
 from xcinspect.core.ring import IN_CONS, IN_PROD, IN_SIZE, PAGE_SIZE, PageError, RingIO, RingState, U32
 from xcinspect.platform.base import BindError, PlatformError
 from xcinspect.sim.common import Paths, die_with_parent, drain_wakeup, read_layout, read_world, remove_pidfile, signal_wakeup, world_id_for, write_pidfile
@@ -221,8 +221,8 @@ class Consoled:
                 return  # cannot map: err, nothing more
             con.ring = RingIO(con.mm)
             con.ring_ref = ring_ref
-        if con.layout == F.RFC_V2:
-            con.ring.set_flag(F.RFC_V2, F.CONNECTED)  # right after mapping (RFC v2)
+        if con.layout == flags.RFC_V2:
+            con.ring.set_flag(flags.RFC_V2, flags.CONNECTED)  # right after mapping (RFC v2)
         if not (con.ev is not None and port == con.port and not con.ev.closed):
             if con.ev is not None:
                 self.close_evtchn(con)
@@ -249,10 +249,10 @@ class Consoled:
                 if con.tty:
                     self.xs.write(f"{base}/console/tty", con.tty)
                 self.open_log(con)
-                if con.layout == F.RFC_V2:
+                if con.layout == flags.RFC_V2:
                     con.ev.notify()  # "Notify to check flags field"
-        if not err and con.mm is not None and con.layout == F.XEN_421:
-            con.ring.set_flag(F.XEN_421, F.CONNECTED)
+        if not err and con.mm is not None and con.layout == flags.XEN_421:
+            con.ring.set_flag(flags.XEN_421, flags.CONNECTED)
 
     def create_pty(self, con: Console) -> None:
         master, slave = os.openpty()

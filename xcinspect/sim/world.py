@@ -41,7 +41,7 @@ import threading
 import time
 import uuid as _uuid
 
-from xcinspect.core import flags as F
+from xcinspect.core import flags
 from xcinspect.core.ring import blank_page
 from xcinspect.sim.common import (
     WORLD_VERSION, Paths, drain_wakeup, pid_alive, read_world, signal_wakeup, world_id_for, write_world,
@@ -59,7 +59,7 @@ CONSOLE_LIMIT = 1048576
 
 
 # -- scenarios ----------------------------------------------------------------------------------
-def _dom(name, kernel="legacy", layout=F.NONE, behaviour="normal", consoled=True, tick=2.0, shows="",
+def _dom(name, kernel="legacy", layout=flags.NONE, behaviour="normal", consoled=True, tick=2.0, shows="",
          flag=None):
     # flag: the page's flag as the world starts, instead of what libxenguest writes
     # ("connected" on a 4.21 domain nobody services: xenconsoled connected once, then died).
@@ -70,13 +70,13 @@ def _dom(name, kernel="legacy", layout=F.NONE, behaviour="normal", consoled=True
 def demo_domains() -> dict[int, dict]:
     return {
         1: _dom("web01", shows="healthy console (no flag), serviced by xenconsoled"),
-        2: _dom("db01", kernel="xen-4.21", layout=F.XEN_421, tick=3.0,
+        2: _dom("db01", kernel="xen-4.21", layout=flags.XEN_421, tick=3.0,
                 shows="Xen 4.21 layout, 4.21-aware kernel, serviced: connection=0 (connected)"),
-        3: _dom("rfc-guest", kernel="rfc-v2", layout=F.RFC_V2, tick=2.5,
+        3: _dom("rfc-guest", kernel="rfc-v2", layout=flags.RFC_V2, tick=2.5,
                 shows="RFC v2 layout, serviced: flag=1 (connected)"),
         4: _dom("stuck-boot", consoled=False, tick=1.0,
                 shows="stuck boot: no backend, out full (2048), guest blocked; resumes when drained"),
-        5: _dom("hyperlaunch", kernel="xen-4.21", layout=F.XEN_421, consoled=False,
+        5: _dom("hyperlaunch", kernel="xen-4.21", layout=flags.XEN_421, consoled=False,
                 shows="Xen 4.21 layout, no backend: connection=1, guest drops writes (ring empty)"),
         6: _dom("chatty", behaviour="chatty", shows="flooding guest held by the rate limit"),
         7: _dom("corrupt", behaviour="corrupt", shows="corrupt indices (fill > 2048)"),
@@ -84,7 +84,7 @@ def demo_domains() -> dict[int, dict]:
     }
 
 
-DEMO_LATECOMER = (9, _dom("latecomer", kernel="xen-4.21", layout=F.XEN_421, tick=2.0,
+DEMO_LATECOMER = (9, _dom("latecomer", kernel="xen-4.21", layout=flags.XEN_421, tick=2.0,
                           shows="appears ~10 s after start"))
 DEMO_EPHEMERAL = 8
 
@@ -101,7 +101,7 @@ def scale_domains(n: int) -> dict[int, dict]:
         if d % 97 == 13:
             out[d] = _dom(f"stuck{d:04d}", consoled=False, tick=1.0, shows="stuck boot")
         elif d % 89 == 29:
-            out[d] = _dom(f"hl{d:04d}", kernel="xen-4.21", layout=F.XEN_421, consoled=False,
+            out[d] = _dom(f"hl{d:04d}", kernel="xen-4.21", layout=flags.XEN_421, consoled=False,
                           shows="4.21, no backend: dropping")
         elif d % 83 == 41:
             out[d] = _dom(f"bad{d:04d}", behaviour="corrupt", shows="corrupt indices")
@@ -109,9 +109,9 @@ def scale_domains(n: int) -> dict[int, dict]:
             chatty += 1
             out[d] = _dom(f"chatty{d:04d}", behaviour="chatty", shows="rate-limited flood")
         elif d % 71 == 5:
-            out[d] = _dom(name, kernel="rfc-v2", layout=F.RFC_V2, tick=tick, shows="rfc-v2, serviced")
+            out[d] = _dom(name, kernel="rfc-v2", layout=flags.RFC_V2, tick=tick, shows="rfc-v2, serviced")
         elif d % 7 == 3:
-            out[d] = _dom(name, kernel="xen-4.21", layout=F.XEN_421, tick=tick, shows="4.21, serviced")
+            out[d] = _dom(name, kernel="xen-4.21", layout=flags.XEN_421, tick=tick, shows="4.21, serviced")
         else:
             out[d] = _dom(name, tick=tick, behaviour="quiet" if d % 5 == 0 else "normal", shows="healthy")
     return out
@@ -174,7 +174,7 @@ class Controller:
             "version": WORLD_VERSION,
             "world_id": self.world_id,
             "xen_version": "sim",
-            "default_layout": F.NONE,
+            "default_layout": flags.NONE,
             "controller_pid": os.getpid(),
             "scenario": self.scenario,
             "domains": {str(d): cfg for d, cfg in sorted(self.domains.items())},
@@ -310,7 +310,7 @@ class Controller:
         cfg = self.domains[d]
         layout = cfg["layout"]
         # libxenguest: a zeroed page; >= 4.21 sets connection = 1 (disconnected).
-        flag = cfg.get("flag") or (F.DISCONNECTED if layout == F.XEN_421 else None)
+        flag = cfg.get("flag") or (flags.DISCONNECTED if layout == flags.XEN_421 else None)
         page = blank_page(layout, flag)
         tmp = self.paths.page(d) + ".tmp"
         with open(tmp, "wb") as f:

@@ -18,7 +18,7 @@ from textual.color import Color
 from textual.message import Message
 
 from xcinspect.platform.base import PlatformError
-from xcinspect.tui import render as V
+from xcinspect.tui import render
 from xcinspect.tui.commands import DomainCommands
 from xcinspect.tui.config import Config, load_config
 from xcinspect.tui.poller import Detail, DetailGone, Frame, OpenFailed, Poller, PollerState, Row, clean
@@ -74,7 +74,7 @@ class XcApp(App[int], inherit_bindings=False):
         self._posted = False
         self.frames = 0
         self.first_frame_at: float | None = None
-        self.pal = V.PLAIN
+        self.pal = render.PLAIN
         self.ops = 0  # actions running on threads (tests wait for 0)
         self._action_lock = threading.Lock()
         self._inflight: set[tuple[str, int | None]] = set()
@@ -119,7 +119,7 @@ class XcApp(App[int], inherit_bindings=False):
             except Exception:
                 return None
 
-        self.pal = V.Palette(variables, to_rich=to_rich)
+        self.pal = render.Palette(variables, to_rich=to_rich)
 
     def watch_theme(self, theme: str) -> None:
         self._rebuild_palette()
@@ -225,19 +225,19 @@ class XcApp(App[int], inherit_bindings=False):
 
     # -- helpers for the screens ----------------------------------------------------------
     def keys_for_hint(self) -> dict[str, str]:
-        from xcinspect.tui import bindings as B
+        from xcinspect.tui import bindings
 
         km = self.config.effective_keymap()
         out = {}
         for bid in ("connect", "attach", "set-flag-connected"):
-            first = km.get(bid, B.ALL[bid].keys).split(",")[0]
+            first = km.get(bid, bindings.ALL[bid].keys).split(",")[0]
             out[bid] = self.get_key_display(Binding(first, "x"))
         return out
 
     def escape_display(self) -> str:
-        from xcinspect.tui import bindings as B
+        from xcinspect.tui import bindings
 
-        first = self.config.effective_keymap().get("detach", B.ALL["detach"].keys).split(",")[0]
+        first = self.config.effective_keymap().get("detach", bindings.ALL["detach"].keys).split(",")[0]
         return self.get_key_display(Binding(first, "x"))
 
     def action_help(self) -> None:

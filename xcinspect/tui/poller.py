@@ -17,9 +17,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from xcinspect.core import flags as F
-from xcinspect.core import health as H
-from xcinspect.core import ring as R
+from xcinspect.core import flags
+from xcinspect.core import health
+from xcinspect.core import ring
 from xcinspect.core.sanitize import Sanitizer, sanitize
 
 HISTORY = 120  # samples kept per domain for the sparkline
@@ -53,13 +53,13 @@ class Row:
 
     @property
     def problem(self) -> bool:
-        return self.state in H.PROBLEM_STATES
+        return self.state in health.PROBLEM_STATES
 
 
-def flag_cell(reading: F.FlagReading) -> str:
+def flag_cell(reading: flags.FlagReading) -> str:
     """The flag as the table shows it: the state under the host's layout, or, on a host
     without a flag, ``byte=1`` when byte 3088 is set (Linux >= 7.1 reads it as disconnected)."""
-    if reading.layout == F.NONE and reading.byte not in (None, 0):
+    if reading.layout == flags.NONE and reading.byte not in (None, 0):
         return f"byte={reading.byte}"
     return reading.state
 
@@ -126,7 +126,7 @@ def _attached(facts, own_pid: int) -> str:
     return f"{cmd} {facts.lock_holder_pid}"
 
 
-def recent_output(entry, limit: int = R.OUT_SIZE) -> tuple[bytes, bytes]:
+def recent_output(entry, limit: int = ring.OUT_SIZE) -> tuple[bytes, bytes]:
     """(consumed, unread): the newest ``limit`` bytes the guest wrote, split where the
     backend's read position is. Bytes before ``cons`` are output a backend already took
     but that still sits in the ring until the guest wraps over it.
@@ -137,17 +137,17 @@ def recent_output(entry, limit: int = R.OUT_SIZE) -> tuple[bytes, bytes]:
     if m is None or entry.idx is None:
         return b"", b""
     _, _, cons, prod = entry.idx
-    fill = (prod - cons) & R.MASK32
-    if fill > R.OUT_SIZE:
+    fill = (prod - cons) & ring.MASK32
+    if fill > ring.OUT_SIZE:
         return b"", b""
     try:
         # what was written before cons, as far back as the ring (and the page's life) goes
-        back = min(limit, R.OUT_SIZE) - fill
+        back = min(limit, ring.OUT_SIZE) - fill
         old = b""
         if back > 0:
-            old = R.ring_bytes(m.buf, R.OUT_OFFSET, R.OUT_SIZE, (cons - back) & R.MASK32, cons)
+            old = ring.ring_bytes(m.buf, ring.OUT_OFFSET, ring.OUT_SIZE, (cons - back) & ring.MASK32, cons)
             old = old.lstrip(b"\0")  # never-written part of a fresh page
-        new = R.ring_bytes(m.buf, R.OUT_OFFSET, R.OUT_SIZE, cons, prod)
+        new = ring.ring_bytes(m.buf, ring.OUT_OFFSET, ring.OUT_SIZE, cons, prod)
     except (ValueError, OSError, IndexError, TypeError):
         return b"", b""
     return old, new
@@ -187,8 +187,8 @@ class FrameBuilder:
             return hit[1]
         if idx is not None:
             in_cons, in_prod, out_cons, out_prod = idx
-            out_fill = (out_prod - out_cons) & R.MASK32
-            in_fill = (in_prod - in_cons) & R.MASK32
+            out_fill = (out_prod - out_cons) & ring.MASK32
+            in_fill = (in_prod - in_cons) & ring.MASK32
         else:
             in_cons = in_prod = out_cons = out_prod = out_fill = in_fill = None
         cached = self.names.get(e.domid)
@@ -208,7 +208,7 @@ class FrameBuilder:
             in_cons=in_cons, in_prod=in_prod, in_fill=in_fill,
             rate=rate, quiet=quiet,
             attached=_attached(f, self.own_pid), serviced_by=f.serviced_by if f else None,
-            backend=H.backend_phrase(f), console_type=name_of_type(con),
+            backend=health.backend_phrase(f), console_type=name_of_type(con),
             qemu=bool(con and con.served_by_qemu),
         )
         self.rows[e.domid] = (key, row)
@@ -240,7 +240,7 @@ class FrameBuilder:
                 h = hist.get(r.domid)
                 if h is None:
                     h = hist[r.domid] = deque(maxlen=HISTORY)
-                h.append(min(r.out_fill, R.OUT_SIZE))
+                h.append(min(r.out_fill, ring.OUT_SIZE))
         by_id = {r.domid: r for r in rows}
         appeared: tuple = ()
         gone: tuple = ()
@@ -260,9 +260,9 @@ class FrameBuilder:
                 r = by_id.get(d)
                 if r is None or (d not in self.sampled and d not in born):
                     continue  # first sample at start-up: nothing "became" anything
-                if new == H.STALLED and old != H.STALLED:
+                if new == health.STALLED and old != health.STALLED:
                     stalled.append((d, r.name))
-                elif old == H.STALLED and new != H.STALLED:
+                elif old == health.STALLED and new != health.STALLED:
                     recovered.append((d, r.name, new))
             self.sampled.update(by_id)
         self.seq += 1

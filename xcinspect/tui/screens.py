@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
 from xcinspect.core.sanitize import Sanitizer
-from xcinspect.tui import bindings as B
+from xcinspect.tui import bindings
 from xcinspect.tui.attach_io import key_bytes
 from xcinspect.tui.poller import Detail, Row, clean
 from xcinspect.tui.widgets import (
@@ -48,7 +48,7 @@ def make_bindings(specs) -> list[Binding]:
 class MainScreen(Screen):
     """The domain table, a filter line, the detail panel of the selected domain."""
 
-    BINDINGS = make_bindings(B.MAIN) + [
+    BINDINGS = make_bindings(bindings.MAIN) + [
         Binding("escape", "clear_filter", "Clear filter", show=True, id="clear-filter"),
         Binding("enter", "zoom", show=False),
         # Enter in the filter line, before the Input sees it: focus goes back to the table
@@ -154,7 +154,7 @@ class MainScreen(Screen):
     # -- actions --------------------------------------------------------------------------
     def check_action(self, action: str, parameters) -> bool | None:
         app = self.app
-        if action in B.WRITE_ACTIONS:
+        if action in bindings.WRITE_ACTIONS:
             if app.read_only:
                 return False
             return True if self.table.selected is not None else None
@@ -290,7 +290,7 @@ class AttachScreen(Screen):
     """A live console. Typed keys go to the guest; F2 (or shift+PgUp) switches to scroll
     mode, where / n s y work on the scrollback; the escape key (^]) detaches."""
 
-    BINDINGS = make_bindings(B.ATTACH) + [
+    BINDINGS = make_bindings(bindings.ATTACH) + [
         # Enter in the search line moves focus back at once (see MainScreen: keys typed
         # ahead, such as n for the next match, must not land in the search line).
         Binding("enter", "search_done", show=False, priority=True),

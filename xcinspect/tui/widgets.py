@@ -15,9 +15,9 @@ from textual.strip import Strip
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from xcinspect.core import health as H
-from xcinspect.core import ring as R
-from xcinspect.tui import render as V
+from xcinspect.core import health
+from xcinspect.core import ring
+from xcinspect.tui import render
 from xcinspect.tui.poller import Detail, Row
 
 # -- the domain table ---------------------------------------------------------------------
@@ -70,7 +70,7 @@ def sort_key(col: str, r: Row):
     if col == "name":
         return (r.name.lower(), r.domid)
     if col == "verdict":
-        return (H.SEVERITY.get(r.state, 99), r.domid)
+        return (health.SEVERITY.get(r.state, 99), r.domid)
     if col == "out":
         return (-(r.out_fill if r.out_fill is not None else -1), r.domid)
     if col == "rate":
@@ -116,39 +116,39 @@ def cell_value(col: str, r: Row):
     if col == "idx":
         return (r.out_cons, r.out_prod)
     if col == "rate":
-        return V.fmt_rate(r.rate)
+        return render.fmt_rate(r.rate)
     if col == "moved":
-        return V.fmt_age(r.quiet)
+        return render.fmt_age(r.quiet)
     if col == "attached":
         return r.attached
     raise KeyError(col)
 
 
-def render_cell(col: str, r: Row, pal: V.Palette) -> Text:
+def render_cell(col: str, r: Row, pal: render.Palette) -> Text:
     if col == "domid":
         return Text(str(r.domid), justify="right")
     if col == "name":
-        return Text(V.truncate(r.name, COLUMNS["name"].width or 14))
+        return Text(render.truncate(r.name, COLUMNS["name"].width or 14))
     if col == "verdict":
         return Text(r.state, style=pal.state(r.state))
     if col == "flag":
-        style = pal["warning"] if r.flag in V.WARN_FLAGS and r.flag_effect != "ignored" else pal["foreground-muted"]
-        return Text(V.FLAG_SHORT.get(r.flag, r.flag), style=style)
+        style = pal["warning"] if r.flag in render.WARN_FLAGS and r.flag_effect != "ignored" else pal["foreground-muted"]
+        return Text(render.FLAG_SHORT.get(r.flag, r.flag), style=style)
     if col == "out":
-        return V.gauge(r.out_fill, R.OUT_SIZE, 8, pal)
+        return render.gauge(r.out_fill, ring.OUT_SIZE, 8, pal)
     if col == "in":
         return Text("-" if r.in_fill is None else str(r.in_fill), justify="right",
-                    style=pal["error"] if r.in_fill and r.in_fill > R.IN_SIZE else Style())
+                    style=pal["error"] if r.in_fill and r.in_fill > ring.IN_SIZE else Style())
     if col == "idx":
         if r.out_cons is None:
             return Text("-", justify="right")
         return Text(f"{r.out_cons}/{r.out_prod}", justify="right")
     if col == "rate":
-        return Text(V.fmt_rate(r.rate), justify="right")
+        return Text(render.fmt_rate(r.rate), justify="right")
     if col == "moved":
-        return Text(V.fmt_age(r.quiet), justify="right")
+        return Text(render.fmt_age(r.quiet), justify="right")
     if col == "attached":
-        return Text(V.truncate(r.attached, COLUMNS["attached"].width or 10) or "-",
+        return Text(render.truncate(r.attached, COLUMNS["attached"].width or 10) or "-",
                     style=pal["accent"] if r.attached else pal["foreground-muted"])
     raise KeyError(col)
 
@@ -159,7 +159,7 @@ class Cell:
 
     __slots__ = ("col", "row", "pal", "domid")
 
-    def __init__(self, col: str, row: Row, pal: V.Palette) -> None:
+    def __init__(self, col: str, row: Row, pal: render.Palette) -> None:
         self.col = col
         self.row = row
         self.pal = pal
@@ -191,7 +191,7 @@ class DomainTable(DataTable):
         self.drawn: dict[int, Row] = {}  # domid -> the Row object last drawn
         self.order: list[int] = []
         self.selected: int | None = None
-        self.palette_ = V.PLAIN
+        self.palette_ = render.PLAIN
         self._rows: tuple[Row, ...] = ()
         self._moving_cursor = False
 
@@ -351,7 +351,7 @@ class StatusBar(Static):
 
 def status_text(host: dict, rows: tuple[Row, ...], shown: int, *, interval: float, paused: bool,
                 query: str, sort: str, reverse: bool, read_only: bool, error: str | None,
-                pal: V.Palette, width: int = 80) -> Text:
+                pal: render.Palette, width: int = 80) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append("xcinspect", style=pal["primary"] + Style(bold=True))
     kind = host.get("kind")
@@ -367,9 +367,9 @@ def status_text(host: dict, rows: tuple[Row, ...], shown: int, *, interval: floa
     for r in rows:
         counts[r.state] = counts.get(r.state, 0) + 1
     t.append(f"  {len(rows)} dom")
-    for state in H.STATES:
+    for state in health.STATES:
         n = counts.get(state)
-        if n and state in H.PROBLEM_STATES:
+        if n and state in health.PROBLEM_STATES:
             t.append("  ")
             t.append(f"{n} {state}", style=pal.state(state))
     if query:
@@ -399,7 +399,7 @@ def sentence(r: Row, keys: dict[str, str], read_only: bool) -> str:
         if key and key != default:
             what = "set the flag back to connected" if act == "flag-connected" else act
             return f"{r.reason}: press {key} to {what}"
-    return H.Verdict(r.state, r.reason, act).sentence()
+    return health.Verdict(r.state, r.reason, act).sentence()
 
 
 FLAG_MEANING = {
@@ -409,11 +409,11 @@ FLAG_MEANING = {
 }
 
 
-def facts_text(r: Row, pal: V.Palette) -> Text:
+def facts_text(r: Row, pal: render.Palette) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append("flag ", style=Style(bold=True))
     t.append(f"{r.flag} ({r.flag_layout})",
-             style=pal["warning"] if r.flag in V.WARN_FLAGS and r.flag_effect != "ignored" else Style())
+             style=pal["warning"] if r.flag in render.WARN_FLAGS and r.flag_effect != "ignored" else Style())
     meaning = FLAG_MEANING.get(r.flag_effect or "")
     if meaning is None and r.flag_layout == "xen-4.21" and r.flag == "connected":
         meaning = "xenconsoled connected once; says nothing about now"
@@ -424,7 +424,7 @@ def facts_text(r: Row, pal: V.Palette) -> Text:
     return t
 
 
-def keys_text(d: Detail | None, pal: V.Palette) -> Text:
+def keys_text(d: Detail | None, pal: render.Palette) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     if d is None or not d.keys:
         t.append("no console keys", style=pal["foreground-muted"])
@@ -438,7 +438,7 @@ def keys_text(d: Detail | None, pal: V.Palette) -> Text:
     return t
 
 
-def output_text(d: Detail | None, lines: int, width: int, pal: V.Palette) -> Text:
+def output_text(d: Detail | None, lines: int, width: int, pal: render.Palette) -> Text:
     """The last ``lines`` lines of output: what a backend already read in the muted colour,
     what is still unread in the normal one."""
     if d is None or (not d.consumed and not d.unread):
@@ -479,7 +479,7 @@ class DetailPanel(Vertical):
         self.border_title = "no domain selected"
 
     def show(self, r: Row | None, d: Detail | None, *, keys: dict[str, str], read_only: bool,
-             pal: V.Palette) -> None:
+             pal: render.Palette) -> None:
         if r is None:
             self.border_title = "no domain selected"
             for w in ("#verdict", "#rings", "#history", "#facts", "#output", "#keys"):
@@ -489,7 +489,7 @@ class DetailPanel(Vertical):
             d = None
         title = Text()
         title.append(f"dom {r.domid} ")
-        title.append(V.truncate(r.name, 32), style=Style(bold=True))
+        title.append(render.truncate(r.name, 32), style=Style(bold=True))
         title.append(" · ")
         title.append(r.state, style=pal.state(r.state))
         self.border_title = title
@@ -499,18 +499,18 @@ class DetailPanel(Vertical):
         lw = left.content_region.width or 40
         ring_w = max(12, min(64, lw - 12))
         rings = Text(no_wrap=True)
-        rings.append_text(V.ring_picture("out", r.out_cons, r.out_prod, R.OUT_SIZE, ring_w, pal))
+        rings.append_text(render.ring_picture("out", r.out_cons, r.out_prod, ring.OUT_SIZE, ring_w, pal))
         rings.append("\n")
-        rings.append_text(V.ring_picture("in ", r.in_cons, r.in_prod, R.IN_SIZE, ring_w, pal))
+        rings.append_text(render.ring_picture("in ", r.in_cons, r.in_prod, ring.IN_SIZE, ring_w, pal))
         rings.append("\n")
-        rings.append_text(V.ring_numbers("out", r.out_cons, r.out_prod, R.OUT_SIZE, pal))
+        rings.append_text(render.ring_numbers("out", r.out_cons, r.out_prod, ring.OUT_SIZE, pal))
         rings.append("\n")
-        rings.append_text(V.ring_numbers("in ", r.in_cons, r.in_prod, R.IN_SIZE, pal))
+        rings.append_text(render.ring_numbers("in ", r.in_cons, r.in_prod, ring.IN_SIZE, pal))
         self.query_one("#rings", Static).update(rings)
         hist = Text(no_wrap=True)
         hist.append("out fill history ", style=Style(bold=True))
         values = d.history if d is not None else ()
-        hist.append_text(V.history_text(values, R.OUT_SIZE, max(4, lw - 18), pal))
+        hist.append_text(render.history_text(values, ring.OUT_SIZE, max(4, lw - 18), pal))
         self.query_one("#history", Static).update(hist)
         self.query_one("#facts", Static).update(facts_text(r, pal))
         out = self.query_one("#output", Static)
