@@ -322,7 +322,7 @@ def tui(world, tui_for):
 
 
 def status(app) -> str:
-    from xcinspect.tui.widgets import StatusBar
+    from xcinspect.tui.status import StatusBar
 
     return str(app.main.query_one(StatusBar).render())
 

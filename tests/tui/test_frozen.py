@@ -8,7 +8,7 @@ from textual.widgets import Input
 
 from xcinspect.tui.modals import HelpScreen
 from xcinspect.tui.screens import MainScreen
-from xcinspect.tui.widgets import DomainTable
+from xcinspect.tui.table import DomainTable
 
 
 def plain(renderable, width: int = 120) -> str:

@@ -21,7 +21,8 @@ from xcinspect.platform.base import PlatformError
 from xcinspect.tui import render
 from xcinspect.tui.commands import DomainCommands
 from xcinspect.tui.config import Config, load_config
-from xcinspect.tui.poller import Detail, DetailGone, Frame, OpenFailed, Poller, PollerState, Row, clean
+from xcinspect.tui.model import Detail, DetailGone, Frame, OpenFailed, Row, clean
+from xcinspect.tui.poller import Poller, PollerState
 from xcinspect.tui.themes import load_themes, resolve_theme, textual_themes
 
 INTERVALS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -252,7 +253,7 @@ class XcApp(App[int], inherit_bindings=False):
         main = self.main
         if main is None:
             return
-        from xcinspect.tui.widgets import SORT_LABEL, SORT_ORDER
+        from xcinspect.tui.columns import SORT_LABEL, SORT_ORDER
 
         yield SystemCommand("Help", "Every key and what it does", self.action_help)
         yield SystemCommand("Filter", "Filter domains by name, domid or verdict", main.action_filter)

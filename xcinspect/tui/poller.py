@@ -20,40 +20,10 @@ from dataclasses import dataclass
 from xcinspect.core import flags
 from xcinspect.core import health
 from xcinspect.core import ring
-from xcinspect.core.sanitize import Sanitizer, sanitize
+from xcinspect.core.sanitize import Sanitizer
+from xcinspect.tui.model import Detail, DetailGone, Frame, OpenFailed, Row, clean
 
 HISTORY = 120  # samples kept per domain for the sparkline
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One domain as the table shows it (all guest strings sanitized)."""
-
-    domid: int
-    name: str
-    state: str
-    reason: str
-    action: str | None
-    flag: str  # connected / disconnected / invalid / n/a
-    flag_layout: str
-    out_cons: int | None
-    out_prod: int | None
-    out_fill: int | None
-    in_cons: int | None
-    in_prod: int | None
-    in_fill: int | None
-    rate: float
-    quiet: float | None  # seconds since any index moved
-    attached: str  # who holds the console lock ("" when nobody)
-    serviced_by: str | None
-    backend: str  # health.backend_phrase
-    console_type: str | None
-    qemu: bool
-    flag_effect: str | None = None  # what byte 3088 == 1 does here (health.DROPS_OUTPUT, ...)
-
-    @property
-    def problem(self) -> bool:
-        return self.state in health.PROBLEM_STATES
 
 
 def flag_cell(reading: flags.FlagReading) -> str:
@@ -64,43 +34,11 @@ def flag_cell(reading: flags.FlagReading) -> str:
     return reading.state
 
 
-@dataclass(frozen=True, slots=True)
-class Detail:
-    """Extra data for the selected domain."""
-
-    domid: int
-    keys: tuple[tuple[str, str], ...]  # console/* xenstore keys (sanitized)
-    consumed: str  # the newest output a backend already read (sanitized)
-    unread: str  # output still in the ring (sanitized)
-    history: tuple[int, ...]  # out fill per sample
-    facts: dict
-
-
-@dataclass(frozen=True)
-class Frame:
-    seq: int
-    time: float  # monitor clock
-    rows: tuple[Row, ...]
-    host: dict
-    detail: Detail | None
-    appeared: tuple[tuple[int, str], ...] = ()
-    gone: tuple[tuple[int, str], ...] = ()
-    stalled: tuple[tuple[int, str], ...] = ()
-    recovered: tuple[tuple[int, str, str], ...] = ()  # domid, name, new state
-    tick_ms: float = 0.0
-    error: str | None = None
-
-
 @dataclass
 class PollerState:
     interval: float = 1.0
     paused: bool = False
     selected: int | None = None
-
-
-def clean(text: str) -> str:
-    """A xenstore string (name, key value) as one safe line."""
-    return sanitize(text.encode("utf-8", "surrogateescape")).replace("\n", "^J").replace("\t", " ")
 
 
 _TYPES: dict[str, str] = {}
@@ -361,22 +299,10 @@ class Poller(threading.Thread):
         self.deliver(detail if detail is not None else DetailGone(self.state.selected))
 
 
-@dataclass(frozen=True)
-class DetailGone:
-    domid: int | None
-
-
-@dataclass(frozen=True)
-class OpenFailed:
-    message: str
-    hint: str | None = None
-
-
 def _with_error(frame: Frame, error: str) -> Frame:
     from dataclasses import replace
 
     return replace(frame, error=error)
 
 
-__all__ = ["Row", "Detail", "Frame", "FrameBuilder", "Poller", "PollerState", "DetailGone", "OpenFailed", "clean",
-           "recent_output"]
+__all__ = ["FrameBuilder", "Poller", "PollerState", "recent_output"]
