@@ -12,7 +12,7 @@ import time
 import pytest
 
 from xcinspect.sim.world import start_world
-from xcinspect.xs import XsClient
+from xcinspect.platform.xenstore import XsClient
 
 
 def xci(*args, input=None, timeout=60):

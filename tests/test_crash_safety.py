@@ -32,11 +32,11 @@ import time
 import zlib
 
 from xcinspect.core.ring import IDX, IDX_OFFSET, PAGE_SIZE, RingIO, blank_page, parse_page
-from xcinspect.journal import Journal
+from xcinspect.engine.journal import Journal
 from xcinspect.sim import xenstored
 from xcinspect.sim.common import Paths, world_id_for, write_world
 from xcinspect.sim.evtchn import GuestEventChannel
-from xcinspect.xs import XsClient
+from xcinspect.platform.xenstore import XsClient
 
 DOMID, PORT = 5, 2
 TRIALS = int(os.environ.get("XCI_CRASH_TRIALS", "100"))

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from xcinspect import procfs
+from xcinspect.platform import procfs
 from xcinspect.core import flags
 from xcinspect.platform import fence, xenlibs
 from xcinspect.platform.base import BindError, PlatformError
@@ -617,7 +617,7 @@ def live():
     """(platform, [(domid, ring_ref, port)]) for running PV guests with a console."""
     if not _on_dom0():
         pytest.skip("needs root in a Xen dom0")
-    from xcinspect.xs import XsClient
+    from xcinspect.platform.xenstore import XsClient
 
     p = Dom0Platform()
     p.check()

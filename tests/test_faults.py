@@ -31,7 +31,7 @@ from pilot_wait import row, until
 
 from xcinspect.sim import xenstored
 from xcinspect.sim.world import start_world
-from xcinspect.xs import XsClient
+from xcinspect.platform.xenstore import XsClient
 
 PY = sys.executable
 
@@ -206,7 +206,7 @@ def test_stream_xenstored_stalled(world, fault):
         if fault == "stall-mid":
             # the next reply is the one cut in half: make xcinspect ask for something
             threading.Thread(target=lambda: subprocess.run(
-                [PY, "-c", f"from xcinspect.xs import XsClient; x = XsClient({world.xenstore_path!r}, timeout=8); "
+                [PY, "-c", f"from xcinspect.platform.xenstore import XsClient; x = XsClient({world.xenstore_path!r}, timeout=8); "
                            f"x.write('/local/domain/3/console/limit', '1048576')"], capture_output=True),
                 daemon=True).start()
         bad = s.wait(lambda d: not d["host"]["xenstore_ok"], "xenstore not answering", timeout=15)
@@ -293,8 +293,8 @@ def tui_for(tmp_path, monkeypatch):
     """tui_for(world)() -> the app over the real world (poller thread, actions)."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("NO_COLOR", raising=False)
-    from xcinspect.actions import Actions
-    from xcinspect.monitor import Monitor
+    from xcinspect.engine.actions import Actions
+    from xcinspect.engine.monitor import Monitor
     from xcinspect.tui.app import make_app
 
     made = []

@@ -41,7 +41,7 @@ from hostile_corpus import CORPUS, Hostile, PtyRun, bad_cli_bytes, framed
 from xcinspect.core.ring import IDX, IDX_OFFSET, OUT_SIZE, RingIO, blank_page, parse_page
 from xcinspect.core.sanitize import Sanitizer, is_safe, sanitize
 from xcinspect.sim.evtchn import channel_name
-from xcinspect.xs import XsClient
+from xcinspect.platform.xenstore import XsClient
 
 SGR_ONLY = {"csi-conceal-text"}  # SGR is dropped, not shown: nothing visible but the text
 

@@ -39,9 +39,9 @@ from xcinspect.core.ring import IDX, IDX_OFFSET, IN_OFFSET, IN_PROD, IN_SIZE, OU
 from xcinspect.core.model import BackendFacts, ConsoleInfo, DomainInfo, HostInfo
 from xcinspect.core.sanitize import Sanitizer, is_safe
 from xcinspect.metrics import exposition
-from xcinspect.monitor import Monitor
+from xcinspect.engine.monitor import Monitor
 from xcinspect.platform.base import PageMapping, Platform, PlatformError
-from xcinspect.service import Backend
+from xcinspect.engine.service import Backend
 from xcinspect.tui.poller import FrameBuilder, recent_output
 
 M32 = 2**32

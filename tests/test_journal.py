@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xcinspect.core import ring
-from xcinspect.journal import Journal
+from xcinspect.engine.journal import Journal
 
 
 def drain_step(io, journal, crash_after_append=False, max_bytes=None):

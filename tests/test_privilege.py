@@ -68,7 +68,7 @@ AS_NOBODY = textwrap.dedent("""
     # uid 65534 for real and run the CLI as an unprivileged user would.
     import os, sys
     from xcinspect import cli
-    import xcinspect.platform.dom0, xcinspect.monitor, xcinspect.actions, xcinspect.platform.xenlibs
+    import xcinspect.platform.dom0, xcinspect.engine.monitor, xcinspect.engine.actions, xcinspect.platform.xenlibs
     import xcinspect.metrics, xcinspect.tui.app, xcinspect.tui.serve
     # ... and its data files: the shipped themes (a clone in a 0700 directory, as
     # `mktemp -d` makes, is unreadable to uid 65534 as a whole).
@@ -292,8 +292,8 @@ async def test_tui_refusals_are_audited(world, tmp_path, monkeypatch):
     first. It is audited all the same."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("NO_COLOR", raising=False)
-    from xcinspect.actions import Actions
-    from xcinspect.monitor import Monitor
+    from xcinspect.engine.actions import Actions
+    from xcinspect.engine.monitor import Monitor
     from xcinspect.tui.app import make_app
 
     plat = world.platform()
@@ -327,7 +327,7 @@ async def test_tui_refusals_are_audited(world, tmp_path, monkeypatch):
 @pytest.mark.parametrize("target", ["regular-file", "symlink-to-file", "fifo", "dev-null"])
 def test_attach_opens_only_a_pty_named_by_xenstore(world, tmp_path, target):
     """console/tty is a xenstore value: attach (root) must not open whatever it names."""
-    from xcinspect.xs import XsClient
+    from xcinspect.platform.xenstore import XsClient
 
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious\n")

@@ -21,11 +21,11 @@ import pytest
 from xcinspect.core import flags
 from xcinspect.core.ring import IDX, IDX_OFFSET, MASK32, OUT_SIZE, PAGE_SIZE, RingIO, fill, parse_page
 from xcinspect.platform.base import BindError, PlatformError
-from xcinspect.platform.sim import SimPlatform
+from xcinspect.sim.platform import SimPlatform
 from xcinspect.sim.common import pid_alive
 from xcinspect.sim.evtchn import SimEventChannel, port_bound
 from xcinspect.sim.world import WorldError, start_world
-from xcinspect.xs import XsClient
+from xcinspect.platform.xenstore import XsClient
 
 SERVED = ("web01", "db01", "rfc-guest", "chatty", "corrupt", "ephemeral")
 
@@ -404,13 +404,13 @@ def test_past_one_listing_reply(tmp_path):
     xenconsoled and xcinspect list with DIRECTORY_PART, and the CLI shows every domain
     (before issue 7's own xenstore client, nothing past ~1,040 domains was seen)."""
     from xcinspect.sim.xswire import WireClient, WireError
-    from xcinspect.sim.xenstored import DIRECTORY
+    from xcinspect.core.xs_wire import Op
 
     w = start_world(str(tmp_path / "w"), domains=1200, timeline=False)
     try:
         with WireClient(w.xenstore_path) as wc:
             with pytest.raises(WireError, match="E2BIG"):
-                wc.request(DIRECTORY, b"/local/domain\0")
+                wc.request(Op.DIRECTORY, b"/local/domain\0")
         _check_scale(w, 1200)
         r = subprocess.run([sys.executable, "-m", "xcinspect", "--sim", w.dir, "--once", "--json"],
                            capture_output=True, text=True, timeout=120)

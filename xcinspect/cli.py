@@ -23,14 +23,12 @@ from xcinspect import __version__
 from xcinspect.core import flags
 from xcinspect.core import ring
 from xcinspect.core.sanitize import Sanitizer, sanitize
+from xcinspect.core.errors import OperatorError, UsageError
+from xcinspect.core.options import MetricsOptions, ServeOptions, UiOptions
 from xcinspect.platform.base import Platform, PlatformError
 
 SUBCOMMANDS = ("sim", "connect", "attach", "disconnect", "flag", "serve", "metrics", "_backend")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
-
-
-class UsageError(Exception):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -155,7 +153,7 @@ class Context(contextlib.ExitStack):
     def open(self) -> Platform:
         sim = getattr(self.args, "sim", None)
         if sim is not None:
-            from xcinspect.platform.sim import SimPlatform
+            from xcinspect.sim.platform import SimPlatform
 
             if sim == "":
                 from xcinspect.sim.world import start_world
@@ -254,7 +252,7 @@ def _table(monitor) -> str:
 
 
 def cmd_batch(args, platform: Platform) -> int:
-    from xcinspect.monitor import Monitor, sample_window
+    from xcinspect.engine.monitor import Monitor, sample_window
 
     mon = Monitor(platform, flag_layout=args.flag_layout)
     mon.open()
@@ -287,7 +285,7 @@ def cmd_batch(args, platform: Platform) -> int:
 
 # -- actions ----------------------------------------------------------------------------------
 def _actions(args, ctx: Context):
-    from xcinspect.actions import Actions
+    from xcinspect.engine.actions import Actions
 
     platform = ctx.platform
     assert platform is not None
@@ -297,7 +295,7 @@ def _actions(args, ctx: Context):
 
 
 def cmd_connect(args, ctx: Context) -> int:
-    from xcinspect.actions import ActionError
+    from xcinspect.engine.actions import ActionError
 
     acts = _actions(args, ctx)
     domid = acts.resolve(args.dom, action=args.command)
@@ -312,7 +310,7 @@ def cmd_connect(args, ctx: Context) -> int:
 
 
 def cmd_disconnect(args, ctx: Context) -> int:
-    from xcinspect.actions import ActionError
+    from xcinspect.engine.actions import ActionError
 
     acts = _actions(args, ctx)
     domid = acts.resolve(args.dom, action=args.command)
@@ -328,7 +326,7 @@ def cmd_disconnect(args, ctx: Context) -> int:
 
 
 def cmd_flag(args, ctx: Context) -> int:
-    from xcinspect.actions import ActionError
+    from xcinspect.engine.actions import ActionError
 
     acts = _actions(args, ctx)
     domid = acts.resolve(args.dom, action="flag")
@@ -352,7 +350,7 @@ def _escape_byte(spec: str) -> int:
 
 
 def cmd_attach(args, ctx: Context) -> int:
-    from xcinspect.actions import ActionError
+    from xcinspect.engine.actions import ActionError
 
     acts = _actions(args, ctx)
     domid = acts.resolve(args.dom, action=args.command)
@@ -438,7 +436,7 @@ def cmd_attach(args, ctx: Context) -> int:
 
 
 def cmd_backend(args, ctx: Context) -> int:
-    from xcinspect.service import Backend
+    from xcinspect.engine.service import Backend
 
     return Backend(ctx.platform, args.domid, flag_override=args.flag_layout, sync=not args.no_sync,
                    status_fd=args.status_fd).run()
@@ -454,22 +452,29 @@ def cmd_sim(args) -> int:
     return EXIT_FAIL  # not reached
 
 
+def ui_options(args) -> UiOptions:
+    return UiOptions(flag_layout=args.flag_layout, read_only=args.read_only, theme=args.theme,
+                     interval=args.interval)
+
+
 def cmd_tui(args, ctx: Context) -> int:
     from xcinspect.tui.app import run_tui
 
-    return run_tui(ctx.platform, args, platform_args=ctx.platform_args)
+    return run_tui(ctx.platform, ui_options(args), platform_args=ctx.platform_args)
 
 
 def cmd_serve(args, ctx: Context) -> int:
     from xcinspect.tui.serve import serve
 
-    return serve(args, ctx)
+    return serve(ServeOptions(ui_options(args), host=args.host or "127.0.0.1", port=args.port), ctx)
 
 
 def cmd_metrics(args, ctx: Context) -> int:
     from xcinspect.metrics import run as run_metrics
 
-    return run_metrics(args, ctx.platform)
+    options = MetricsOptions(flag_layout=args.flag_layout, textfile=args.textfile, listen=args.listen,
+                             interval=args.interval)
+    return run_metrics(options, ctx.platform)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -517,10 +522,8 @@ def main(argv: list[str] | None = None) -> int:
                     args.batch = True
                 return cmd_batch(args, ctx.platform)
             return cmd_tui(args, ctx)
-    except PlatformError as exc:
+    except OperatorError as exc:
         return _die(exc.message, exc.hint)
-    except UsageError as exc:
-        return _die(str(exc))
     except KeyError as exc:
         return _die(str(exc.args[0]) if exc.args else "not found")
     except KeyboardInterrupt:

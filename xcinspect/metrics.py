@@ -20,8 +20,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, State
 from xcinspect.core import flags
 from xcinspect.core import health
 from xcinspect.core.sanitize import sanitize
-from xcinspect.monitor import Monitor, sample_window
-from xcinspect.platform.base import Platform, PlatformError
+from xcinspect.engine.monitor import Monitor, sample_window
+from xcinspect.core.errors import UsageError
+from xcinspect.core.options import MetricsOptions
+from xcinspect.platform.base import Platform
 
 FLAG_STATES = (flags.CONNECTED, flags.DISCONNECTED, flags.INVALID, flags.NOT_APPLICABLE)
 
@@ -138,30 +140,30 @@ def write_textfile(directory: str, data: bytes, name: str = "xcinspect.prom") ->
 def _parse_listen(spec: str) -> tuple[str, int]:
     host, _, port = spec.rpartition(":")
     if not port.isdigit():
-        raise PlatformError(f"--listen wants ADDR:PORT or :PORT, not {spec!r}")
+        raise UsageError(f"--listen wants ADDR:PORT or :PORT, not {spec!r}")
     return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
-def run(args, platform: Platform) -> int:
-    monitor = Monitor(platform, flag_layout=args.flag_layout)
+def run(options: MetricsOptions, platform: Platform) -> int:
+    monitor = Monitor(platform, flag_layout=options.flag_layout)
     monitor.open()
     lock = threading.Lock()
     try:
         sample_window(monitor, 0.6)
-        if not args.textfile and not args.listen:
+        if not options.textfile and not options.listen:
             sys.stdout.buffer.write(exposition(monitor, lock))
             sys.stdout.flush()
             return 0
         stop = threading.Event()
         server = None
-        if args.listen:
+        if options.listen:
             from http.server import ThreadingHTTPServer
 
             from prometheus_client.exposition import MetricsHandler
 
             reg = CollectorRegistry()
             reg.register(ConsoleCollector(monitor, lock))
-            host, port = _parse_listen(args.listen)
+            host, port = _parse_listen(options.listen)
             server = ThreadingHTTPServer((host, port), MetricsHandler.factory(reg))
             server.daemon_threads = True
             threading.Thread(target=server.serve_forever, daemon=True, name="metrics-http").start()
@@ -171,9 +173,9 @@ def run(args, platform: Platform) -> int:
             while not stop.is_set():
                 with lock:
                     monitor.tick()
-                if args.textfile and time.monotonic() >= next_write:
-                    write_textfile(args.textfile, exposition(monitor, lock))
-                    next_write = time.monotonic() + args.interval
+                if options.textfile and time.monotonic() >= next_write:
+                    write_textfile(options.textfile, exposition(monitor, lock))
+                    next_write = time.monotonic() + options.interval
                 time.sleep(1.0)
         finally:
             if server is not None:

@@ -36,8 +36,8 @@ def save(app, out: str, name: str) -> None:
 
 
 async def shoot(world, out: str) -> None:
-    from xcinspect.actions import Actions
-    from xcinspect.monitor import Monitor
+    from xcinspect.engine.actions import Actions
+    from xcinspect.engine.monitor import Monitor
     from xcinspect.tui.app import make_app
     from xcinspect.tui.screens import AttachScreen
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from xcinspect.core import flags
 from xcinspect.core import ring
 from xcinspect.platform.base import PageMapping, Platform, PlatformError
-from xcinspect.xs import XsClient
+from xcinspect.platform.xenstore import XsClient
 
 BOOT_LOG = (
     b"\x1b[0m[    0.000000] Linux version 6.1.0-18-amd64 (debian-kernel@lists.debian.org)\r\n"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from xcinspect.platform.base import PlatformError
+from xcinspect.tui.config import ConfigError
 from xcinspect.tui import bindings
 from xcinspect.tui import themes as tui_themes
 from xcinspect.tui.config import config_path, escape_key, load_config
@@ -51,7 +51,7 @@ def test_full_config(tmp_path):
 ])
 def test_bad_config_is_one_clear_line(tmp_path, text, words):
     p = write(tmp_path, text)
-    with pytest.raises(PlatformError) as exc:
+    with pytest.raises(ConfigError) as exc:
         load_config()
     msg = exc.value.message
     assert words in msg and str(p) in msg and "\n" not in msg
@@ -87,7 +87,7 @@ def test_shipped_themes_load_and_resolve():
 
 
 def test_unknown_theme_is_one_clear_line():
-    with pytest.raises(PlatformError) as exc:
+    with pytest.raises(ConfigError) as exc:
         tui_themes.check_theme("mauve")
     assert "unknown theme 'mauve'" in exc.value.message and "dark" in exc.value.message
 
@@ -104,7 +104,7 @@ def test_user_theme_dir_and_bad_theme(tmp_path):
     (d / "mine.toml").write_text('name = "mine"\nprimary = "#112233"\n')
     assert tui_themes.check_theme("mine") == "mine"
     (d / "broken.toml").write_text('name = "b"\nprimary = "not a colour!"\n')
-    with pytest.raises(PlatformError) as exc:
+    with pytest.raises(ConfigError) as exc:
         tui_themes.load_themes()
     assert "broken.toml" in exc.value.message and "not a colour" in exc.value.message
 
@@ -123,7 +123,7 @@ def test_unreadable_theme_dir_is_one_clear_line(tmp_path, monkeypatch):
         return real(self)
 
     monkeypatch.setattr(tui_themes.Path, "is_dir", is_dir)
-    with pytest.raises(PlatformError, match=r"cannot read the theme directory .*themes: Permission denied"):
+    with pytest.raises(ConfigError, match=r"cannot read the theme directory .*themes: Permission denied"):
         tui_themes.load_themes([d])
 
 

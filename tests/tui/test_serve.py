@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from xcinspect.platform.base import PlatformError
+from xcinspect.core.errors import UsageError
 from xcinspect.tui.serve import app_command, check_host
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -76,7 +76,7 @@ def test_app_command_and_loopback_only():
     assert argv[1:] == ["-m", "xcinspect", "--sim", "/w", "--flag-layout", "xen-4.21", "--read-only",
                         "--theme", "light", "--interval", "0.5"]
     assert check_host("127.0.0.1") == "127.0.0.1" and check_host("localhost") == "127.0.0.1"
-    with pytest.raises(PlatformError, match="loopback only"):
+    with pytest.raises(UsageError, match="loopback only"):
         check_host("0.0.0.0")
 
 

@@ -28,8 +28,8 @@ def world(tmp_path):
 
 @pytest.fixture
 def sim_app(world):
-    from xcinspect.actions import Actions
-    from xcinspect.monitor import Monitor
+    from xcinspect.engine.actions import Actions
+    from xcinspect.engine.monitor import Monitor
     from xcinspect.tui.app import make_app
 
     made = []

@@ -24,7 +24,7 @@ import socket
 import stat
 import time
 
-from xcinspect import procfs
+from xcinspect.platform import procfs
 from xcinspect.core import flags
 from xcinspect.platform.base import EventChannel, PageMapping, Platform, PlatformError
 

@@ -44,7 +44,7 @@ from xcinspect.core.ring import IN_CONS, IN_PROD, IN_SIZE, PAGE_SIZE, PageError,
 from xcinspect.platform.base import BindError, PlatformError
 from xcinspect.sim.common import Paths, die_with_parent, drain_wakeup, read_layout, read_world, remove_pidfile, signal_wakeup, world_id_for, write_pidfile
 from xcinspect.sim.evtchn import SimEventChannel
-from xcinspect.xs import XenstoreError, XsClient
+from xcinspect.platform.xenstore import XenstoreError, XsClient
 
 RATE_LIMIT_ALLOWANCE = 30
 RATE_LIMIT_PERIOD = 0.2

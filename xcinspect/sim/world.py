@@ -42,6 +42,7 @@ import time
 import uuid as _uuid
 
 from xcinspect.core import flags
+from xcinspect.core.xs_wire import Op
 from xcinspect.core.ring import blank_page
 from xcinspect.sim.common import (
     WORLD_VERSION, Paths, drain_wakeup, pid_alive, read_world, signal_wakeup, world_id_for, write_world,
@@ -236,9 +237,7 @@ class Controller:
         for d in sorted(self.domains):
             self.make_page(d)
         self.populate(sorted(self.domains))
-        from xcinspect.sim.xenstored import INTRODUCE
-
-        self.xs("pipeline", [(INTRODUCE, b"%d\0%d\0%d\0" % (d, self.domains[d]["store_mfn"], XENSTORE_PORT))
+        self.xs("pipeline", [(Op.INTRODUCE, b"%d\0%d\0%d\0" % (d, self.domains[d]["store_mfn"], XENSTORE_PORT))
                             for d in sorted(self.domains)])
         # As on a host, the backend is set up before the guest runs (xl unpauses it after
         # xenconsoled had its chance): start the guests once served consoles have a tty.
@@ -344,12 +343,10 @@ class Controller:
             self.xs("write_many", items[i: i + 4000])
 
     def wait_for_backend(self, domids: list[int], timeout: float | None = None) -> None:
-        from xcinspect.sim.xenstored import READ
-
         want = [d for d in domids if self.domains[d].get("consoled", True)]
         deadline = time.monotonic() + (timeout if timeout is not None else 10.0 + 0.01 * len(want))
         while want and time.monotonic() < deadline:
-            reps = self.xs("pipeline", [(READ, f"/local/domain/{d}/console/tty".encode() + b"\0") for d in want])
+            reps = self.xs("pipeline", [(Op.READ, f"/local/domain/{d}/console/tty".encode() + b"\0") for d in want])
             want = [d for d, (op, payload) in zip(want, reps) if not payload.strip(b"\0")]
             if want:
                 time.sleep(0.02)
@@ -722,7 +719,7 @@ class World:
         return pids
 
     def platform(self):
-        from xcinspect.platform.sim import SimPlatform
+        from xcinspect.sim.platform import SimPlatform
 
         return SimPlatform(self.dir)
 

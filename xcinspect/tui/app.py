@@ -17,6 +17,8 @@ from textual.binding import Binding
 from textual.color import Color
 from textual.message import Message
 
+from xcinspect.core.errors import OperatorError
+from xcinspect.core.options import UiOptions
 from xcinspect.platform.base import PlatformError
 from xcinspect.tui import render
 from xcinspect.tui.commands import DomainCommands
@@ -312,7 +314,7 @@ class XcApp(App[int], inherit_bindings=False):
             try:
                 with self._action_lock:
                     result = fn()
-            except PlatformError as exc:
+            except OperatorError as exc:
                 self._later(self._op_failed, key, exc.message)
             except Exception as exc:  # report, never crash the UI
                 self._later(self._op_failed, key, f"{type(exc).__name__}: {exc}")
@@ -435,13 +437,13 @@ class XcApp(App[int], inherit_bindings=False):
         def attach():
             try:
                 return acts.attach(r.domid, force=force, tty_wait=2.0)
-            except PlatformError as exc:
+            except OperatorError as exc:
                 if "use force" in exc.message and not force:
                     return exc
                 raise
 
         def result(value) -> None:
-            if isinstance(value, PlatformError):
+            if isinstance(value, OperatorError):
                 self._offer_force(r, value.message)
             else:
                 opened(value)
@@ -471,23 +473,23 @@ def make_app(monitor, *, actions=None, config: Config | None = None, read_only: 
                  theme=theme, poll=poll, themes=themes, open_monitor=open_monitor)
 
 
-def run_tui(platform, args, *, platform_args: list[str] | None = None) -> int:
+def run_tui(platform, options: UiOptions, *, platform_args: list[str] | None = None) -> int:
     """``xcinspect`` / ``xcinspect --sim``: check the config and theme, open the monitor
     (PlatformError here is one line and exit 2 in the CLI), then run the app."""
-    from xcinspect.actions import Actions
-    from xcinspect.monitor import Monitor
+    from xcinspect.engine.actions import Actions
+    from xcinspect.engine.monitor import Monitor
 
     config = load_config()
     themes = load_themes()
-    theme = resolve_theme(getattr(args, "theme", None) or config.theme, themes)
-    interval = getattr(args, "interval", None) or config.interval
-    monitor = Monitor(platform, flag_layout=args.flag_layout)
+    theme = resolve_theme(options.theme or config.theme, themes)
+    interval = options.interval or config.interval
+    monitor = Monitor(platform, flag_layout=options.flag_layout)
     platform.check()  # the usual environment problems, before the screen switches
     actions = None
     try:
-        actions = Actions(platform, flag_override=args.flag_layout, read_only=args.read_only,
+        actions = Actions(platform, flag_override=options.flag_layout, read_only=options.read_only,
                           platform_args=platform_args or [])
-        app = make_app(monitor, actions=actions, config=config, read_only=args.read_only,
+        app = make_app(monitor, actions=actions, config=config, read_only=options.read_only,
                        interval=interval, theme=theme, themes=themes, open_monitor=True)
         app.run()
         if app.open_error is not None:

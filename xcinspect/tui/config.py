@@ -14,7 +14,7 @@
     scrollback = 10000        # lines kept in the console view
 
 A file that is not valid TOML, an unknown key or a wrong type is one clear line and
-exit status 2 (``load_config`` raises PlatformError). No Textual here.
+exit status 2 (``load_config`` raises ConfigError). No Textual here.
 """
 
 from __future__ import annotations
@@ -24,8 +24,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xcinspect.platform.base import PlatformError
+from xcinspect.core.errors import OperatorError
 from xcinspect.tui import bindings
+
+
+class ConfigError(OperatorError):
+    """A config or theme file the TUI cannot use (one line, exit 2)."""
 
 MIN_INTERVAL, MAX_INTERVAL = 0.1, 60.0
 HAT = {"]": "right_square_bracket", "[": "left_square_bracket", "\\": "backslash",
@@ -78,12 +82,12 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     except FileNotFoundError:
         return cfg
     except OSError as exc:
-        raise PlatformError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise PlatformError(f"config file {p} is not valid TOML: {exc}") from None
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
 
-    def bad(msg: str) -> PlatformError:
-        return PlatformError(f"config file {p}: {msg}")
+    def bad(msg: str) -> ConfigError:
+        return ConfigError(f"config file {p}: {msg}")
 
     known = {"theme", "interval", "keymap", "attach"}
     for key in doc:

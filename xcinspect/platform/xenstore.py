@@ -29,49 +29,16 @@ from __future__ import annotations
 import collections
 import os
 import socket
-import struct
 import threading
 import time
 import weakref
 
+from xcinspect.core.xs_wire import HEADER, NUL, PAYLOAD_MAX, REPLY_MAX, Op
 from xcinspect.platform.base import PlatformError
 
 DEFAULT_TIMEOUT = 2.0
-HEADER = struct.Struct("<IIII")  # struct xsd_sockmsg: type, req_id, tx_id, len
-PAYLOAD_MAX = 4096  # XENSTORE_PAYLOAD_MAX: what we send, and what C xenstored replies
-# oxenstored (Debian's default) does not hold its socket replies to PAYLOAD_MAX: a listing
-# of 1,200 children came as one 15,600-byte DIRECTORY reply in the Xen lab (where Xen's
-# own xenstore-list refuses it). Accept long replies; past this a stream is corrupt.
-REPLY_MAX = 1 << 20
-NUL = b"\x00"
 
-
-class Op:
-    """``enum xsd_sockmsg_type`` (xen/include/public/io/xs_wire.h)."""
-    CONTROL = DEBUG = 0
-    DIRECTORY = 1
-    READ = 2
-    GET_PERMS = 3
-    WATCH = 4
-    UNWATCH = 5
-    TRANSACTION_START = 6
-    TRANSACTION_END = 7
-    INTRODUCE = 8
-    RELEASE = 9
-    GET_DOMAIN_PATH = 10
-    WRITE = 11
-    MKDIR = 12
-    RM = 13
-    SET_PERMS = 14
-    WATCH_EVENT = 15
-    ERROR = 16
-    IS_DOMAIN_INTRODUCED = 17
-    RESUME = 18
-    SET_TARGET = 19
-    RESET_WATCHES = 21
-    DIRECTORY_PART = 22
-
-
+DEFAULT_TIMEOUT = 2.0
 # What a read-only client may send: nothing here changes the store.
 READ_OPS = frozenset({Op.READ, Op.DIRECTORY, Op.DIRECTORY_PART, Op.GET_PERMS, Op.WATCH, Op.UNWATCH,
                       Op.GET_DOMAIN_PATH, Op.IS_DOMAIN_INTRODUCED})

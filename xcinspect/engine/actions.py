@@ -32,18 +32,19 @@ import time
 import tty
 from dataclasses import dataclass, field
 
-from xcinspect import facts as _facts
-from xcinspect import procfs
-from xcinspect import service
+from xcinspect.engine import facts
+from xcinspect.platform import procfs
+from xcinspect.engine import service
 from xcinspect.core import flags
 from xcinspect.core.model import BackendFacts, DomainInfo
+from xcinspect.core.errors import OperatorError
 from xcinspect.core.ring import RingIO
-from xcinspect.discovery import Discovery
+from xcinspect.engine.discovery import Discovery
 from xcinspect.platform.base import Platform, PlatformError
-from xcinspect.xs import XenstoreError, XsClient
+from xcinspect.platform.xenstore import XenstoreError, XsClient
 
 
-class ActionError(PlatformError):
+class ActionError(OperatorError):
     """An action was refused or failed; ``message`` says why, in one line."""
 
     audited = False  # already written to the audit log
@@ -110,7 +111,7 @@ class Actions:
     def _info(self, domid: int) -> DomainInfo:
         if self.xs.read(f"/local/domain/{domid}/domid") is None and self.xs.read(f"/local/domain/{domid}/name") is None:
             raise ActionError(f"no domain {domid} in xenstore")
-        return Discovery(self.xs)._read_domains([domid])[domid]
+        return Discovery(self.xs).read_domains([domid])[domid]
 
     def resolve(self, ref: str | int, action: str | None = None) -> int:
         """A domid from a domid or a name; for ``action``, a failure is audited."""
@@ -135,7 +136,7 @@ class Actions:
         raise ActionError(f"no domain named {text!r}")
 
     def facts(self, info: DomainInfo) -> BackendFacts:
-        return _facts.facts_for(self.platform, info)
+        return facts.facts_for(self.platform, info)
 
     def layout(self, domid: int) -> str:
         return flags.resolve_layout(self.flag_override, self.platform.domain_flag_hint(domid), self.platform.default_flag_layout())
@@ -304,7 +305,7 @@ class Actions:
         layout = self.layout(domid)
         with self.platform.map_page(domid, info.console.ring_ref if info.console else None, writable=True) as m:
             before = flags.decode(m.buf, layout)
-            ring = RingIO(m.buf, service._fence())
+            ring = RingIO(m.buf, service.ring_fence())
             if layout == flags.NONE:
                 ring.set_guest_byte(state)
             else:
@@ -393,7 +394,7 @@ class Actions:
         info = self._info(domid)
         f = self.facts(info)
         if f.xcinspect_backend_pid:
-            path = _facts.backend_socket(self.platform, domid)
+            path = facts.backend_socket(self.platform, domid)
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 s.connect(path)

@@ -11,14 +11,15 @@ import time
 from itertools import compress, count, repeat
 from operator import le, ne
 
-from xcinspect import facts
+from xcinspect.engine import facts
 from xcinspect.core import flags
 from xcinspect.core import health
 from xcinspect.core import ring
+from xcinspect.core.errors import UsageError
 from xcinspect.core.model import BackendFacts, DomainInfo, HostInfo
-from xcinspect.discovery import Discovery
+from xcinspect.engine.discovery import Discovery
 from xcinspect.platform.base import PageMapping, Platform, PlatformError
-from xcinspect.xs import XenstoreError, XsClient
+from xcinspect.platform.xenstore import XenstoreError, XsClient
 
 INDICES_AND_FLAG = struct.Struct("<5I")  # the four indices and the 32-bit word at the flag offset
 INDEX_OFFSET = ring.IDX_OFFSET
@@ -197,7 +198,7 @@ class Monitor:
         xs_timeout: float = 2.0,
     ) -> None:
         if flag_layout not in flags.CHOICES:
-            raise PlatformError(f"unknown flag layout {flag_layout!r} (choose from {', '.join(flags.CHOICES)})")
+            raise UsageError(f"unknown flag layout {flag_layout!r} (choose from {', '.join(flags.CHOICES)})")
         self.platform = platform
         self.flag_override = flag_layout
         self.clock = clock

@@ -19,12 +19,12 @@ import socket
 import sys
 import time
 
-from xcinspect import facts as _facts
+from xcinspect.engine import facts
 from xcinspect.core import flags
 from xcinspect.core.ring import IDX, IDX_OFFSET, MASK32, PageError, RingIO
-from xcinspect.discovery import Discovery
+from xcinspect.engine.discovery import Discovery
 from xcinspect.platform.base import BindError, Platform, PlatformError
-from xcinspect.xs import XenstoreError, XsClient
+from xcinspect.platform.xenstore import XenstoreError, XsClient
 
 MAX_CLIENT_BACKLOG = 1 << 20  # bytes queued per attach client before it is dropped
 
@@ -33,7 +33,8 @@ def log_path(platform: Platform, domid: int) -> str:
     return os.path.join(platform.log_dir(), f"console.{domid}.log")
 
 
-def _fence():
+def ring_fence():
+    """The full memory fence a backend puts between reading and releasing ring space."""
     try:
         from xcinspect.platform.fence import full_fence
 
@@ -86,7 +87,7 @@ class Backend:
             os.makedirs(p.state_dir(), exist_ok=True)
         except PlatformError as exc:
             return self.fail(exc.message)
-        pidfile = _facts.backend_pidfile(p, self.domid)
+        pidfile = facts.backend_pidfile(p, self.domid)
         pfd = os.open(pidfile, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(pfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -98,7 +99,7 @@ class Backend:
         xs = XsClient(p.xenstore_path())
         try:
             disc = Discovery(xs)
-            info = disc._read_domains([self.domid])[self.domid]
+            info = disc.read_domains([self.domid])[self.domid]
         except XenstoreError as exc:
             return self.fail(exc.message)
         if info.console is None or info.console.port is None:
@@ -120,11 +121,11 @@ class Backend:
             mapping.close()
             return self.fail(exc.message)
 
-        from xcinspect.journal import Journal
+        from xcinspect.engine.journal import Journal
 
-        ring = RingIO(mapping.buf, _fence())
+        ring = RingIO(mapping.buf, ring_fence())
         journal = Journal(log_path(p, self.domid), sync=self.sync)
-        sock_path = _facts.backend_socket(p, self.domid)
+        sock_path = facts.backend_socket(p, self.domid)
         try:
             os.unlink(sock_path)
         except FileNotFoundError:
@@ -333,7 +334,7 @@ def spawn(platform_args: list[str], domid: int, *, flag_override: str, sync: boo
 
 def stop_backend(platform: Platform, domid: int, timeout: float = 5.0) -> int | None:
     """SIGTERM our backend daemon for ``domid`` and wait for it to release. Returns its pid."""
-    pid = _facts.backend_pid(platform, domid)
+    pid = facts.backend_pid(platform, domid)
     if pid is None:
         return None
     try:
@@ -342,7 +343,7 @@ def stop_backend(platform: Platform, domid: int, timeout: float = 5.0) -> int | 
         return pid
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _facts.backend_pid(platform, domid) is None:
+        if facts.backend_pid(platform, domid) is None:
             return pid
         time.sleep(0.05)
     raise PlatformError(f"backend pid {pid} did not stop within {timeout:g} s")
