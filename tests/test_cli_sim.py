@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from xcinspect.sim.world import start_world
+from xcinspect.sim.handle import start_world
 from xcinspect.platform.xenstore import XsClient
 
 

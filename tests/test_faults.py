@@ -30,7 +30,7 @@ from hostile_corpus import PtyRun
 from pilot_wait import row, until
 
 from xcinspect.sim import xenstored
-from xcinspect.sim.world import start_world
+from xcinspect.sim.handle import start_world
 from xcinspect.platform.xenstore import XsClient
 
 PY = sys.executable

@@ -156,7 +156,7 @@ def check_cli_stream(stream: bytes, marks) -> None:
 # -- 2. a running world -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from xcinspect.sim.world import start_world
+    from xcinspect.sim.handle import start_world
 
     w = start_world(str(tmp_path_factory.mktemp("hostile-world")), scenario="demo", timeline=False)
     try:

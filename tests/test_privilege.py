@@ -167,7 +167,7 @@ def test_wrong_page_file(tmp_path, case):
 # -- input: config and themes --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from xcinspect.sim.world import start_world
+    from xcinspect.sim.handle import start_world
 
     d = tmp_path_factory.mktemp("priv-world")
     os.chmod(d, 0o755)

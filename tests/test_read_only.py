@@ -47,7 +47,7 @@ OP_NAMES = {getattr(Op, k): k for k in dir(Op) if k.isupper()}
 # -- fixtures -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from xcinspect.sim.world import start_world
+    from xcinspect.sim.handle import start_world
 
     w = start_world(str(tmp_path_factory.mktemp("ro-world")), scenario="demo", timeline=False)
     try:

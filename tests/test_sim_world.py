@@ -24,7 +24,7 @@ from xcinspect.platform.base import BindError, PlatformError
 from xcinspect.sim.platform import SimPlatform
 from xcinspect.sim.common import pid_alive
 from xcinspect.sim.evtchn import SimEventChannel, port_bound
-from xcinspect.sim.world import WorldError, start_world
+from xcinspect.sim.handle import WorldError, start_world
 from xcinspect.platform.xenstore import XsClient
 
 SERVED = ("web01", "db01", "rfc-guest", "chatty", "corrupt", "ephemeral")

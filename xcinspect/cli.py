@@ -23,6 +23,7 @@ from xcinspect import __version__
 from xcinspect.core import flags
 from xcinspect.core import ring
 from xcinspect.core.sanitize import Sanitizer, sanitize
+from xcinspect.core.hat import control_byte
 from xcinspect.core.errors import OperatorError, UsageError
 from xcinspect.core.options import MetricsOptions, ServeOptions, UiOptions
 from xcinspect.platform.base import Platform, PlatformError
@@ -156,7 +157,7 @@ class Context(contextlib.ExitStack):
             from xcinspect.sim.platform import SimPlatform
 
             if sim == "":
-                from xcinspect.sim.world import start_world
+                from xcinspect.sim.handle import start_world
 
                 tmp = tempfile.mkdtemp(prefix="xcinspect-sim-")
                 self.callback(shutil.rmtree, tmp, True)
@@ -342,11 +343,10 @@ def cmd_flag(args, ctx: Context) -> int:
 
 
 def _escape_byte(spec: str) -> int:
-    if len(spec) == 2 and spec[0] == "^":
-        return ord(spec[1].upper()) ^ 0x40
-    if len(spec) == 1:
-        return ord(spec)
-    raise UsageError(f"bad escape key {spec!r} (use ^X or a single character)")
+    try:
+        return control_byte(spec)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_attach(args, ctx: Context) -> int:

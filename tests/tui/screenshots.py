@@ -91,7 +91,7 @@ def main() -> int:
     os.environ["TEXTUAL_ANIMATIONS"] = "none"
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "docs", "screenshots")
     os.makedirs(out, exist_ok=True)
-    from xcinspect.sim.world import start_world
+    from xcinspect.sim.handle import start_world
 
     tmp = tempfile.mkdtemp(prefix="xci-shots-")
     os.environ["XDG_CONFIG_HOME"] = os.path.join(tmp, "xdg")

@@ -33,7 +33,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``xcinspect serve --sim DIR`` on a free loopback port, over its own sim world."""
-    from xcinspect.sim.world import start_world
+    from xcinspect.sim.handle import start_world
 
     tmp = tmp_path_factory.mktemp("serve")
     world = start_world(str(tmp / "w"), scenario="demo", timeline=False)

@@ -19,7 +19,7 @@ from xcinspect.tui.screens import AttachScreen, MainScreen
 
 @pytest.fixture
 def world(tmp_path):
-    from xcinspect.sim.world import start_world
+    from xcinspect.sim.handle import start_world
 
     w = start_world(str(tmp_path / "world"), scenario="demo", timeline=False)
     yield w

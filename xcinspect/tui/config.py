@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xcinspect.core.errors import OperatorError
+from xcinspect.core.hat import hat_char
 from xcinspect.tui import bindings
 
 
@@ -60,8 +61,8 @@ def config_path() -> Path:
 def escape_key(spec: str) -> str:
     """``^]`` -> ``ctrl+right_square_bracket``; ``^x`` -> ``ctrl+x``; Textual names pass."""
     s = spec.strip()
-    if len(s) == 2 and s[0] == "^":
-        c = s[1]
+    c = hat_char(s)
+    if c is not None:
         if c.isalpha():
             return f"ctrl+{c.lower()}"
         if c in HAT:
