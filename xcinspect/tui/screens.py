@@ -19,7 +19,7 @@ from xcinspect.core.sanitize import Sanitizer
 from xcinspect.tui import bindings
 from xcinspect.tui.attach_io import key_bytes
 from xcinspect.tui.model import Detail, Row, clean
-from xcinspect.tui.columns import SORT_LABEL, SORT_ORDER, columns_for
+from xcinspect.tui.columns import SORT_LABEL, SORT_ORDER
 from xcinspect.tui.console_view import ConsoleView
 from xcinspect.tui.detail import DetailPanel
 from xcinspect.tui.status import StatusBar, status_text
@@ -72,6 +72,11 @@ class MainScreen(Screen):
         return self.query_one(DomainTable)
 
     def on_mount(self) -> None:
+        table = self.table
+        self.watch(table, "selected", self._selection_changed, init=False)
+        self.watch(table, "sorting", self._sorting_changed, init=False)
+        self.watch(table, "query_text", self._query_changed, init=False)
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
         self._layout_for(self.app.size.width, self.app.size.height)
 
     def on_resize(self, event) -> None:
@@ -80,8 +85,7 @@ class MainScreen(Screen):
     def _layout_for(self, width: int, height: int) -> None:
         self.set_class(height < 32, "-short")
         self.set_class(width >= 160, "-wide")
-        if self.table.set_columns(columns_for(width)):
-            self.table.apply(self.rows, force=True)
+        self.table.show_columns_for(width)
         self.call_after_refresh(self.show_detail)
 
     # -- data -----------------------------------------------------------------------------
@@ -93,7 +97,7 @@ class MainScreen(Screen):
             self.detail = frame.detail
         table = self.table
         with self.app.batch_update():
-            table.apply(frame.rows)
+            table.domains = frame.rows
             self.update_status()
             self.show_detail()
         self.app.poller_state.selected = table.selected
@@ -118,19 +122,27 @@ class MainScreen(Screen):
         self.query_one(DetailPanel).show(r, d, keys=self.app.keys_for_hint(), read_only=self.app.read_only,
                                          pal=self.app.pal)
 
-    @on(DataTable.RowHighlighted)
-    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        t = self.table
-        if t._moving_cursor or event.row_key is None or event.row_key.value is None:
-            return
-        domid = int(event.row_key.value)
-        if domid != t.selected:
-            t.selected = domid
-            self.app.poller_state.selected = domid
-            self.detail = None
-            self.show_detail()
-            self.app.request_detail()
-            self.refresh_bindings()
+    # -- what the table's reactives changed ------------------------------------------------
+    def _selection_changed(self, domid: int | None) -> None:
+        self.app.poller_state.selected = domid
+        self.detail = None
+        self.show_detail()
+        self.app.request_detail()
+        self.refresh_bindings()
+
+    def _sorting_changed(self, sorting: tuple[str, bool]) -> None:
+        self.update_status()
+        col, reverse = sorting
+        direction = "reversed" if reverse else ""
+        self.app.notify(f"sorted by {SORT_LABEL.get(col, col)} {direction}".strip(), timeout=2, markup=False)
+
+    def _query_changed(self, query: str) -> None:
+        self.update_status()
+        self.show_detail()
+
+    def _theme_changed(self, theme) -> None:
+        self.update_status()
+        self.show_detail()
 
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -140,11 +152,7 @@ class MainScreen(Screen):
     def _header(self, event: DataTable.HeaderSelected) -> None:
         col = event.column_key.value
         t = self.table
-        if col == t.sort_col:
-            t.sort_reverse = not t.sort_reverse
-        else:
-            t.sort_col, t.sort_reverse = col, False
-        self._resort()
+        t.sorting = (col, not t.sort_reverse) if col == t.sort_col else (col, False)
 
     # -- actions --------------------------------------------------------------------------
     def check_action(self, action: str, parameters) -> bool | None:
@@ -203,17 +211,12 @@ class MainScreen(Screen):
         f.value = ""
         f.remove_class("-active")
         self.table.query_text = ""
-        self.table.apply(self.rows)
         self.table.focus()
-        self.update_status()
         self.refresh_bindings()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.table.query_text = event.value.strip()
-        self.table.apply(self.rows)
-        self.update_status()
-        self.show_detail()
 
     def action_filter_done(self) -> None:
         f = self.query_one("#filter", Input)
@@ -232,31 +235,17 @@ class MainScreen(Screen):
 
     def sort_by(self, col: str, reverse: bool | None = None) -> None:
         t = self.table
-        t.sort_col = col
-        if reverse is not None:
-            t.sort_reverse = reverse
-        self._resort()
-
-    def _resort(self) -> None:
-        t = self.table
-        t.relabel()
-        t.apply(self.rows)
-        self.update_status()
-        direction = "reversed" if t.sort_reverse else ""
-        self.app.notify(f"sorted by {SORT_LABEL.get(t.sort_col, t.sort_col)} {direction}".strip(),
-                        timeout=2, markup=False)
+        t.sorting = (col, t.sort_reverse if reverse is None else reverse)
 
     def action_sort_next(self) -> None:
         t = self.table
         order = SORT_ORDER
         i = order.index(t.sort_col) if t.sort_col in order else -1
-        t.sort_col = order[(i + 1) % len(order)]
-        t.sort_reverse = False
-        self._resort()
+        t.sorting = (order[(i + 1) % len(order)], False)
 
     def action_sort_reverse(self) -> None:
-        self.table.sort_reverse = not self.table.sort_reverse
-        self._resort()
+        t = self.table
+        t.sorting = (t.sort_col, not t.sort_reverse)
 
     def action_toggle_pause(self) -> None:
         self.app.toggle_pause()

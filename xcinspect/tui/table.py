@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from rich.style import Style
 from rich.text import Text
+from textual.reactive import var
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
 from xcinspect.tui import _textual_hacks, render
-from xcinspect.tui.columns import COLUMNS, matches, render_cell, sort_key
+from xcinspect.tui.columns import COLUMNS, columns_for, matches, render_cell, sort_key
 from xcinspect.tui.model import Row
 
 
@@ -41,26 +42,73 @@ class DomainTable(DataTable):
     DomainTable { height: 1fr; }
     """
 
+    # The table's state, as reactives: whoever changes one (keys, the palette, the filter
+    # line) just sets it, and the table redraws itself; screens watch them for the rest.
+    domains: var[tuple[Row, ...]] = var((), always_update=True, init=False)  # the whole current list
+    sorting: var[tuple[str, bool]] = var(("domid", False), always_update=True, init=False)  # column, reversed
+    query_text: var[str] = var("", always_update=True, init=False)  # the filter
+    selected: var[int | None] = var(None, always_update=True, init=False)  # the domain under the cursor
+
     def __init__(self, **kw) -> None:
         # Cells keep their own colours on the cursor row (a full ring stays red).
         super().__init__(cursor_type="row", zebra_stripes=False, cursor_foreground_priority="renderable", **kw)
         self.cols: tuple[str, ...] = ()
-        self.sort_col = "domid"
-        self.sort_reverse = False
-        self.query_text = ""
         self.shown: dict[int, dict[str, object]] = {}  # domid -> column -> value shown
         self.drawn: dict[int, Row] = {}  # domid -> the Row object last drawn
         self.order: list[int] = []
-        self.selected: int | None = None
         self.palette_ = render.PLAIN
         self._rows: tuple[Row, ...] = ()
         self._moving_cursor = False
+
+    def on_mount(self) -> None:
+        self.palette_ = getattr(self.app, "pal", render.PLAIN)
+        # A new theme reaches the table as Textual's theme signal (the app has rebuilt its
+        # palette by the time the callback runs: the signal is delivered after a message round).
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, theme) -> None:
+        self.palette_ = getattr(self.app, "pal", self.palette_)
+        self.apply(self._rows, force=True)
+
+    @property
+    def sort_col(self) -> str:
+        return self.sorting[0]
+
+    @property
+    def sort_reverse(self) -> bool:
+        return self.sorting[1]
+
+    def watch_domains(self, rows: tuple[Row, ...]) -> None:
+        self.apply(rows)
+
+    def watch_sorting(self) -> None:
+        self.relabel()
+        self.apply(self._rows)
+
+    def watch_query_text(self) -> None:
+        self.apply(self._rows)
+
+    def watch_selected(self, domid: int | None) -> None:
+        self.restore_cursor()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """The operator moved the cursor (not the table keeping it on its domain)."""
+        if self._moving_cursor or event.row_key is None or event.row_key.value is None:
+            return
+        domid = int(event.row_key.value)
+        if domid != self.selected:
+            self.selected = domid
 
     def _update_dimensions(self, new_rows) -> None:
         """DataTable's hook, replaced: fixed widths, one line per row (see _textual_hacks)."""
         _textual_hacks.size_without_measuring(self)
 
     # -- columns --------------------------------------------------------------------------
+    def show_columns_for(self, width: int) -> None:
+        """The columns for this terminal width; everything drawn again if they changed."""
+        if self.set_columns(columns_for(width)):
+            self.apply(self._rows, force=True)
+
     def set_columns(self, cols: tuple[str, ...]) -> bool:
         if cols == self.cols:
             return False
@@ -94,8 +142,8 @@ class DomainTable(DataTable):
         pal = self.palette_
         q = self.query_text
         visible = [r for r in rows if not q or matches(r, q)]
-        col = self.sort_col
-        visible.sort(key=lambda r: sort_key(col, r), reverse=self.sort_reverse)
+        col, reverse = self.sorting
+        visible.sort(key=lambda r: sort_key(col, r), reverse=reverse)
         want = [r.domid for r in visible]
         wanted = set(want)
         # rows that went away
@@ -147,7 +195,8 @@ class DomainTable(DataTable):
             return
         if self.selected is None or self.selected not in self.shown:
             row = min(self.cursor_row, len(self.order) - 1) if self.cursor_row >= 0 else 0
-            self.selected = self.order[max(0, row)]
+            # the cursor's domain went away (or none yet): take the row under it, quietly
+            self.set_reactive(DomainTable.selected, self.order[max(0, row)])
         try:
             index = self.get_row_index(str(self.selected))
         except Exception:
