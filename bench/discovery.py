@@ -34,8 +34,9 @@ import common  # noqa: F401  (sys.path)
 from common import machine, verdict, world
 
 from xcinspect.engine.monitor import Monitor
-from xcinspect.sim.platform import SimPlatform
 from xcinspect.platform.xenstore import XsClient
+from xcinspect.sim.platform import SimPlatform
+
 
 def full_table(directory: str) -> tuple[float, float, int]:
     """(seconds to open, seconds for the first tick, entries) on a fresh Monitor."""

@@ -33,10 +33,10 @@ import zlib
 
 from xcinspect.core.ring import IDX, IDX_OFFSET, PAGE_SIZE, RingIO, blank_page, parse_page
 from xcinspect.engine.journal import Journal
+from xcinspect.platform.xenstore import XsClient
 from xcinspect.sim import xenstored
 from xcinspect.sim.common import Paths, world_id_for, write_world
 from xcinspect.sim.evtchn import GuestEventChannel
-from xcinspect.platform.xenstore import XsClient
 
 DOMID, PORT = 5, 2
 TRIALS = int(os.environ.get("XCI_CRASH_TRIALS", "100"))

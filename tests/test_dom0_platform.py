@@ -17,9 +17,8 @@ import time
 
 import pytest
 
-from xcinspect.platform import procfs
 from xcinspect.core import flags
-from xcinspect.platform import fence, xenlibs
+from xcinspect.platform import fence, procfs, xenlibs
 from xcinspect.platform.base import BindError, PlatformError
 from xcinspect.platform.dom0 import Dom0Platform, read_sysfs_version
 

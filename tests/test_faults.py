@@ -29,9 +29,9 @@ import pytest
 from hostile_corpus import PtyRun
 from pilot_wait import row, until
 
+from xcinspect.platform.xenstore import XsClient
 from xcinspect.sim import xenstored
 from xcinspect.sim.handle import start_world
-from xcinspect.platform.xenstore import XsClient
 
 PY = sys.executable
 

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xcinspect.core import flags
-from xcinspect.core import ring
+from xcinspect.core import flags, ring
 
 
 def page_flag(raw4: bytes) -> bytearray:

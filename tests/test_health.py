@@ -1,8 +1,8 @@
 """Verdicts from a short history plus backend facts."""
 
-from xcinspect.core import flags
-from xcinspect.core import health
+from xcinspect.core import flags, health
 from xcinspect.core.model import BackendFacts
+from xcinspect.tui.bindings import verdict_sentence
 
 NOBODY = BackendFacts(consoled_alive=False, port_bound=False)
 CONSOLED = BackendFacts(consoled_alive=True, port_bound=True)
@@ -24,7 +24,7 @@ def test_full_ring_without_backend_is_stalled_at_once():
     assert v.state == health.STALLED
     assert "out ring full" in v.reason and "no backend bound" in v.reason
     assert v.action == "connect"
-    assert "press c to connect" in v.sentence()
+    assert "press c to connect" in verdict_sentence(v)
 
 
 def test_full_ring_duration_in_reason():
@@ -43,7 +43,7 @@ def test_full_ring_with_moving_cons_is_backlog_not_stalled():
     assert v.state == health.BACKLOG
     assert "B/s" in v.reason
     # serviced, just behind: the operator may attach (a flooding guest sits here for good)
-    assert v.action == "attach" and "press a to attach" in v.sentence()
+    assert v.action == "attach" and "press a to attach" in verdict_sentence(v)
 
 
 def test_unread_bytes_with_frozen_cons_become_stalled_after_threshold():
@@ -127,7 +127,7 @@ def test_muted_421_guest_drops_output():
     assert v.state == health.DISCONNECTED and v.flag_effect == health.DROPS_OUTPUT
     assert "thrown away" in v.reason or "throws its console output away" in v.reason
     assert "nothing written for 4 s" in v.reason
-    assert v.action == "flag-connected" and "press C" in v.sentence()
+    assert v.action == "flag-connected" and "press C" in verdict_sentence(v)
     assert v.as_dict()["flag_effect"] == "drops-output"
 
 

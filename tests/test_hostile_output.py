@@ -40,8 +40,8 @@ from hostile_corpus import CORPUS, Hostile, PtyRun, bad_cli_bytes, framed
 
 from xcinspect.core.ring import IDX, IDX_OFFSET, OUT_SIZE, RingIO, blank_page, parse_page
 from xcinspect.core.sanitize import Sanitizer, is_safe, sanitize
-from xcinspect.sim.evtchn import channel_name
 from xcinspect.platform.xenstore import XsClient
+from xcinspect.sim.evtchn import channel_name
 
 SGR_ONLY = {"csi-conceal-text"}  # SGR is dropped, not shown: nothing visible but the text
 
@@ -260,7 +260,7 @@ def test_cli_page_dumps_under_a_pty(tmp_path):
     stream = bytes(run.data)
     text = stream.replace(b"\r\n", b"\n")
     assert bad_cli_bytes(text) == [], bad_cli_bytes(text)[:10]
-    for h, marker in marks:
+    for h, _marker in marks:
         for raw in h.raw:
             assert raw not in stream, (h.name, raw)
     # what fits in the view (last 512 bytes, 12 lines) is shown in visible form

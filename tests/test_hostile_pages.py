@@ -33,15 +33,30 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from xcinspect import cli
-from xcinspect.core import flags
-from xcinspect.core import health
-from xcinspect.core.ring import IDX, IDX_OFFSET, IN_OFFSET, IN_PROD, IN_SIZE, OUT_CONS, OUT_OFFSET, OUT_SIZE, PAGE_SIZE, PageError, RingIO, U32, parse_page, unread_in, unread_out
+from xcinspect.core import flags, health
 from xcinspect.core.model import BackendFacts, ConsoleInfo, DomainInfo, HostInfo
+from xcinspect.core.ring import (
+    IDX,
+    IDX_OFFSET,
+    IN_OFFSET,
+    IN_PROD,
+    IN_SIZE,
+    OUT_CONS,
+    OUT_OFFSET,
+    OUT_SIZE,
+    PAGE_SIZE,
+    U32,
+    PageError,
+    RingIO,
+    parse_page,
+    unread_in,
+    unread_out,
+)
 from xcinspect.core.sanitize import Sanitizer, is_safe
-from xcinspect.metrics import exposition
 from xcinspect.engine.monitor import Monitor
-from xcinspect.platform.base import PageMapping, Platform, PlatformError
 from xcinspect.engine.service import Backend
+from xcinspect.metrics import exposition
+from xcinspect.platform.base import PageMapping, Platform, PlatformError
 from xcinspect.tui.poller import FrameBuilder, recent_output
 
 M32 = 2**32

@@ -33,12 +33,12 @@ import pytest
 from hostile_corpus import PtyRun
 from pyxs._internal import Op
 
-from xcinspect.engine.actions import ActionError, Actions
 from xcinspect.core import ring
+from xcinspect.engine.actions import ActionError, Actions
 from xcinspect.platform.base import PlatformError
 from xcinspect.platform.dom0 import Dom0Platform
-from xcinspect.sim.platform import SimPlatform
 from xcinspect.platform.xenstore import READ_OPS, XenstoreError, XsClient
+from xcinspect.sim.platform import SimPlatform
 
 HEADER = struct.Struct("<IIII")
 OP_NAMES = {getattr(Op, k): k for k in dir(Op) if k.isupper()}

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xcinspect.core import flags
-from xcinspect.core import ring
+from xcinspect.core import flags, ring
 
 u32 = st.integers(min_value=0, max_value=2**32 - 1)
 

@@ -21,11 +21,11 @@ import pytest
 from xcinspect.core import flags
 from xcinspect.core.ring import IDX, IDX_OFFSET, MASK32, OUT_SIZE, PAGE_SIZE, RingIO, fill, parse_page
 from xcinspect.platform.base import BindError, PlatformError
-from xcinspect.sim.platform import SimPlatform
-from xcinspect.sim.common import pid_alive
-from xcinspect.sim.evtchn import SimEventChannel, port_bound
-from xcinspect.sim.handle import WorldError, start_world
 from xcinspect.platform.xenstore import XsClient
+from xcinspect.sim.common import pid_alive
+from xcinspect.sim.evtchn import SimEventChannel
+from xcinspect.sim.handle import WorldError, start_world
+from xcinspect.sim.platform import SimPlatform
 
 SERVED = ("web01", "db01", "rfc-guest", "chatty", "corrupt", "ephemeral")
 
@@ -403,8 +403,8 @@ def test_past_one_listing_reply(tmp_path):
     """1,200 domains: `DIRECTORY /local/domain` is E2BIG (as on a real xenstored), the sim
     xenconsoled and xcinspect list with DIRECTORY_PART, and the CLI shows every domain
     (before issue 7's own xenstore client, nothing past ~1,040 domains was seen)."""
-    from xcinspect.sim.xswire import WireClient, WireError
     from xcinspect.core.xs_wire import Op
+    from xcinspect.sim.xswire import WireClient, WireError
 
     w = start_world(str(tmp_path / "w"), domains=1200, timeline=False)
     try:

@@ -14,9 +14,9 @@ from pyxs.exceptions import PyXSError
 
 from xcinspect.core import xs_wire
 from xcinspect.core.xs_wire import Op
+from xcinspect.platform.xenstore import NoEntry, XenstoreError, XenstoreTimeout, XsClient
 from xcinspect.sim import xenstored
 from xcinspect.sim.xswire import WireClient, WireError
-from xcinspect.platform.xenstore import NoEntry, XenstoreError, XenstoreTimeout, XsClient
 
 
 @pytest.fixture

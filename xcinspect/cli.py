@@ -20,12 +20,11 @@ import tempfile
 import time
 
 from xcinspect import __version__
-from xcinspect.core import flags
-from xcinspect.core import ring
-from xcinspect.core.sanitize import Sanitizer, sanitize
-from xcinspect.core.hat import control_byte
+from xcinspect.core import flags, ring
 from xcinspect.core.errors import OperatorError, UsageError
+from xcinspect.core.hat import control_byte
 from xcinspect.core.options import MetricsOptions, ServeOptions, UiOptions
+from xcinspect.core.sanitize import Sanitizer, sanitize
 from xcinspect.platform.base import Platform, PlatformError
 
 SUBCOMMANDS = ("sim", "connect", "attach", "disconnect", "flag", "serve", "metrics", "_backend")

@@ -17,12 +17,11 @@ import time
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, StateSetMetricFamily
 
-from xcinspect.core import flags
-from xcinspect.core import health
-from xcinspect.core.sanitize import sanitize
-from xcinspect.engine.monitor import Monitor, sample_window
+from xcinspect.core import flags, health
 from xcinspect.core.errors import UsageError
 from xcinspect.core.options import MetricsOptions
+from xcinspect.core.sanitize import sanitize
+from xcinspect.engine.monitor import Monitor, sample_window
 from xcinspect.platform.base import Platform
 
 FLAG_STATES = (flags.CONNECTED, flags.DISCONNECTED, flags.INVALID, flags.NOT_APPLICABLE)

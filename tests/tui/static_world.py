@@ -11,8 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from xcinspect.core import flags
-from xcinspect.core import ring
+from xcinspect.core import flags, ring
 from xcinspect.platform.base import PageMapping, Platform, PlatformError
 from xcinspect.platform.xenstore import XsClient
 
@@ -140,7 +139,7 @@ class StaticWorld:
         self.doms = doms if doms is not None else default_doms()
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "StaticWorld":
+    def start(self) -> StaticWorld:
         for sub in ("pages", "lock", "state", "logs", "run", "xenstored"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         for d in self.doms:

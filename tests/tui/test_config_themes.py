@@ -7,10 +7,9 @@ import sys
 
 import pytest
 
-from xcinspect.tui.config import ConfigError
 from xcinspect.tui import bindings
 from xcinspect.tui import themes as tui_themes
-from xcinspect.tui.config import config_path, escape_key, load_config
+from xcinspect.tui.config import ConfigError, config_path, escape_key, load_config
 
 
 def write(tmp_path, text: str):

@@ -12,9 +12,9 @@ from xcinspect.tui.table import DomainTable
 
 
 def plain(renderable, width: int = 120) -> str:
-    from rich.console import Console
-
     import io
+
+    from rich.console import Console
 
     c = Console(width=width, record=True, file=io.StringIO())
     c.print(renderable)

@@ -52,7 +52,7 @@ def server(tmp_path_factory):
                 out = proc.stdout.read() if proc.poll() is not None else ""
                 proc.kill()
                 world.stop()
-                raise AssertionError(f"xcinspect serve did not come up: {out}")
+                raise AssertionError(f"xcinspect serve did not come up: {out}") from None
             time.sleep(0.1)
     yield port
     proc.terminate()

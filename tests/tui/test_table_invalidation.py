@@ -7,8 +7,8 @@ import random
 
 from textual.app import App
 
-from xcinspect.tui.model import Row
 from xcinspect.tui.columns import columns_for
+from xcinspect.tui.model import Row
 from xcinspect.tui.table import DomainTable
 
 STATES = ("serviced", "idle", "backlog", "stalled", "no-backend", "corrupt")

@@ -23,10 +23,11 @@ Pure Python, no I/O: the monitor feeds it samples and facts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from xcinspect.core import flags
 from xcinspect.core.model import BackendFacts
-from xcinspect.core.ring import MASK32, OUT_SIZE, IN_SIZE
+from xcinspect.core.ring import IN_SIZE, MASK32, OUT_SIZE
 
 ERROR = "error"
 CORRUPT = "corrupt"
@@ -55,6 +56,12 @@ IGNORED = "ignored"  # the guest keeps writing: older than Linux 7.1
 QEMU_CONSOLE = "qemu-console"  # xenconsoled never connects QEMU's consoles: a permanent 1
 
 
+Indices = tuple[int, int, int, int]  # in_cons, in_prod, out_cons, out_prod
+
+# What the verdict's ``action`` advises when no key does it.
+ADVICE = {"inspect": "inspect the page; do not act"}
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     state: str
@@ -62,18 +69,14 @@ class Verdict:
     action: str | None = None  # the suggested key/command, e.g. "connect"
     flag_effect: str | None = None  # DROPS_OUTPUT / IGNORED / QEMU_CONSOLE when byte 3088 is 1
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"state": self.state, "reason": self.reason, "flag_effect": self.flag_effect}
 
     def sentence(self) -> str:
-        """Reason plus the suggested action, for the detail panel."""
-        hint = {
-            "connect": "press c to connect",
-            "attach": "press a to attach",
-            "flag-connected": "press C to set the flag back to connected",
-            "inspect": "inspect the page; do not act",
-        }.get(self.action or "")
-        return f"{self.reason}: {hint}" if hint else self.reason
+        """Reason plus advice that needs no key ("inspect the page"). The keys that do an
+        action belong to the front ends: the TUI adds them (``tui.bindings.verdict_sentence``)."""
+        advice = ADVICE.get(self.action or "")
+        return f"{self.reason}: {advice}" if advice else self.reason
 
 
 def human_duration(seconds: float) -> str:
@@ -96,7 +99,7 @@ class Track:
 
     def __init__(self, hist_len: int = 120) -> None:
         self.first_seen: float | None = None
-        self.last: tuple | None = None  # (in_cons, in_prod, out_cons, out_prod)
+        self.last: Indices | None = None  # (in_cons, in_prod, out_cons, out_prod)
         self.t_last = 0.0
         self.t_out_cons = 0.0  # when out_cons last moved (first sample counts)
         self.t_out_prod = 0.0
@@ -113,7 +116,7 @@ class Track:
         self.mute_prod = 0  # out_prod when last looked at with the byte at 1
         self.mute_moves = 0  # out_prod moves since, that a Linux >= 7.1 guest would not make
 
-    def update(self, idx: tuple, now: float) -> bool:
+    def update(self, idx: Indices, now: float) -> bool:
         """Record one sample of (in_cons, in_prod, out_cons, out_prod); True if it moved."""
         self.samples += 1
         last = self.last
@@ -237,7 +240,7 @@ def flag_phrase(layout: str, byte: int | None, track: Track, now: float) -> str:
 
 
 def classify(
-    idx: tuple,
+    idx: Indices,
     flag_state: str,
     track: Track,
     facts: BackendFacts | None,

@@ -32,14 +32,13 @@ import time
 import tty
 from dataclasses import dataclass, field
 
-from xcinspect.engine import facts
-from xcinspect.platform import procfs
-from xcinspect.engine import service
 from xcinspect.core import flags
-from xcinspect.core.model import BackendFacts, DomainInfo
 from xcinspect.core.errors import OperatorError
+from xcinspect.core.model import BackendFacts, DomainInfo
 from xcinspect.core.ring import RingIO
+from xcinspect.engine import facts, service
 from xcinspect.engine.discovery import Discovery
+from xcinspect.platform import procfs
 from xcinspect.platform.base import Platform, PlatformError
 from xcinspect.platform.xenstore import XenstoreError, XsClient
 
@@ -389,7 +388,7 @@ class Actions:
 
     # -- attach -----------------------------------------------------------------------------
     @_audited("attach")
-    def attach(self, domid: int, *, force: bool = False, tty_wait: float = 5.0) -> "AttachSession":
+    def attach(self, domid: int, *, force: bool = False, tty_wait: float = 5.0) -> AttachSession:
         self._check_writable("attach", domid)
         info = self._info(domid)
         f = self.facts(info)
@@ -400,7 +399,7 @@ class Actions:
                 s.connect(path)
             except OSError as exc:
                 s.close()
-                raise self._refuse("attach", domid, f"cannot reach xcinspect's backend socket {path}: {exc}")
+                raise self._refuse("attach", domid, f"cannot reach xcinspect's backend socket {path}: {exc}") from None
             self.audit("attach", domid, "ok", "via xcinspect backend")
             return SocketSession(s, f"xcinspect backend pid {f.xcinspect_backend_pid}")
         lock = ConsoleLock(self.platform.lock_path(domid))
@@ -410,12 +409,12 @@ class Actions:
             holder = procfs.lock_holder(self.platform.lock_path(domid))
             who = f"pid {holder[0]} ({holder[1]})" if holder else "another process"
             if not force:
-                raise self._refuse("attach", domid, f"console of domain {domid} is attached by {who}; use force to end that session")
+                raise self._refuse("attach", domid, f"console of domain {domid} is attached by {who}; use force to end that session") from None
             self.disconnect(domid, force=True)
             try:
                 lock.acquire()
             except BlockingIOError:
-                raise self._refuse("attach", domid, f"console of domain {domid} is still held by {who}")
+                raise self._refuse("attach", domid, f"console of domain {domid} is still held by {who}") from None
         try:
             path = self._wait_tty(domid, tty_wait)
             # console/tty comes from xenstore: open nothing but a pty slave as root (a
@@ -429,7 +428,7 @@ class Actions:
                 raise ActionError(f"console/tty {path!r} is not a terminal: not using it")
         except (OSError, ActionError) as exc:
             lock.release()
-            raise self._refuse("attach", domid, f"cannot open the console of domain {domid}: {getattr(exc, 'message', exc)}")
+            raise self._refuse("attach", domid, f"cannot open the console of domain {domid}: {getattr(exc, 'message', exc)}") from None
         try:
             tty.setraw(fd)
         except termios.error:
@@ -444,7 +443,7 @@ class Actions:
             try:
                 value = self.xs.read(path)
             except XenstoreError as exc:
-                raise ActionError(exc.message)
+                raise ActionError(exc.message) from None
             if value:
                 return value
             if time.monotonic() >= deadline:

@@ -129,7 +129,7 @@ class Discovery:
             return set()
         relist = False
         reread: set[int] = set()
-        for path, token in events:
+        for _path, token in events:
             if token == "domlist":
                 relist = True
             elif token.startswith("con:"):

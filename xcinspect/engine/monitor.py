@@ -11,12 +11,10 @@ import time
 from itertools import compress, count, repeat
 from operator import le, ne
 
-from xcinspect.engine import facts
-from xcinspect.core import flags
-from xcinspect.core import health
-from xcinspect.core import ring
+from xcinspect.core import flags, health, ring
 from xcinspect.core.errors import UsageError
 from xcinspect.core.model import BackendFacts, DomainInfo, HostInfo
+from xcinspect.engine import facts
 from xcinspect.engine.discovery import Discovery
 from xcinspect.platform.base import PageMapping, Platform, PlatformError
 from xcinspect.platform.xenstore import XenstoreError, XsClient

@@ -19,9 +19,9 @@ import socket
 import sys
 import time
 
-from xcinspect.engine import facts
 from xcinspect.core import flags
 from xcinspect.core.ring import IDX, IDX_OFFSET, MASK32, PageError, RingIO
+from xcinspect.engine import facts
 from xcinspect.engine.discovery import Discovery
 from xcinspect.platform.base import BindError, Platform, PlatformError
 from xcinspect.platform.xenstore import XenstoreError, XsClient

@@ -24,8 +24,8 @@ import socket
 import stat
 import time
 
-from xcinspect.platform import procfs
 from xcinspect.core import flags
+from xcinspect.platform import procfs
 from xcinspect.platform.base import EventChannel, PageMapping, Platform, PlatformError
 
 SIM_HINT = "try --sim for a demo"

@@ -26,12 +26,14 @@ Paths and values are ``str`` (7-bit ASCII on the wire).
 
 from __future__ import annotations
 
+import builtins
 import collections
 import os
 import socket
 import threading
 import time
 import weakref
+from typing import Any
 
 from xcinspect.core.xs_wire import HEADER, NUL, PAYLOAD_MAX, REPLY_MAX, Op
 from xcinspect.platform.base import PlatformError
@@ -69,7 +71,7 @@ class _Batch:
     __slots__ = ("replies", "left", "done")
 
     def __init__(self, n: int) -> None:
-        self.replies: list = [None] * n
+        self.replies: list[Any] = [None] * n
         self.left = n
         self.done = threading.Event()
 
@@ -80,14 +82,14 @@ class _Conn:
     def __init__(self, path: str, timeout: float) -> None:
         self.alive = True
         self.pending: dict[int, tuple[_Batch, int]] = {}
-        self.events: collections.deque = collections.deque()
+        self.events: collections.deque[tuple[str, str]] = collections.deque()
         self.have_events = threading.Event()
         self.error: str | None = None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         sock.settimeout(timeout)
         try:
             sock.connect(path)
-        except socket.timeout:
+        except TimeoutError:
             sock.close()
             raise XenstoreTimeout(f"connecting to xenstored at {path} timed out") from None
         except OSError as exc:
@@ -109,7 +111,7 @@ class _Conn:
             while True:
                 try:
                     chunk = sock.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     if not self.alive:
                         return
                     continue
@@ -167,7 +169,7 @@ class _Conn:
             pass
 
 
-def _shut_box(box: list) -> None:
+def _shut_box(box: list[Any]) -> None:
     conn = box[0]
     if conn is not None:
         conn.close()
@@ -188,7 +190,7 @@ class XsClient:
         # A client dropped without close() must not leave its reader thread (and socket)
         # behind: the thread holds the connection, not the client, so a finalizer on the
         # client shuts whatever connection it had down.
-        self._box: list = [None]
+        self._box: list[Any] = [None]
         weakref.finalize(self, _shut_box, self._box)
 
     # -- connection management -----------------------------------------------------------
@@ -247,7 +249,7 @@ class XsClient:
             out += payload
         try:
             conn.sock.sendall(out)
-        except socket.timeout:
+        except TimeoutError:
             self._drop()
             raise XenstoreTimeout(f"xenstored did not take a request within {self.timeout:g} s") from None
         except OSError as exc:
@@ -327,7 +329,7 @@ class XsClient:
             return self._list_parts(path)
         return [p.decode("ascii", "replace") for p in raw.split(NUL) if p]
 
-    def _list_parts(self, path: str) -> list[str]:
+    def _list_parts(self, path: str) -> builtins.list[str]:
         """XS_DIRECTORY_PART: ``<path>|<offset>`` → ``<gencnt>|<child>|*`` (+ an empty
         string after the last child). Restarts if the node changed between parts."""
         for _attempt in range(16):
@@ -382,7 +384,7 @@ class XsClient:
     def watch(self, path: str, token: str) -> None:
         self.watch_many([(path, token)])
 
-    def watch_many(self, pairs: list[tuple[str, str]]) -> None:
+    def watch_many(self, pairs: builtins.list[tuple[str, str]]) -> None:
         """Register watches, pipelined. Each fires once on registration."""
         with self._lock:
             conn = self._connect()  # (re-registers the known ones if it reconnected)
@@ -406,7 +408,7 @@ class XsClient:
     def unwatch(self, path: str, token: str) -> None:
         self.unwatch_many([(path, token)])
 
-    def unwatch_many(self, pairs: list[tuple[str, str]]) -> None:
+    def unwatch_many(self, pairs: builtins.list[tuple[str, str]]) -> None:
         with self._lock:
             for pt in pairs:
                 self._watches.pop(pt, None)
@@ -418,7 +420,7 @@ class XsClient:
             except XenstoreError:
                 pass  # replies (ENOENT for an unknown watch) do not matter; a dead link drops them all
 
-    def events(self, timeout: float = 0.0) -> list[tuple[str, str]]:
+    def events(self, timeout: float = 0.0) -> builtins.list[tuple[str, str]]:
         """Watch events received so far, waiting up to ``timeout`` for the first one.
 
         Raises XenstoreError when the connection died (watches are re-registered on the

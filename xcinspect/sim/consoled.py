@@ -40,11 +40,21 @@ import time
 import tty
 
 from xcinspect.core import flags
-from xcinspect.core.ring import IN_CONS, IN_PROD, IN_SIZE, PAGE_SIZE, PageError, RingIO, RingState, U32
+from xcinspect.core.ring import IN_CONS, IN_PROD, IN_SIZE, PAGE_SIZE, U32, PageError, RingIO, RingState
 from xcinspect.platform.base import BindError, PlatformError
-from xcinspect.sim.common import Paths, die_with_parent, drain_wakeup, read_layout, read_world, remove_pidfile, signal_wakeup, world_id_for, write_pidfile
-from xcinspect.sim.evtchn import SimEventChannel
 from xcinspect.platform.xenstore import XenstoreError, XsClient
+from xcinspect.sim.common import (
+    Paths,
+    die_with_parent,
+    drain_wakeup,
+    read_layout,
+    read_world,
+    remove_pidfile,
+    signal_wakeup,
+    world_id_for,
+    write_pidfile,
+)
+from xcinspect.sim.evtchn import SimEventChannel
 
 RATE_LIMIT_ALLOWANCE = 30
 RATE_LIMIT_PERIOD = 0.2
@@ -131,7 +141,7 @@ class Consoled:
         except XenstoreError:
             self.next_xs_retry = now + 1.0
             return
-        for path, token in events:
+        for _path, token in events:
             if token == "domlist":
                 self.need_enum = True
             elif token.startswith("dom"):

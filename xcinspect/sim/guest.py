@@ -93,10 +93,10 @@ def boot_log(name: str, domid: int, kernel: str) -> list[tuple[float, str]]:
         (0.0, "BIOS-provided physical RAM map:"),
         (0.0, f"Xen: [mem 0x0000000000000000-0x{mem * 0x100000 - 1:016x}] usable"),
         (0.0, "NX (Execute Disable) protection: active"),
-        (0.0, f"Hypervisor detected: Xen PV"),
+        (0.0, "Hypervisor detected: Xen PV"),
         (0.000012, "tsc: Detected 2394.454 MHz processor"),
         (0.001873, "e820: update [mem 0x00000000-0x00000fff] usable ==> reserved"),
-        (0.004512, f"Booting paravirtualized kernel on Xen"),
+        (0.004512, "Booting paravirtualized kernel on Xen"),
         (0.004514, "Xen version: 4.17.7 (preserve-AD)"),
         (0.011002, "setup_percpu: NR_CPUS:8192 nr_cpumask_bits:2 nr_cpu_ids:2 nr_node_ids:1"),
         (0.013377, f"Kernel command line: root=/dev/xvda1 ro console=hvc0 earlyprintk=xen hostname={name}"),
@@ -136,7 +136,7 @@ def boot_log(name: str, domid: int, kernel: str) -> list[tuple[float, str]]:
         (1.388412, "EXT4-fs (xvda1): re-mounted 5bd3c9f2-7d5f-4c55-9f0e-2b1a3d8c6e51 r/w. Quota mode: none."),
         (1.612778, "systemd-journald[212]: Received client request to flush runtime journal."),
         (1.834120, "xen_netfront: xennet: eth0: link up"),
-        (2.103554, f"systemd[1]: Started serial-getty@hvc0.service - Serial Getty on hvc0."),
+        (2.103554, "systemd[1]: Started serial-getty@hvc0.service - Serial Getty on hvc0."),
         (2.103871, "systemd[1]: Reached target getty.target - Login Prompts."),
         (2.297015, "systemd[1]: Started ssh.service - OpenBSD Secure Shell server."),
         (2.411462, "systemd[1]: Reached target multi-user.target - Multi-User System."),
@@ -180,7 +180,7 @@ def _arith(expr: str) -> str:
     return str(ev(ast.parse(expr.strip(), mode="eval")))
 
 
-def run_command(line: str, guest: "Guest") -> str:
+def run_command(line: str, guest: Guest) -> str:
     """Output of one shell command line (without the prompt)."""
     line = line.strip()
     if not line:

@@ -16,7 +16,6 @@ from xcinspect.sim.common import Paths, pid_alive, read_world, world_id_for
 from xcinspect.sim.scenarios import MAX_DOMAINS
 
 
-
 class WorldError(RuntimeError):
     pass
 

@@ -9,7 +9,6 @@ from typing import TypedDict
 
 from xcinspect.core import flags
 
-
 # Past ~1,040 domains `DIRECTORY /local/domain` no longer fits one 4096-byte reply (E2BIG,
 # as on a real xenstored); clients list with DIRECTORY_PART then. 5,000 is what the
 # benchmarks use (a sim console needs a pty: past kernel.pty.max, 4096 by default, the

@@ -38,16 +38,22 @@ import socket
 import subprocess
 import sys
 import time
-import uuid as _uuid
+import uuid
 
-from xcinspect.core.xs_wire import Op
-from xcinspect.core.ring import blank_page
 from xcinspect.core import flags
+from xcinspect.core.ring import blank_page
+from xcinspect.core.xs_wire import Op
 from xcinspect.sim import scenarios
-from xcinspect.sim.handle import WorldError, running_controller
 from xcinspect.sim.common import (
-    WORLD_VERSION, Paths, drain_wakeup, read_world, signal_wakeup, world_id_for, write_world,
+    WORLD_VERSION,
+    Paths,
+    drain_wakeup,
+    read_world,
+    signal_wakeup,
+    world_id_for,
+    write_world,
 )
+from xcinspect.sim.handle import WorldError, running_controller
 
 CONSOLE_PORT = 2  # the console's guest-side event channel (port 1 is xenstore's)
 XENSTORE_PORT = 1
@@ -180,7 +186,7 @@ class Controller:
         cfg.setdefault("port", CONSOLE_PORT)
         cfg.setdefault("ring_ref", 0x9F000 + d * 0x41)  # a fake frame number (GFN), as libxl writes
         cfg.setdefault("store_mfn", 0x9E000 + d * 0x41)
-        cfg.setdefault("uuid", str(_uuid.uuid5(_uuid.NAMESPACE_URL, f"xcinspect-sim:{self.world_id}/{d}/{cfg['name']}")))
+        cfg.setdefault("uuid", str(uuid.uuid5(uuid.NAMESPACE_URL, f"xcinspect-sim:{self.world_id}/{d}/{cfg['name']}")))
 
     def xs(self, method: str, *args):
         """A call on the controller's xenstore connection, reconnecting once if xenstored

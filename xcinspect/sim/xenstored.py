@@ -62,7 +62,7 @@ class Store:
         self.mod: dict[str, int] = {}
         self.kids: dict[str, int] = {}  # path -> generation of its last child added/removed
 
-    def copy(self) -> "Store":
+    def copy(self) -> Store:
         s = Store.__new__(Store)
         s.nodes = {p: [n[0], list(n[1]), set(n[2])] for p, n in self.nodes.items()}
         s.gen = self.gen
@@ -452,7 +452,7 @@ class Server:
                         emit(conn, token, given, wpath)
 
     def fire_special(self, name: str) -> None:
-        for conn, token, given in list(self.watches.get(name, ())):
+        for conn, token, _given in list(self.watches.get(name, ())):
             self.event(conn, name, token)
 
     def _remove_watch(self, conn: Conn, wpath: str, token: str) -> None:

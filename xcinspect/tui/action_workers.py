@@ -150,7 +150,7 @@ class ActionWorkers:
                 force = True
             while True:
                 try:
-                    session = await self._blocking(lambda: acts.attach(r.domid, force=force, tty_wait=2.0))
+                    session = await self._blocking(lambda forced=force: acts.attach(r.domid, force=forced, tty_wait=2.0))
                     break
                 except OperatorError as exc:
                     if force or "use force" not in exc.message:

@@ -87,5 +87,25 @@ ATTACH = (
 )
 
 SCREENS = {"Domain table": MAIN, "Console (attach)": ATTACH}
+
+# A verdict's suggested action -> the binding that does it, and what to call it.
+ACTION_KEYS = {
+    "connect": ("connect", "connect"),
+    "attach": ("attach", "attach"),
+    "flag-connected": ("set-flag-connected", "set the flag back to connected"),
+}
+
+
+def verdict_sentence(verdict, keys: dict[str, str] | None = None, read_only: bool = False) -> str:
+    """The verdict as a sentence with the key that does its suggested action, as the
+    operator has it bound (``keys``: binding id -> key as displayed; default keys else)."""
+    hint = ACTION_KEYS.get(verdict.action or "")
+    if hint is None:
+        return verdict.sentence()
+    if read_only:
+        return f"{verdict.reason} (read-only: actions are disabled)"
+    binding, what = hint
+    key = (keys or {}).get(binding) or ALL[binding].keys.split(",")[0]
+    return f"{verdict.reason}: press {key} to {what}"
 ALL = {s.id: s for specs in SCREENS.values() for s in specs}
 WRITE_ACTIONS = frozenset(s.action for s in ALL.values() if s.writes)

@@ -9,23 +9,13 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
 from xcinspect.core import health, ring
-from xcinspect.tui import render
+from xcinspect.tui import bindings, render
 from xcinspect.tui.model import Detail, Row
 
 
 def sentence(r: Row, keys: dict[str, str], read_only: bool) -> str:
     """The verdict as a sentence with the suggested key (as the operator has it bound)."""
-    act = r.action
-    if act in ("connect", "attach", "flag-connected"):
-        if read_only:
-            return f"{r.reason} (read-only: actions are disabled)"
-        binding = "set-flag-connected" if act == "flag-connected" else act
-        key = keys.get(binding)
-        default = {"connect": "c", "attach": "a", "set-flag-connected": "C"}[binding]
-        if key and key != default:
-            what = "set the flag back to connected" if act == "flag-connected" else act
-            return f"{r.reason}: press {key} to {what}"
-    return health.Verdict(r.state, r.reason, act).sentence()
+    return bindings.verdict_sentence(health.Verdict(r.state, r.reason, r.action), keys, read_only)
 
 
 FLAG_MEANING = {

@@ -17,9 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from xcinspect.core import flags
-from xcinspect.core import health
-from xcinspect.core import ring
+from xcinspect.core import flags, health, ring
 from xcinspect.core.sanitize import Sanitizer
 from xcinspect.tui.model import Detail, DetailGone, Frame, OpenFailed, Row, clean
 

@@ -18,13 +18,12 @@ from textual.widgets import DataTable, Footer, Input
 from xcinspect.core.sanitize import Sanitizer
 from xcinspect.tui import bindings
 from xcinspect.tui.attach_io import key_bytes
-from xcinspect.tui.model import Detail, Row, clean
 from xcinspect.tui.columns import SORT_LABEL, SORT_ORDER
 from xcinspect.tui.console_view import ConsoleView
 from xcinspect.tui.detail import DetailPanel
+from xcinspect.tui.model import Detail, Row, clean
 from xcinspect.tui.status import StatusBar, status_text
 from xcinspect.tui.table import DomainTable
-
 
 _GROUPS: dict[str, Binding.Group] = {}
 
