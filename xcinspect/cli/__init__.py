@@ -11,24 +11,21 @@ import argparse
 import contextlib
 import json
 import os
-import select
-import shutil
 import signal
 import stat
 import sys
-import tempfile
 import time
 
 from xcinspect import __version__
+from xcinspect.cli.actions import cmd_attach, cmd_backend, cmd_connect, cmd_disconnect, cmd_flag
+from xcinspect.cli.common import EXIT_FAIL, EXIT_INTERNAL, EXIT_OK, Context, die, one_line
 from xcinspect.core import flags, ring
 from xcinspect.core.errors import OperatorError, UsageError
-from xcinspect.core.hat import control_byte
 from xcinspect.core.options import MetricsOptions, ServeOptions, UiOptions
-from xcinspect.core.sanitize import Sanitizer, sanitize
-from xcinspect.platform.base import Platform, PlatformError
+from xcinspect.core.sanitize import Sanitizer
+from xcinspect.platform.base import Platform
 
 SUBCOMMANDS = ("sim", "connect", "attach", "disconnect", "flag", "serve", "metrics", "_backend")
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,61 +137,6 @@ def normalize_argv(argv: list[str]) -> list[str]:
 
 
 # -- platform ---------------------------------------------------------------------------------
-class Context(contextlib.ExitStack):
-    """The platform for this run, plus cleanup of a temporary demo world."""
-
-    def __init__(self, args) -> None:
-        super().__init__()
-        self.args = args
-        self.world = None
-        self.platform: Platform | None = None
-        self.platform_args: list[str] = []
-
-    def open(self) -> Platform:
-        sim = getattr(self.args, "sim", None)
-        if sim is not None:
-            from xcinspect.sim.platform import SimPlatform
-
-            if sim == "":
-                from xcinspect.sim.handle import start_world
-
-                tmp = tempfile.mkdtemp(prefix="xcinspect-sim-")
-                self.callback(shutil.rmtree, tmp, True)
-                n = getattr(self.args, "domains", None)
-                kw = {"domains": n, "scenario": "scale"} if n else {"scenario": "demo"}
-                try:
-                    self.world = start_world(tmp, **kw)
-                except Exception as exc:  # WorldError: say what failed, in one line
-                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    raise PlatformError(f"could not start the demo world: {first}") from None
-                self.callback(self.world.stop)
-                sim = tmp
-            elif not os.path.isdir(sim):
-                raise PlatformError(f"no sim world at {sim} (start one with `xcinspect sim {sim}`)")
-            self.platform = SimPlatform(sim)
-            self.platform_args = ["--sim", os.path.abspath(sim)]
-        else:
-            from xcinspect.platform.dom0 import Dom0Platform
-
-            self.platform = Dom0Platform()
-        self.platform.read_only = bool(getattr(self.args, "read_only", False))
-        self.callback(self.platform.close)
-        return self.platform
-
-
-def _line(text: str) -> str:
-    """One safe line: messages quote xenstore values (domain names) a guest may influence."""
-    return sanitize(text.encode("utf-8", "surrogateescape")).replace("\n", " ").replace("\t", " ")
-
-
-def _die(msg: str, hint: str | None = None, code: int = EXIT_USAGE) -> int:
-    line = f"xcinspect: {msg}"
-    if hint:
-        line += f" ({hint})"
-    print(_line(line), file=sys.stderr)
-    return code
-
-
 # -- page inspection --------------------------------------------------------------------------
 def cmd_page(args) -> int:
     # O_NONBLOCK: opening a FIFO must not wait for a writer (it hung forever); only a
@@ -202,19 +144,19 @@ def cmd_page(args) -> int:
     try:
         fd = os.open(args.page, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        return _die(f"cannot read page file {args.page}: {exc.strerror or exc}")
+        return die(f"cannot read page file {args.page}: {exc.strerror or exc}")
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            return _die(f"{args.page} is not a console page: {what}")
+            return die(f"{args.page} is not a console page: {what}")
         data = os.pread(fd, ring.PAGE_SIZE + 1, 0)
     except OSError as exc:
-        return _die(f"cannot read page file {args.page}: {exc.strerror or exc}")
+        return die(f"cannot read page file {args.page}: {exc.strerror or exc}")
     finally:
         os.close(fd)
     if len(data) != ring.PAGE_SIZE:
-        return _die(f"{args.page} is not a console page: {max(st.st_size, len(data))} bytes, expected {ring.PAGE_SIZE}")
+        return die(f"{args.page} is not a console page: {max(st.st_size, len(data))} bytes, expected {ring.PAGE_SIZE}")
     layout = flags.NONE if args.flag_layout == flags.AUTO else args.flag_layout
     snap = ring.parse_page(data, layout)
     if args.json:
@@ -244,8 +186,8 @@ def _table(monitor) -> str:
         inn = f"{snap.in_.fill}/{snap.in_.size}" if snap else "-"
         oc = str(snap.out.cons) if snap else "-"
         op = str(snap.out.prod) if snap else "-"
-        name = _line(e.name)[:16]
-        reason = _line(e.verdict.reason)  # may quote xenstore values (console/type, ...)
+        name = one_line(e.name)[:16]
+        reason = one_line(e.verdict.reason)  # may quote xenstore values (console/type, ...)
         rows.append(f"{e.domid:>5} {name:<16} {e.verdict.state:<12} {e.flag.state:<12} {out:>9} {inn:>9} "
                     f"{oc:>10} {op:>10} {e.track.rate_at(monitor.clock()):>8.0f}  {reason}")
     return "\n".join(rows)
@@ -281,164 +223,6 @@ def cmd_batch(args, platform: Platform) -> int:
                 mon.tick()
     finally:
         mon.close()
-
-
-# -- actions ----------------------------------------------------------------------------------
-def _actions(args, ctx: Context):
-    from xcinspect.engine.actions import Actions
-
-    platform = ctx.platform
-    assert platform is not None
-    platform.check()
-    return Actions(platform, flag_override=args.flag_layout, read_only=args.read_only,
-                   platform_args=ctx.platform_args, sync=not getattr(args, "no_sync", False))
-
-
-def cmd_connect(args, ctx: Context) -> int:
-    from xcinspect.engine.actions import ActionError
-
-    acts = _actions(args, ctx)
-    domid = acts.resolve(args.dom, action=args.command)
-    try:
-        res = acts.connect(domid)
-    except ActionError as exc:
-        return _die(exc.message, code=EXIT_FAIL)
-    print(_line(res.message))
-    if res.detail.get("log"):
-        print(f"log: {res.detail['log']}")
-    return EXIT_OK
-
-
-def cmd_disconnect(args, ctx: Context) -> int:
-    from xcinspect.engine.actions import ActionError
-
-    acts = _actions(args, ctx)
-    domid = acts.resolve(args.dom, action=args.command)
-    try:
-        plan = acts.plan_disconnect(domid, force=args.force, set_flag=args.set_flag)
-        if plan.allowed and plan.destructive:
-            print(_line(f"xcinspect: {plan.description}"), file=sys.stderr)
-        res = acts.disconnect(domid, force=args.force, set_flag=args.set_flag)
-    except ActionError as exc:
-        return _die(exc.message, code=EXIT_FAIL)
-    print(_line(res.message))
-    return EXIT_OK
-
-
-def cmd_flag(args, ctx: Context) -> int:
-    from xcinspect.engine.actions import ActionError
-
-    acts = _actions(args, ctx)
-    domid = acts.resolve(args.dom, action="flag")
-    try:
-        plan = acts.plan_flag(domid, args.state)
-        if plan.allowed and plan.destructive:
-            print(_line(f"xcinspect: {plan.description}"), file=sys.stderr)
-        res = acts.set_flag(domid, args.state)
-    except ActionError as exc:
-        return _die(exc.message, code=EXIT_FAIL)
-    print(_line(res.message))
-    return EXIT_OK
-
-
-def _escape_byte(spec: str) -> int:
-    try:
-        return control_byte(spec)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def cmd_attach(args, ctx: Context) -> int:
-    from xcinspect.engine.actions import ActionError
-
-    acts = _actions(args, ctx)
-    domid = acts.resolve(args.dom, action=args.command)
-    esc = _escape_byte(args.escape)
-    try:
-        session = acts.attach(domid, force=args.force)
-    except ActionError as exc:
-        return _die(exc.message, code=EXIT_FAIL)
-    san = None if args.raw else Sanitizer()
-    out = sys.stdout.buffer
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
-
-    def emit(data: bytes) -> None:
-        if san is None:
-            out.write(data)
-        else:
-            text = san.feed(data)
-            if interactive:  # the terminal is in raw mode (no ONLCR): \n alone would staircase
-                text = text.replace("\n", "\r\n")
-            out.write(text.encode())
-        out.flush()
-
-    stdin_fd = sys.stdin.fileno()
-    with session:
-        if interactive:
-            import termios
-            import tty
-
-            old = termios.tcgetattr(stdin_fd)
-            tty.setraw(stdin_fd)
-            # After raw mode, in one write: no ONLCR, so the line ends in an explicit \r\n.
-            banner = f"Connected to domain {domid} via {session.via}. Escape character is {args.escape}\r\n"
-            sys.stderr.flush()
-            os.write(sys.stderr.fileno(), banner.encode())
-            try:
-                while True:
-                    r, _, _ = select.select([stdin_fd, session.fileno()], [], [], 1.0)
-                    if stdin_fd in r:
-                        data = os.read(stdin_fd, 1024)
-                        if not data:
-                            break
-                        if esc in data:
-                            data = data[: data.index(esc)]
-                            if data:
-                                session.write(data)
-                            break
-                        session.write(data)
-                    if session.fileno() in r:
-                        emit(session.read())
-            except EOFError as exc:
-                print(f"\r\nxcinspect: {exc}\r", file=sys.stderr)
-            finally:
-                termios.tcsetattr(stdin_fd, termios.TCSADRAIN, old)
-            return EXIT_OK
-        # Non-interactive: stdin -> guest, guest -> stdout.
-        deadline = time.monotonic() + args.timeout if args.timeout else None
-        stdin_open = True
-        linger_until = None
-        try:
-            while True:
-                now = time.monotonic()
-                if deadline and now >= deadline:
-                    break
-                if linger_until and now >= linger_until:
-                    break
-                fds = [session.fileno()] + ([stdin_fd] if stdin_open else [])
-                r, _, _ = select.select(fds, [], [], 0.1)
-                if stdin_open and stdin_fd in r:
-                    data = os.read(stdin_fd, 1024)
-                    if not data:
-                        stdin_open = False
-                        linger_until = time.monotonic() + args.linger
-                    else:
-                        session.write(data.replace(b"\n", b"\r"))
-                if session.fileno() in r:
-                    emit(session.read())
-        except EOFError as exc:
-            print(f"xcinspect: {exc}", file=sys.stderr)
-        if san is not None:
-            out.write(san.flush().encode())
-            out.flush()
-    return EXIT_OK
-
-
-def cmd_backend(args, ctx: Context) -> int:
-    from xcinspect.engine.service import Backend
-
-    return Backend(ctx.platform, args.domid, flag_override=args.flag_layout, sync=not args.no_sync,
-                   status_fd=args.status_fd).run()
 
 
 def cmd_sim(args) -> int:
@@ -482,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except UsageError as exc:
-        return _die(str(exc))
+        return die(str(exc))
     if args.command == "sim":
         return cmd_sim(args)
     if args.page:
@@ -522,9 +306,9 @@ def main(argv: list[str] | None = None) -> int:
                 return cmd_batch(args, ctx.platform)
             return cmd_tui(args, ctx)
     except OperatorError as exc:
-        return _die(exc.message, exc.hint)
+        return die(exc.message, exc.hint)
     except KeyError as exc:
-        return _die(str(exc.args[0]) if exc.args else "not found")
+        return die(str(exc.args[0]) if exc.args else "not found")
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -534,6 +318,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # never a traceback for the operator (XCINSPECT_DEBUG=1 shows it)
         if os.environ.get("XCINSPECT_DEBUG"):
             raise
-        return _die(f"internal error: {type(exc).__name__}: {exc}", "set XCINSPECT_DEBUG=1 for a traceback",
+        return die(f"internal error: {type(exc).__name__}: {exc}", "set XCINSPECT_DEBUG=1 for a traceback",
                     code=EXIT_INTERNAL)
 
