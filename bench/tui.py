@@ -176,7 +176,7 @@ async def run(domains: int, seconds: float, hz: float, size: tuple[int, int], at
 
 
 async def attach_and_flood(app, pilot, w, out: dict) -> None:
-    from xcinspect.tui.screens import AttachScreen
+    from xcinspect.tui.attach_screen import AttachScreen
 
     cfgs = w.domains
     rows = {r.domid: r for r in app.main.rows}

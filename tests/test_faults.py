@@ -396,7 +396,8 @@ async def test_tui_page_truncated_then_back(world, tui):
 
 
 async def test_tui_attached_when_the_domain_is_destroyed(world, tui):
-    from xcinspect.tui.screens import AttachScreen, MainScreen
+    from xcinspect.tui.attach_screen import AttachScreen
+    from xcinspect.tui.screens import MainScreen
 
     d = int(world.control("create victim behaviour=normal tick=0.3"))
     app = tui()
@@ -417,7 +418,8 @@ async def test_tui_attached_when_the_domain_is_destroyed(world, tui):
 
 
 async def test_tui_attached_to_a_flooding_guest(world, tui):
-    from xcinspect.tui.screens import AttachScreen, MainScreen
+    from xcinspect.tui.attach_screen import AttachScreen
+    from xcinspect.tui.screens import MainScreen
 
     d = int(world.control("create flood behaviour=chatty"))
     app = tui()

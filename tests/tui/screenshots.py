@@ -39,7 +39,7 @@ async def shoot(world, out: str) -> None:
     from xcinspect.engine.actions import Actions
     from xcinspect.engine.monitor import Monitor
     from xcinspect.tui.app import make_app
-    from xcinspect.tui.screens import AttachScreen
+    from xcinspect.tui.attach_screen import AttachScreen
 
     async def session(size, theme=None, script=None):
         plat = world.platform()

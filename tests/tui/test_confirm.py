@@ -20,7 +20,7 @@ from xcinspect.tui.screens import MainScreen
 
 HOLDER = """
 import sys, time
-from xcinspect.engine.actions import ConsoleLock
+from xcinspect.engine.sessions import ConsoleLock
 lock = ConsoleLock(sys.argv[1]); lock.acquire()
 print("locked", flush=True)
 time.sleep(60)

@@ -13,8 +13,9 @@ import pytest
 from pilot_wait import row, until
 from textual.widgets import Input
 
+from xcinspect.tui.attach_screen import AttachScreen
 from xcinspect.tui.modals import ConfirmModal, PromptModal
-from xcinspect.tui.screens import AttachScreen, MainScreen
+from xcinspect.tui.screens import MainScreen
 
 
 @pytest.fixture

@@ -18,9 +18,6 @@ channel, and xcinspect never consumes a ring someone else services.
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import functools
 import getpass
 import json
 import os
@@ -30,62 +27,17 @@ import socket
 import termios
 import time
 import tty
-from dataclasses import dataclass, field
 
 from xcinspect.core import flags
-from xcinspect.core.errors import OperatorError
 from xcinspect.core.model import BackendFacts, DomainInfo
 from xcinspect.core.ring import RingIO
 from xcinspect.engine import facts, service
 from xcinspect.engine.discovery import Discovery
+from xcinspect.engine.plans import ActionError, ActionResult, Plan, audited
+from xcinspect.engine.sessions import AttachSession, ConsoleLock, SocketSession, TtySession
 from xcinspect.platform import procfs
 from xcinspect.platform.base import Platform, PlatformError
 from xcinspect.platform.xenstore import XenstoreError, XsClient
-
-
-class ActionError(OperatorError):
-    """An action was refused or failed; ``message`` says why, in one line."""
-
-    audited = False  # already written to the audit log
-
-
-def _audited(action: str):
-    """Every way out of an action is in the audit log: what ``_refuse`` and the success
-    paths record, and anything else that stops it (the domain vanished, xenstored went
-    away, a bug) as "refused" (ActionError) or "failed"."""
-
-    def deco(fn):
-        @functools.wraps(fn)
-        def wrapper(self, domid, *args, **kw):
-            try:
-                return fn(self, domid, *args, **kw)
-            except Exception as exc:
-                if not getattr(exc, "audited", False):
-                    result = "refused" if isinstance(exc, ActionError) else "failed"
-                    self.audit(action, domid, result, getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
-                    try:
-                        exc.audited = True
-                    except AttributeError:
-                        pass
-                raise
-        return wrapper
-    return deco
-
-
-@dataclass
-class ActionResult:
-    ok: bool
-    message: str
-    detail: dict = field(default_factory=dict)
-
-
-@dataclass
-class Plan:
-    """What an action would do, in words, before it is confirmed."""
-
-    allowed: bool
-    description: str
-    destructive: bool = False
 
 
 class Actions:
@@ -197,7 +149,7 @@ class Actions:
         return Plan(True, "no backend: xcinspect will bind the event channel, drain the ring to its log "
                     "and serve attach." + unmute)
 
-    @_audited("connect")
+    @audited("connect")
     def connect(self, domid: int, *, wait: float = 3.0) -> ActionResult:
         self._check_writable("connect", domid)
         info = self._info(domid)
@@ -289,7 +241,7 @@ class Actions:
                     f"{reading.state} (raw {reading.raw}): a Linux >= 7.1 guest writes its console output "
                     "again from its next write (what it dropped meanwhile is lost).")
 
-    @_audited("flag")
+    @audited("flag")
     def set_flag(self, domid: int, state: str) -> ActionResult:
         """Set the connection flag to ``state``; the audit record has the flag before and
         after, so it can be undone by setting it back."""
@@ -350,7 +302,7 @@ class Actions:
         return Plan(False, f"nothing to disconnect on {name} (dom {domid}): no client attached and no "
                     "xcinspect backend")
 
-    @_audited("disconnect")
+    @audited("disconnect")
     def disconnect(self, domid: int, *, force: bool = False, set_flag: bool = False) -> ActionResult:
         self._check_writable("disconnect", domid)
         if set_flag and not force:
@@ -387,7 +339,7 @@ class Actions:
         return self._write_flag(domid, flags.DISCONNECTED, "disconnect")
 
     # -- attach -----------------------------------------------------------------------------
-    @_audited("attach")
+    @audited("attach")
     def attach(self, domid: int, *, force: bool = False, tty_wait: float = 5.0) -> AttachSession:
         self._check_writable("attach", domid)
         info = self._info(domid)
@@ -459,136 +411,3 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:
         return str(os.getuid())
-
-
-class ConsoleLock:
-    """``/var/lock/xenconsole.<domid>`` exactly as the xenconsole client takes it."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fd = -1
-
-    def acquire(self) -> None:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        for _ in range(5):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(fd)
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise BlockingIOError(exc.errno, "locked") from None
-                raise
-            # Unlink race: make sure the file we locked is still the one at the path.
-            try:
-                st_path = os.stat(self.path)
-            except FileNotFoundError:
-                os.close(fd)
-                continue
-            st_fd = os.fstat(fd)
-            if (st_path.st_dev, st_path.st_ino) == (st_fd.st_dev, st_fd.st_ino):
-                self.fd = fd
-                return
-            os.close(fd)
-        raise BlockingIOError(errno.EAGAIN, "lock file keeps changing")
-
-    def release(self) -> None:
-        if self.fd >= 0:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
-            os.close(self.fd)
-            self.fd = -1
-
-
-class AttachSession:
-    """A bidirectional byte stream to a guest console."""
-
-    via: str
-
-    def fileno(self) -> int: ...
-
-    def read(self) -> bytes:
-        """Available output (b"" on nothing); raises EOFError when the console went away."""
-        ...
-
-    def write(self, data: bytes) -> None: ...
-
-    def close(self) -> None: ...
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class TtySession(AttachSession):
-    def __init__(self, fd: int, lock: ConsoleLock, path: str) -> None:
-        self.fd = fd
-        self.lock = lock
-        self.via = path
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def read(self) -> bytes:
-        try:
-            data = os.read(self.fd, 65536)
-        except BlockingIOError:
-            return b""
-        except OSError as exc:
-            if exc.errno == errno.EIO:
-                raise EOFError("console pty closed") from None
-            raise
-        if not data:
-            raise EOFError("console pty closed")
-        return data
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        deadline = time.monotonic() + 5
-        while view:
-            try:
-                n = os.write(self.fd, view)
-                view = view[n:]
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise EOFError("console input is not being consumed") from None
-                time.sleep(0.01)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        self.lock.release()
-
-
-class SocketSession(AttachSession):
-    def __init__(self, s: socket.socket, via: str) -> None:
-        self.s = s
-        self.s.setblocking(False)
-        self.via = via
-
-    def fileno(self) -> int:
-        return self.s.fileno()
-
-    def read(self) -> bytes:
-        try:
-            data = self.s.recv(65536)
-        except BlockingIOError:
-            return b""
-        if not data:
-            raise EOFError("xcinspect backend closed the console")
-        return data
-
-    def write(self, data: bytes) -> None:
-        self.s.setblocking(True)
-        try:
-            self.s.sendall(data)
-        finally:
-            self.s.setblocking(False)
-
-    def close(self) -> None:
-        self.s.close()

@@ -139,7 +139,7 @@ class ActionWorkers:
             return
 
         async def attach() -> None:
-            from xcinspect.tui.screens import AttachScreen
+            from xcinspect.tui.attach_screen import AttachScreen
 
             acts = self.actions
             force = False
