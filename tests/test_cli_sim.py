@@ -65,8 +65,8 @@ def test_once_json_shape_and_demo_verdicts(world):
     assert "no backend bound" in stuck["verdict"]["reason"]
     assert doms["web01"]["verdict"]["state"] in ("serviced", "idle")
     assert doms["web01"]["console"]["tty"].startswith("/dev/pts/")
-    assert doms["db01"]["ring"]["flag"] == {"layout": "xen-4.21", "raw": 0, "state": "connected"}
-    assert doms["rfc-guest"]["ring"]["flag"] == {"layout": "rfc-v2", "raw": 1, "state": "connected"}
+    assert doms["db01"]["ring"]["flag"] == {"layout": "xen-4.21", "raw": 0, "state": "connected", "byte": 0}
+    assert doms["rfc-guest"]["ring"]["flag"] == {"layout": "rfc-v2", "raw": 1, "state": "connected", "byte": 1}
     assert doms["hyperlaunch"]["verdict"]["state"] == "disconnected"
     assert doms["hyperlaunch"]["ring"]["flag"]["state"] == "disconnected"
     corrupt = wait_state(world, "corrupt", {"corrupt"})
