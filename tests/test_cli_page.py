@@ -98,3 +98,56 @@ def test_missing_sim_world(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().startswith("xcinspect: no sim world at")
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def full_page_with_lines() -> bytes:
+    """A stuck boot's page: 2048 unread bytes of numbered lines (wrapping the ring)."""
+    text = b"".join(b"line %04d of the boot log ......................\n" % i for i in range(60))
+    unread = text[-2048:]
+    page = blank_page(out_cons=5000, out_prod=5000 + 2048)
+    for i, b in enumerate(unread):
+        page[1024 + (5000 + i) % 2048] = b
+    return bytes(page)
+
+
+def test_page_from_a_pipe(tmp_path):
+    page = full_page_with_lines()
+    p = tmp_path / "p.bin"
+    p.write_bytes(page)
+    for args, kw in ((["--page", "-", "--json"], {"input": page}),
+                     (["--page", "/dev/stdin", "--json"], {"input": page})):
+        r = subprocess.run([sys.executable, "-m", "xcinspect", *args], capture_output=True, timeout=30, **kw)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["ring"]["out"]["fill"] == 2048
+    r = subprocess.run(["bash", "-c", f'{sys.executable} -m xcinspect --page <(cat {p}) --json'],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    # a short pipe is one line, exit 2
+    r = subprocess.run([sys.executable, "-m", "xcinspect", "--page", "-"], input=page[:100], capture_output=True,
+                       text=False, timeout=30)
+    assert r.returncode == 2 and b"100 bytes" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_page_json_has_verdict_and_the_whole_unread_span(tmp_path):
+    p = tmp_path / "p.bin"
+    p.write_bytes(full_page_with_lines())
+    doc = json.loads(xci("--page", str(p), "--json").stdout)
+    assert doc["verdict"]["state"] == "stalled" and "out ring full" in doc["verdict"]["reason"]
+    assert len(doc["unread_out"].encode()) == 2048 and "line 0059" in doc["unread_out"]
+    first = doc["unread_out"].splitlines()[1]  # the first whole line of the span
+    text = xci("--page", str(p)).stdout
+    assert "unread out (all 2048 bytes" in text and first in text and "line 0059" in text
+    assert "verdict stalled" in text
+
+
+def test_page_into_a_closed_pipe_is_quiet(tmp_path):
+    p = tmp_path / "p.bin"
+    p.write_bytes(full_page_with_lines())
+    r = subprocess.run(["bash", "-c", f"{sys.executable} -m xcinspect --page {p} | head -3"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 3
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+    # the reader gone before anything is written (true exits at once): still quiet
+    r = subprocess.run(["bash", "-c", f"{sys.executable} -m xcinspect --page {p} | true"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stderr == "", r.stderr

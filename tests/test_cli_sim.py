@@ -257,3 +257,36 @@ def test_connect_sets_a_disconnected_flag_to_connected(world):
     assert xci("--sim", world.dir, "disconnect", "hyperlaunch").returncode == 0
     time.sleep(1.0)
     assert by_name(once(world))["hyperlaunch"]["ring"]["flag"]["state"] == "connected"
+
+
+def test_check_exit_codes(world, tmp_path):
+    """`xcinspect check`: 1 while a console is stalled (the demo has one), with one line per
+    problem console; 2 for an unusable environment."""
+    r = xci("--sim", world.dir, "check")
+    assert r.returncode == 1, r.stderr
+    assert "with a problem" in r.stdout.splitlines()[0]
+    assert any("corrupt: corrupt: out indices corrupt" in ln for ln in r.stdout.splitlines()), r.stdout
+    r = xci("--sim", world.dir, "check", "--json")
+    assert r.returncode == 1 and json.loads(r.stdout)["problems"] >= 1
+    r = xci("--sim", str(tmp_path / "nothing"), "check")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_batch_has_a_timestamp_per_block_and_an_attached_column(world):
+    r = xci("--sim", world.dir, "--batch", "--count", "2", "--interval", "0.2")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    stamps = [ln for ln in lines if ln.startswith("# ")]
+    assert len(stamps) == 2 and all(time.strptime(ln[2:], "%Y-%m-%dT%H:%M:%S%z") for ln in stamps)
+    heads = [ln for ln in lines if ln.lstrip().startswith("DOMID")]
+    assert heads and all("ATTACHED" in h for h in heads)
+    # someone holds web01's console: the column says who, by name and pid
+    lock = world.platform().lock_path(world.domid("web01"))
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    with open(lock, "a") as f:
+        import fcntl
+
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        r = xci("--sim", world.dir, "--batch", "--once")
+    row = [ln for ln in r.stdout.splitlines() if " web01 " in ln][0]
+    assert f":{os.getpid()}" in row

@@ -81,6 +81,7 @@ def test_promtool_check_rules():
 
 def test_textfile_is_written_atomically(world, tmp_path):
     out = tmp_path / "textfile"
+    out.mkdir()  # --textfile never creates its directory (operator experience issue)
     proc = subprocess.Popen([sys.executable, "-m", "xcinspect", "--sim", world.dir, "metrics",
                              "--textfile", str(out), "--interval", "1"], stderr=subprocess.PIPE)
     try:
@@ -181,3 +182,34 @@ def test_real_prometheus_alert_fires_and_resolves(tmp_path_factory):
                 except subprocess.TimeoutExpired:
                     p.kill()
         w.stop()
+
+
+def test_metrics_bad_input_is_one_line_exit_2_and_creates_nothing(world, tmp_path):
+    """A busy port, /proc, a regular file, a missing directory, a negative interval:
+    one line on stderr, exit 2, no traceback, nothing created."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    regular = tmp_path / "file"
+    regular.write_text("x")
+    missing = tmp_path / "nonexistent" / "dir"
+    cases = [
+        ["--listen", f"127.0.0.1:{busy.getsockname()[1]}"],
+        ["--textfile", "/proc"],
+        ["--textfile", "/proc/sys"],
+        ["--textfile", str(regular)],
+        ["--textfile", str(missing)],
+        ["--interval", "-1", "--textfile", str(tmp_path)],
+        ["--interval", "0", "--textfile", str(tmp_path)],
+        ["--listen", "127.0.0.1:99999"],
+    ]
+    try:
+        for extra in cases:
+            r = xci("--sim", world.dir, "metrics", *extra, timeout=30)
+            assert r.returncode == 2, (extra, r.returncode, r.stderr)
+            lines = r.stderr.strip().splitlines()
+            assert len(lines) == 1 and "Traceback" not in r.stderr and "internal error" not in r.stderr, (extra, r.stderr)
+    finally:
+        busy.close()
+    assert not missing.parent.exists()
+    assert sorted(os.listdir(tmp_path)) == ["file"]

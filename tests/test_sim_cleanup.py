@@ -103,3 +103,42 @@ def test_tui_cleans_up_on_signal(tmp_path, sig):
         os.close(fd)
     assert wait_until(lambda: not procs_mentioning(str(tmp_path)), 15), procs_mentioning(str(tmp_path))
     assert os.listdir(tmp_path) == []
+
+
+def test_backend_ends_when_its_world_is_stopped(tmp_path):
+    """`xcinspect connect 4` against `xcinspect sim DIR`, then Ctrl-C on the world: the
+    backend daemon it started ends too (it kept running, servicing nothing)."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    wdir = str(tmp_path / "w")
+    sim = subprocess.Popen([sys.executable, "-m", "xcinspect", "sim", wdir], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 60
+        while not os.path.exists(os.path.join(wdir, "world.json")) or subprocess.run(
+                [sys.executable, "-m", "xcinspect", "--sim", wdir, "--once", "--json"],
+                capture_output=True).returncode != 0:
+            assert time.time() < deadline, "the world did not come up"
+            time.sleep(0.5)
+        r = subprocess.run([sys.executable, "-m", "xcinspect", "--sim", wdir, "connect", "4"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        pid = int(re.search(r"backend pid (\d+)", r.stdout).group(1))
+        os.kill(pid, 0)
+    finally:
+        sim.send_signal(signal.SIGINT)
+        sim.wait(timeout=30)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        raise AssertionError(f"backend {pid} still running 20 s after its world stopped")

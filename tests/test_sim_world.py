@@ -465,3 +465,25 @@ def test_flag_checked_only_when_a_write_starts(world):
     finally:
         os.close(fd)
         world.control(f"destroy {d}")
+
+
+def test_a_domain_created_later_is_marked_as_appeared_late(world, plat):
+    """The stall sentence of a domain created after xcinspect started must not say "since
+    before xcinspect started watching": the monitor marks such domains."""
+    from xcinspect.engine.monitor import Monitor
+
+    mon = Monitor(plat)
+    try:
+        mon.open()
+        mon.tick()
+        first = set(mon.entries)
+        assert all(not e.track.appeared_late for e in mon.entries.values())
+        d = int(world.control("create latecomer2 consoled=0 tick=0.2"))
+        until(lambda: (mon.tick() or True) and d in mon.entries, what="the monitor to see it")
+        assert d not in first and mon.entries[d].track.appeared_late
+        until(lambda: (mon.tick() or True) and mon.entries[d].verdict.state == "stalled", what="its stall")
+        reason = mon.entries[d].verdict.reason
+        assert "before xcinspect started watching" not in reason, reason
+    finally:
+        mon.close()
+        world.control(f"destroy {d}")

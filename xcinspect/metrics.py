@@ -67,6 +67,12 @@ class ConsoleCollector:
                                          "Console clients attached (xenconsole lock holders).", labels=labels)
             rate = GaugeMetricFamily("xcinspect_console_out_drain_bytes_per_second",
                                      "Rate at which the out ring is drained.", labels=labels)
+            since = GaugeMetricFamily("xcinspect_console_verdict_seconds",
+                                      "Seconds the console has had its current verdict (since xcinspect "
+                                      "started watching, at most).", labels=labels)
+            flag_byte = GaugeMetricFamily("xcinspect_console_flag_byte",
+                                          "Byte 3088 of the console page (1: Linux >= 7.1 guests drop output).",
+                                          labels=labels)
             for e in m.views():
                 lv = [str(e.domid), label(e.name)]
                 snap = e.snapshot()
@@ -78,6 +84,10 @@ class ConsoleCollector:
                     moved.add_metric(lv, round(e.track.quiet_for(now), 3))
                     rate.add_metric(lv, round(e.track.rate_at(now), 1))
                 stalled.add_metric(lv, 1.0 if e.verdict.state == health.STALLED else 0.0)
+                if e.state_since is not None:
+                    since.add_metric(lv, round(max(0.0, now - e.state_since), 1))
+                if e.flag.byte is not None:
+                    flag_byte.add_metric(lv, float(e.flag.byte))
                 verdict.add_metric(lv, {s: s == e.verdict.state for s in health.STATES})
                 flag.add_metric(lv, {s: s == e.flag.state for s in FLAG_STATES})
                 f = e.facts
@@ -86,7 +96,8 @@ class ConsoleCollector:
                     if b is not None:
                         bound.add_metric(lv, 1.0 if b else 0.0)
                     attached.add_metric(lv, 1.0 if f.lock_holder_pid else 0.0)
-            yield from (out_fill, in_fill, size, moved, stalled, verdict, flag, bound, attached, rate)
+            yield from (out_fill, in_fill, size, moved, stalled, verdict, flag, bound, attached, rate, since,
+                        flag_byte)
 
             host = m.host_dict() if m.host else {}
             info = GaugeMetricFamily("xcinspect_xen_info", "Xen version and the flag layout in use (always 1).",
@@ -114,9 +125,29 @@ def exposition(monitor: Monitor, lock: threading.Lock | None = None) -> bytes:
     return generate_latest(reg)
 
 
+def check_textfile_dir(directory: str) -> None:
+    """``--textfile DIR`` must be an existing, writable directory on a real file system
+    (not /proc or /sys): one line and exit 2 otherwise, and nothing is created."""
+    import stat
+
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        raise UsageError(f"--textfile {directory}: no such directory (create it first; node_exporter's "
+                         "--collector.textfile.directory)") from None
+    except OSError as exc:
+        raise UsageError(f"--textfile {directory}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"--textfile {directory}: not a directory")
+    real = os.path.realpath(directory)
+    if real in ("/proc", "/sys") or real.startswith(("/proc/", "/sys/")):
+        raise UsageError(f"--textfile {directory}: a kernel file system, not a directory for files")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"--textfile {directory}: not writable")
+
+
 def write_textfile(directory: str, data: bytes, name: str = "xcinspect.prom") -> str:
     """Atomically replace DIR/NAME (write a temp file in DIR, fsync, rename)."""
-    os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".xcinspect.", suffix=".tmp", dir=directory)
     try:
         os.write(fd, data)
@@ -138,12 +169,23 @@ def write_textfile(directory: str, data: bytes, name: str = "xcinspect.prom") ->
 
 def _parse_listen(spec: str) -> tuple[str, int]:
     host, _, port = spec.rpartition(":")
-    if not port.isdigit():
+    if not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"--listen wants ADDR:PORT or :PORT, not {spec!r}")
     return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
+def check_options(options: MetricsOptions) -> None:
+    """Bad options are one line and exit 2, before anything is opened or created."""
+    if not (options.interval > 0) or options.interval > 86400:
+        raise UsageError(f"--interval must be from more than 0 to 86400 seconds, not {options.interval:g}")
+    if options.textfile:
+        check_textfile_dir(options.textfile)
+    if options.listen:
+        _parse_listen(options.listen)
+
+
 def run(options: MetricsOptions, platform: Platform) -> int:
+    check_options(options)
     monitor = Monitor(platform, flag_layout=options.flag_layout)
     monitor.open()
     lock = threading.Lock()
@@ -163,7 +205,10 @@ def run(options: MetricsOptions, platform: Platform) -> int:
             reg = CollectorRegistry()
             reg.register(ConsoleCollector(monitor, lock))
             host, port = _parse_listen(options.listen)
-            server = ThreadingHTTPServer((host, port), MetricsHandler.factory(reg))
+            try:
+                server = ThreadingHTTPServer((host, port), MetricsHandler.factory(reg))
+            except OSError as exc:
+                raise UsageError(f"--listen {options.listen}: cannot listen there: {exc.strerror or exc}") from None
             server.daemon_threads = True
             threading.Thread(target=server.serve_forever, daemon=True, name="metrics-http").start()
             print(f"xcinspect: serving metrics on http://{host}:{server.server_address[1]}/metrics", file=sys.stderr)
@@ -173,7 +218,10 @@ def run(options: MetricsOptions, platform: Platform) -> int:
                 with lock:
                     monitor.tick()
                 if options.textfile and time.monotonic() >= next_write:
-                    write_textfile(options.textfile, exposition(monitor, lock))
+                    try:
+                        write_textfile(options.textfile, exposition(monitor, lock))
+                    except OSError as exc:
+                        raise UsageError(f"--textfile {options.textfile}: cannot write: {exc.strerror or exc}") from None
                     next_write = time.monotonic() + options.interval
                 time.sleep(1.0)
         finally:

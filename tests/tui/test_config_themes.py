@@ -150,3 +150,13 @@ def test_config_and_themes_need_no_textual():
             "xcinspect.tui.themes.check_theme('dark'); print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_key_bound_twice_is_refused(tmp_path):
+    """connect = "a" would silently take attach's key: one line, exit 2 (ConfigError)."""
+    p = write(tmp_path, '[keymap]\nconnect = "a"\n')
+    with pytest.raises(ConfigError, match="key 'a' is bound to both connect and attach"):
+        load_config(p)
+    # the same key on two different screens is fine (the attach screen's s is save)
+    p = write(tmp_path, '[keymap]\nsave = "s"\n')
+    load_config(p)

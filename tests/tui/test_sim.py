@@ -200,9 +200,9 @@ async def test_set_flag_disconnected_through_confirm(sim_app):
         await pilot.press("y")
         await until(pilot, lambda: row(app, "db01").flag == "disconnected", what="flag disconnected")
         await until(pilot, lambda: row(app, "db01").state == "disconnected", what="verdict disconnected")
-        # the way back: C, its own confirm, and the flag and verdict recover
+        # the way back: U, its own confirm, and the flag and verdict recover
         assert row(app, "db01").flag_effect == "drops-output"
-        await pilot.press("C")
+        await pilot.press("U")
         await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog (connected)")
         body = str(app.screen.query_one("#confirm-body").render())
         assert "Write 'connected' into the xen-4.21 connection flag" in body
@@ -226,3 +226,15 @@ async def test_connect_dialog_says_it_sets_a_disconnected_flag(sim_app):
         body = str(app.screen.query_one("#confirm-body").render())
         assert "xcinspect will set it to connected" in body
         await pilot.press("n")
+
+
+async def test_select_at_start_shows_that_domain(sim_app, world):
+    """--select DOMID (what the fleet view's Enter runs on the host): that domain is
+    selected and its detail shown once it is in a frame."""
+    d = world.domid("hyperlaunch")
+    app = sim_app(select=d)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.main is not None and app.main.table.selected == d,
+                    what="the selected domain")
+        await until(pilot, lambda: f"dom {d}" in str(app.main.query_one("#detail").border_title),
+                    what="its detail")

@@ -12,20 +12,20 @@ import contextlib
 import json
 import os
 import signal
-import stat
 import sys
 import time
 
 from xcinspect import __version__
 from xcinspect.cli.actions import cmd_attach, cmd_backend, cmd_connect, cmd_disconnect, cmd_flag
 from xcinspect.cli.common import EXIT_FAIL, EXIT_INTERNAL, EXIT_OK, Context, die, one_line
-from xcinspect.core import flags, ring
+from xcinspect.cli.fleet import cmd_check, cmd_fleet
+from xcinspect.cli.page import cmd_page
+from xcinspect.core import flags
 from xcinspect.core.errors import OperatorError, UsageError
 from xcinspect.core.options import MetricsOptions, ServeOptions, UiOptions
-from xcinspect.core.sanitize import Sanitizer
 from xcinspect.platform.base import Platform
 
-SUBCOMMANDS = ("sim", "connect", "attach", "disconnect", "flag", "serve", "metrics", "_backend")
+SUBCOMMANDS = ("sim", "connect", "attach", "disconnect", "flag", "check", "fleet", "serve", "metrics", "_backend")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,17 +33,26 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+COMMON_EPILOG = ("The options common to every command -- --sim [DIR], --flag-layout, --read-only -- "
+                 "may also be given here; `xcinspect --help` describes them.")
+
+
 def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
+    """The common options: described once at the top level; accepted (not listed again)
+    after a subcommand."""
     d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    h = (lambda text: argparse.SUPPRESS) if suppress else (lambda text: text)
     p.add_argument("--sim", metavar="DIR", nargs="?", const="", default=d(None),
-                   help="watch a simulated world in DIR (started with `xcinspect sim DIR`); "
-                        "without DIR, start the demo world in a temporary directory")
+                   help=h("watch a simulated world in DIR (started with `xcinspect sim DIR`); "
+                          "without DIR, start the demo world in a temporary directory"))
     p.add_argument("--flag-layout", choices=flags.CHOICES, default=d(flags.AUTO),
-                   help="how to read the connection flag at offset 3088 (default: by Xen version)")
+                   help=h("how to read the connection flag at offset 3088 (default: by Xen version)"))
     p.add_argument("--read-only", action="store_true", default=d(False),
-                   help="hide and refuse every action; map pages read-only")
+                   help=h("hide and refuse every action; map pages read-only"))
     p.add_argument("--domains", type=int, metavar="N", default=d(None),
-                   help="with --sim and no DIR: a world of N domains instead of the demo")
+                   help=h("with --sim and no DIR: a world of N domains instead of the demo"))
+    if suppress:
+        p.epilog = COMMON_EPILOG
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,10 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=float, default=0.6, metavar="S",
                    help="batch mode: seconds to watch before the first report, so movement is seen")
     p.add_argument("--theme", default=None, help="TUI theme (from themes/, or any Textual theme)")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    p.add_argument("--select", type=int, default=None, metavar="DOMID",
+                   help="TUI: start with this domain selected and its detail shown")
+    public = [c for c in SUBCOMMANDS if not c.startswith("_")]
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, title="commands",
+                           metavar="{" + ",".join(public) + "}")
 
     s = sub.add_parser("sim", help="run a simulated Xen world in DIR (foreground)")
-    _global_options(s, suppress=True)
+    s.add_argument("--domains", type=int, metavar="N", default=argparse.SUPPRESS,
+                   help="a world of N domains (the scale scenario) instead of the demo")
     s.add_argument("dir", metavar="DIR")
     s.add_argument("--scenario", default=None, help="demo (default) or scale")
 
@@ -94,6 +108,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="disconnected: a Linux >= 7.1 guest throws its console output away until it is "
                          "set back to connected")
 
+    ck = sub.add_parser("check", help="sample once; exit 1 when a console is stalled, corrupt, disconnected, "
+                                      "unserviced or unreadable (for cron, systemd and monitoring plugins)")
+    _global_options(ck, suppress=True)
+    ck.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="one JSON document")
+
+    ft = sub.add_parser("fleet", help="every dom0's problem consoles, from Prometheus")
+    ft.add_argument("--prometheus", metavar="URL", default=None,
+                    help="Prometheus base URL (default: [fleet] prometheus in the config file)")
+    ft.add_argument("--host-label", default=None, help="the label naming a dom0 (default: instance)")
+    ft.add_argument("--lookback", default=None, help="a host seen within this long and not now is down (default 1h)")
+    ft.add_argument("--command", dest="open_command", default=None,
+                    help="Enter runs this, {host} {instance} {domid} {name} filled in "
+                         "(default: ssh -t {host} xcinspect --select {domid})")
+    ft.add_argument("--interval", "-d", type=float, default=None, metavar="S", help="refresh every S seconds (15)")
+    ft.add_argument("--once", action="store_true", help="ask once and print (with --json or --batch)")
+    ft.add_argument("--json", action="store_true", help="one JSON document")
+    ft.add_argument("--batch", action="store_true", help="a plain table")
+    ft.add_argument("--theme", default=None, help="TUI theme")
+
     sv = sub.add_parser("serve", help="serve the TUI in a browser with textual-serve (loopback only)")
     _global_options(sv, suppress=True)
     sv.add_argument("--port", type=int, default=8000)
@@ -108,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--listen", metavar="ADDR:PORT", help="serve /metrics over HTTP (default host 127.0.0.1)")
     m.add_argument("--interval", type=float, default=15.0)
 
-    b = sub.add_parser("_backend", help=argparse.SUPPRESS)
+    b = sub.add_parser("_backend")  # started by connect; not listed
     _global_options(b, suppress=True)
     b.add_argument("domid", type=int)
     b.add_argument("--status-fd", type=int, default=None)
@@ -137,49 +170,21 @@ def normalize_argv(argv: list[str]) -> list[str]:
 
 
 # -- platform ---------------------------------------------------------------------------------
-# -- page inspection --------------------------------------------------------------------------
-def cmd_page(args) -> int:
-    # O_NONBLOCK: opening a FIFO must not wait for a writer (it hung forever); only a
-    # regular file can be a page dump (a device reads endlessly, a directory not at all).
-    try:
-        fd = os.open(args.page, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        return die(f"cannot read page file {args.page}: {exc.strerror or exc}")
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            return die(f"{args.page} is not a console page: {what}")
-        data = os.pread(fd, ring.PAGE_SIZE + 1, 0)
-    except OSError as exc:
-        return die(f"cannot read page file {args.page}: {exc.strerror or exc}")
-    finally:
-        os.close(fd)
-    if len(data) != ring.PAGE_SIZE:
-        return die(f"{args.page} is not a console page: {max(st.st_size, len(data))} bytes, expected {ring.PAGE_SIZE}")
-    layout = flags.NONE if args.flag_layout == flags.AUTO else args.flag_layout
-    snap = ring.parse_page(data, layout)
-    if args.json:
-        print(json.dumps({"ring": snap.as_dict()}))
-        return EXIT_OK
-    out = sys.stdout
-    print(f"page {args.page}  flag layout {layout}", file=out)
-    for label, r in (("out", snap.out), ("in", snap.in_)):
-        state = "ok" if r.valid else "CORRUPT (fill > size)"
-        print(f"  {label:<3} cons {r.cons:>10}  prod {r.prod:>10}  fill {r.fill:>10}/{r.size}  {state}", file=out)
-    print(f"  flag raw {snap.flag.raw if snap.flag.raw is not None else '-'}  state {snap.flag.state}  byte 3088 = {snap.flag.byte}", file=out)
-    if snap.out.valid and snap.out.fill:
-        text = Sanitizer().feed(ring.unread_out(data, snap, limit=512))
-        print("  unread out (last 512 bytes, sanitized):", file=out)
-        for line in text.splitlines()[-12:]:
-            print("    " + line, file=out)
-    return EXIT_OK
-
-
 # -- batch ------------------------------------------------------------------------------------
+def _attached(e) -> str:
+    f = e.facts
+    if f is None or not f.lock_holder_pid:
+        return "-"
+    cmd = one_line(f.lock_holder_cmd or "?").split()
+    return f"{(cmd[0].rsplit('/', 1)[-1] if cmd else '?')}:{f.lock_holder_pid}"
+
+
 def _table(monitor) -> str:
-    head = f"{'DOMID':>5} {'NAME':<16} {'STATE':<12} {'FLAG':<12} {'OUT':>9} {'IN':>9} {'OUT_CONS':>10} {'OUT_PROD':>10} {'RATE':>8}  REASON"
-    rows = [head]
+    """One block of --batch: a time stamp, the header, a row per console."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    head = (f"{'DOMID':>5} {'NAME':<16} {'STATE':<12} {'FLAG':<12} {'OUT':>9} {'IN':>9} {'OUT_CONS':>10} "
+            f"{'OUT_PROD':>10} {'RATE':>8} {'ATTACHED':<16}  REASON")
+    rows = [f"# {stamp}", head]
     for e in monitor.views():
         snap = e.snapshot()
         out = f"{snap.out.fill}/{snap.out.size}" if snap else "-"
@@ -189,7 +194,7 @@ def _table(monitor) -> str:
         name = one_line(e.name)[:16]
         reason = one_line(e.verdict.reason)  # may quote xenstore values (console/type, ...)
         rows.append(f"{e.domid:>5} {name:<16} {e.verdict.state:<12} {e.flag.state:<12} {out:>9} {inn:>9} "
-                    f"{oc:>10} {op:>10} {e.track.rate_at(monitor.clock()):>8.0f}  {reason}")
+                    f"{oc:>10} {op:>10} {e.track.rate_at(monitor.clock()):>8.0f} {_attached(e)[:16]:<16}  {reason}")
     return "\n".join(rows)
 
 
@@ -237,7 +242,7 @@ def cmd_sim(args) -> int:
 
 def ui_options(args) -> UiOptions:
     return UiOptions(flag_layout=args.flag_layout, read_only=args.read_only, theme=args.theme,
-                     interval=args.interval)
+                     interval=args.interval, select=getattr(args, "select", None))
 
 
 def cmd_tui(args, ctx: Context) -> int:
@@ -269,8 +274,17 @@ def main(argv: list[str] | None = None) -> int:
         return die(str(exc))
     if args.command == "sim":
         return cmd_sim(args)
+    if args.command == "fleet":
+        return cmd_fleet(args)
     if args.page:
-        return cmd_page(args)
+        try:
+            rc = cmd_page(args)
+            sys.stdout.flush()
+            return rc
+        except BrokenPipeError:  # `xcinspect --page F | head -3`
+            with contextlib.suppress(Exception):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
 
     def on_term(signum, frame):
         raise SystemExit(128 + signum)
@@ -292,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                 return cmd_disconnect(args, ctx)
             if args.command == "flag":
                 return cmd_flag(args, ctx)
+            if args.command == "check":
+                return cmd_check(args, ctx.platform)
             if args.command == "attach":
                 return cmd_attach(args, ctx)
             if args.command == "_backend":

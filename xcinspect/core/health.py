@@ -27,7 +27,7 @@ from typing import Any
 
 from xcinspect.core import flags
 from xcinspect.core.model import BackendFacts
-from xcinspect.core.ring import IN_SIZE, MASK32, OUT_SIZE
+from xcinspect.core.ring import IN_SIZE, MASK32, OUT_SIZE, PageSnapshot
 
 ERROR = "error"
 CORRUPT = "corrupt"
@@ -94,7 +94,7 @@ class Track:
     __slots__ = (
         "first_seen", "last", "t_last", "t_out_cons", "t_out_prod", "t_in_cons", "t_full",
         "t_unread", "prev_fill", "fill", "out_rate", "samples", "history", "hist_len",
-        "t_mute", "mute_prod", "mute_moves",
+        "t_mute", "mute_prod", "mute_moves", "appeared_late",
     )
 
     def __init__(self, hist_len: int = 120) -> None:
@@ -115,6 +115,7 @@ class Track:
         self.t_mute: float | None = None  # since when byte 3088 reads 1
         self.mute_prod = 0  # out_prod when last looked at with the byte at 1
         self.mute_moves = 0  # out_prod moves since, that a Linux >= 7.1 guest would not make
+        self.appeared_late = False  # the domain appeared after xcinspect started watching
 
     def update(self, idx: Indices, now: float) -> bool:
         """Record one sample of (in_cons, in_prod, out_cons, out_prod); True if it moved."""
@@ -231,12 +232,11 @@ def flag_phrase(layout: str, byte: int | None, track: Track, now: float) -> str:
     """What a 1 in byte 3088 means for this console, for a reason sentence."""
     quiet = human_duration(track.muted_for(now))
     if layout == flags.NONE:
-        what = ("byte 3088 is 1: this host's Xen has no connection flag, but a Linux >= 7.1 guest "
-                "reads it as disconnected")
-    else:
-        what = "flag says disconnected"
-    return (f"{what}: a Linux >= 7.1 guest throws its console output away (nothing written for {quiet}; "
-            "an older kernel ignores the flag)")
+        return ("byte 3088 is 1: this host's Xen has no connection flag, but a Linux >= 7.1 guest reads it "
+                f"as disconnected, so its console output is being thrown away (nothing written for {quiet}; "
+                "an older kernel ignores the byte)")
+    return ("flag says disconnected: the console output of a Linux >= 7.1 guest is being thrown away "
+            f"(nothing written for {quiet}; an older kernel ignores the flag)")
 
 
 def classify(
@@ -295,8 +295,15 @@ def classify(
 
     if out_fill == OUT_SIZE and (bound is False or frozen >= stall_after):
         since = track.t_full if track.t_full is not None else now
-        if since == track.first_seen:  # already full when we started watching
-            how_long = f"since before xcinspect started watching ({human_duration(now - since)} ago)"
+        if since == track.first_seen:  # already full at the first sample
+            age = now - since
+            if track.appeared_late:
+                how_long = (f"since xcinspect first saw this domain ({human_duration(age)} ago, "
+                            "already full then)")
+            elif age < 1:
+                how_long = "(already full when xcinspect started watching)"
+            else:
+                how_long = f"since before xcinspect started watching ({human_duration(age)} ago)"
         else:
             how_long = f"for {human_duration(now - since)}"
         return Verdict(STALLED, f"out ring full {how_long}; {where}{latched}", act_connect, effect)
@@ -309,7 +316,8 @@ def classify(
     if effect == QEMU_CONSOLE:
         where += "; byte 3088 stays 1 on QEMU's consoles (xenconsoled never connects them): not an alarm"
     elif effect == IGNORED:
-        where += "; the flag says disconnected, but this guest ignores the flag (older than Linux 7.1): its output still arrives"
+        what = "byte 3088 is 1" if layout == flags.NONE else "the flag says disconnected"
+        where += f"; {what}, but this guest ignores the flag (older than Linux 7.1): its output still arrives"
     elif effect == DROPS_OUTPUT:
         phrase = flag_phrase(layout or flags.NONE, flag.byte if flag else None, track, now)
         return Verdict(DISCONNECTED, f"{phrase}; {where}", "flag-connected" if bound else act_connect, effect)
@@ -329,6 +337,29 @@ def classify(
     if quiet >= idle_after:
         return Verdict(IDLE, f"quiet; {where}", "attach", effect)
     return Verdict(SERVICED, where, "attach", effect)
+
+
+def page_verdict(snap: PageSnapshot) -> Verdict:
+    """The verdict for one page dump (``--page``): what the page itself shows, without the
+    history and backend facts a live console has (a dump cannot tell who drains it)."""
+    out, in_ = snap.out, snap.in_
+    if not out.valid or not in_.valid:
+        return classify((in_.cons, in_.prod, out.cons, out.prod), snap.flag.state, Track(), None, 0.0,
+                        flag=snap.flag)
+    flag = snap.flag
+    if out.fill == OUT_SIZE:
+        return Verdict(STALLED, f"out ring full ({out.fill} of {OUT_SIZE} unread): a guest writing to it spins "
+                       "until something drains it (a dump cannot tell whether anything still does)", "connect",
+                       DROPS_OUTPUT if flag.mutes_new_guests else None)
+    if flag.mutes_new_guests or flag.state == flags.DISCONNECTED:
+        what = ("byte 3088 is 1" if flag.layout == flags.NONE else "flag says disconnected")
+        return Verdict(DISCONNECTED, f"{what}: a Linux >= 7.1 guest throws its console output away "
+                       "(an older kernel ignores the flag)", "connect",
+                       DROPS_OUTPUT if flag.mutes_new_guests else None)
+    if out.fill:
+        return Verdict(BACKLOG, f"{out.fill} unread bytes in the out ring (a dump cannot tell whether "
+                       "anything drains it)")
+    return Verdict(IDLE, "out ring empty")
 
 
 def next_evaluation(state: str, track: Track, now: float, stall_after: float, idle_after: float) -> float:

@@ -14,6 +14,7 @@ class UiOptions:
     read_only: bool = False
     theme: str | None = None  # None: the config file's, else the default
     interval: float | None = None  # None: the config file's
+    select: int | None = None  # --select DOMID: start with that domain selected, its detail shown
 
 
 @dataclass(frozen=True)

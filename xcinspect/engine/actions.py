@@ -235,7 +235,7 @@ class Actions:
         if state == flags.DISCONNECTED:
             return Plan(True, f"Write 'disconnected' into the {layout} connection flag of {name} (dom {domid}): "
                         "guests that honour it (Linux >= 7.1) will DROP their console output from their "
-                        "next write until the flag is set back to connected (C, or "
+                        "next write until the flag is set back to connected (U, or "
                         f"`xcinspect flag {domid} connected`); older kernels ignore it.", destructive=True)
         return Plan(True, f"Write 'connected' into the {layout} connection flag of {name} (dom {domid}), now "
                     f"{reading.state} (raw {reading.raw}): a Linux >= 7.1 guest writes its console output "
@@ -361,7 +361,10 @@ class Actions:
             holder = procfs.lock_holder(self.platform.lock_path(domid))
             who = f"pid {holder[0]} ({holder[1]})" if holder else "another process"
             if not force:
-                raise self._refuse("attach", domid, f"console of domain {domid} is attached by {who}; use force to end that session") from None
+                err = self._refuse("attach", domid, f"console of domain {domid} is attached by {who}; "
+                                   "attach with --force to end that session")
+                err.needs_force = True
+                raise err from None
             self.disconnect(domid, force=True)
             try:
                 lock.acquire()

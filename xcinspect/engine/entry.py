@@ -13,7 +13,7 @@ class Entry:
 
     __slots__ = (
         "info", "mapping", "layout", "track", "facts", "verdict", "idx", "raw", "flag", "error",
-        "map_error", "next_eval", "console_type", "flag_word", "has_tty",
+        "map_error", "next_eval", "console_type", "flag_word", "has_tty", "state_since",
     )
 
     def __init__(self, info: DomainInfo, layout: str) -> None:
@@ -32,6 +32,7 @@ class Entry:
         self.console_type = info.console.type if info.console else None
         self.flag_word = -1  # the 32-bit word at 3088 that ``flag`` was decoded from
         self.has_tty = bool(info.console.tty) if info.console else None
+        self.state_since: float | None = None  # when the verdict last changed state
 
     # -- views ------------------------------------------------------------------------
     @property

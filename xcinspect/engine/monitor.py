@@ -129,6 +129,7 @@ class Monitor:
                 continue
             if old is None:
                 e = Entry(info, self._layout_for(d))
+                e.track.appeared_late = self.ticks > 0
                 self._map(e)
                 self.entries[d] = e
                 res.appeared.append(d)
@@ -324,8 +325,10 @@ class Monitor:
         )
         if e.error:
             v = health.Verdict(health.ERROR, e.error)
-        if v.state != e.verdict.state:
-            changed_state.append((e.domid, e.verdict.state, v.state))
+        if v.state != e.verdict.state or e.state_since is None:
+            if v.state != e.verdict.state:
+                changed_state.append((e.domid, e.verdict.state, v.state))
+            e.state_since = now
         e.verdict = v
         e.next_eval = health.next_evaluation(v.state, e.track, now, stall_after, idle_after)
         return moved

@@ -14,6 +14,7 @@ class ActionError(OperatorError):
     """An action was refused or failed; ``message`` says why, in one line."""
 
     audited = False  # already written to the audit log
+    needs_force = False  # refused only because force was not given (attach: a holder)
 
 
 def audited(action: str):

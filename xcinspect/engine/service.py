@@ -214,6 +214,7 @@ class Backend:
     def loop(self, ring: RingIO, evtchn, journal, listener: socket.socket, xs: XsClient) -> int:
         domain_path = f"/local/domain/{self.domid}"
         next_check = 0.0
+        xs_down_since: float | None = None
         while not self.stop:
             rlist = [evtchn.fileno(), listener.fileno()] + list(self.clients)
             wlist = [fd for fd, (_, buf) in self.clients.items() if buf]
@@ -279,8 +280,18 @@ class Backend:
                     if events and xs.read(f"{domain_path}/domid") is None:
                         print(f"xcinspect backend: domain {self.domid} is gone; releasing", file=sys.stderr)
                         return 0
+                    xs_down_since = None
                 except XenstoreError:
-                    pass  # xenstored hiccup: keep servicing the ring
+                    # A xenstored hiccup: keep servicing the ring. But when it has been gone
+                    # for a while and the platform itself is gone too (a sim world that was
+                    # stopped), there is nothing left to service.
+                    xs_down_since = xs_down_since or now
+                    if now - xs_down_since >= XS_GONE_AFTER:
+                        try:
+                            self.platform.check()
+                        except PlatformError as exc:
+                            print(f"xcinspect backend: {exc.message}; releasing", file=sys.stderr)
+                            return 0
         return 0
 
     def feed(self, ring: RingIO) -> int:
@@ -289,6 +300,9 @@ class Backend:
         n = ring.write_in(bytes(self.inbuf[:1024]))
         del self.inbuf[:n]
         return n
+
+
+XS_GONE_AFTER = 3.0  # seconds without xenstored before the backend asks whether its world is gone
 
 
 def spawn(platform_args: list[str], domid: int, *, flag_override: str, sync: bool, timeout: float = 10.0) -> tuple[bool, str]:

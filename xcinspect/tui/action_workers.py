@@ -153,7 +153,7 @@ class ActionWorkers:
                     session = await self._blocking(lambda forced=force: acts.attach(r.domid, force=forced, tty_wait=2.0))
                     break
                 except OperatorError as exc:
-                    if force or "use force" not in exc.message:
+                    if force or not getattr(exc, "needs_force", False):
                         raise
                     if not await self._force_confirmed(r, exc.message):
                         return

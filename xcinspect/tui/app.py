@@ -15,6 +15,7 @@ from collections.abc import Callable
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.color import Color
+from textual.css.query import NoMatches
 from textual.message import Message
 
 from xcinspect.core.options import UiOptions
@@ -57,9 +58,10 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
 
     def __init__(self, monitor, *, actions=None, config: Config | None = None, read_only: bool = False,
                  interval: float | None = None, theme: str | None = None, poll: bool = True,
-                 themes: dict | None = None, open_monitor: bool = False) -> None:
+                 themes: dict | None = None, open_monitor: bool = False, select: int | None = None) -> None:
         super().__init__()
         self.monitor = monitor
+        self.select_at_start = select  # --select DOMID: selected, detail shown, once it is in a frame
         self.actions = actions
         self.config = config or Config()
         self.read_only = read_only
@@ -148,17 +150,25 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
         for f in frames:
             self._notify_events(f)
         main = self.main
-        if main is None:
+        if main is None or not main.is_attached:
             return
+        try:
+            table = main.table
+        except NoMatches:
+            return  # being torn down: a frame can arrive while the app exits
         if frames:
             main.apply_frame(frames[-1])
             self.frames += len(frames)
+            want = self.select_at_start
+            if want is not None and any(r.domid == want for r in frames[-1].rows):
+                self.select_at_start = None
+                self.domain_command("show", want)
             if self.first_frame_at is None:
                 import time
 
                 self.first_frame_at = time.monotonic()
         for i in items:
-            if isinstance(i, Detail) and i.domid == main.table.selected:
+            if isinstance(i, Detail) and i.domid == table.selected:
                 main.apply_detail(i)
 
     def _notify_events(self, f: Frame) -> None:
@@ -280,10 +290,10 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
 
 def make_app(monitor, *, actions=None, config: Config | None = None, read_only: bool = False,
              interval: float | None = None, theme: str | None = None, poll: bool = True,
-             themes: dict | None = None, open_monitor: bool = False) -> XcApp:
+             themes: dict | None = None, open_monitor: bool = False, select: int | None = None) -> XcApp:
     """The one factory for the CLI, tests and the benchmark."""
     return XcApp(monitor, actions=actions, config=config, read_only=read_only, interval=interval,
-                 theme=theme, poll=poll, themes=themes, open_monitor=open_monitor)
+                 theme=theme, poll=poll, themes=themes, open_monitor=open_monitor, select=select)
 
 
 def run_tui(platform, options: UiOptions, *, platform_args: list[str] | None = None) -> int:
@@ -303,7 +313,8 @@ def run_tui(platform, options: UiOptions, *, platform_args: list[str] | None = N
         actions = Actions(platform, flag_override=options.flag_layout, read_only=options.read_only,
                           platform_args=platform_args or [])
         app = make_app(monitor, actions=actions, config=config, read_only=options.read_only,
-                       interval=interval, theme=theme, themes=themes, open_monitor=True)
+                       interval=interval, theme=theme, themes=themes, open_monitor=True,
+                       select=options.select)
         app.run()
         if app.open_error is not None:
             raise PlatformError(app.open_error.message, app.open_error.hint)

@@ -47,7 +47,7 @@ MAIN = (
          command="Set flag disconnected on selected", command_help=ON_SELECTED,
          domain_verb="Set flag disconnected on",
          domain_help="write 'disconnected' into the connection flag (confirm first)"),
-    Spec("set-flag-connected", "C", "set_flag_connected", "Flag connected",
+    Spec("set-flag-connected", "U", "set_flag_connected", "Flag connected",
          "Write 'connected' into the connection flag: the undo of D (confirm first)", show=False, writes=True,
          command="Set flag connected on selected", command_help=ON_SELECTED, domain_verb="Set flag connected on",
          domain_help="write 'connected' into the connection flag (confirm first)"),

@@ -13,6 +13,12 @@
     escape = "^]"             # detach key: ^X hat notation or a Textual key name
     scrollback = 10000        # lines kept in the console view
 
+    [fleet]                   # `xcinspect fleet`
+    prometheus = "http://prometheus.example:9090"
+    host_label = "instance"   # the label that names a dom0
+    command = "ssh -t {host} xcinspect --select {domid}"
+    interval = 15.0
+
 A file that is not valid TOML, an unknown key or a wrong type is one clear line and
 exit status 2 (``load_config`` raises ConfigError). No Textual here.
 """
@@ -45,6 +51,7 @@ class Config:
     escape: str = "ctrl+right_square_bracket"
     scrollback: int = 10000
     path: str | None = None
+    fleet: dict = field(default_factory=dict)  # [fleet]: prometheus, host_label, command, interval, lookback
 
     def effective_keymap(self) -> dict[str, str]:
         km = dict(self.keymap)
@@ -73,6 +80,20 @@ def escape_key(spec: str) -> str:
     return s
 
 
+def _check_conflicts(cfg: Config, bad) -> None:
+    """A key bound twice on one screen (``connect = "a"`` takes attach's key): refused."""
+    km = cfg.effective_keymap()
+    for screen, specs in bindings.SCREENS.items():
+        owner: dict[str, str] = {}
+        for spec in specs:
+            for key in km.get(spec.id, spec.keys).split(","):
+                key = key.strip()
+                if key in owner and owner[key] != spec.id:
+                    raise bad(f"keymap: key {key!r} is bound to both {owner[key]} and {spec.id} "
+                              f"({screen}); give one of them another key")
+                owner[key] = spec.id
+
+
 def load_config(path: str | os.PathLike | None = None) -> Config:
     """Read the config file (a missing file is an empty config)."""
     p = Path(path) if path else config_path()
@@ -90,7 +111,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     def bad(msg: str) -> ConfigError:
         return ConfigError(f"config file {p}: {msg}")
 
-    known = {"theme", "interval", "keymap", "attach"}
+    known = {"theme", "interval", "keymap", "attach", "fleet"}
     for key in doc:
         if key not in known:
             raise bad(f"unknown setting {key!r} (known: {', '.join(sorted(known))})")
@@ -112,6 +133,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         if not isinstance(keys, str) or not keys.strip() or any(not k.strip() for k in keys.split(",")):
             raise bad(f"keymap: {bid} must be a string of comma-separated keys")
         cfg.keymap[bid] = ",".join(k.strip() for k in keys.split(","))
+    _check_conflicts(cfg, bad)
     att = doc.get("attach", {})
     if not isinstance(att, dict):
         raise bad("[attach] must be a table")
@@ -130,4 +152,18 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         if isinstance(v, bool) or not isinstance(v, int) or not 100 <= v <= 1_000_000:
             raise bad("[attach] scrollback must be a whole number of lines from 100 to 1000000")
         cfg.scrollback = v
+    fl = doc.get("fleet", {})
+    if not isinstance(fl, dict):
+        raise bad("[fleet] must be a table")
+    for key, v in fl.items():
+        if key in ("prometheus", "host_label", "command", "lookback"):
+            if not isinstance(v, str) or not v.strip():
+                raise bad(f"[fleet] {key} must be a non-empty string")
+        elif key == "interval":
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 1 <= v <= 3600:
+                raise bad("[fleet] interval must be a number of seconds from 1 to 3600")
+            v = float(v)
+        else:
+            raise bad(f"[fleet]: unknown setting {key!r} (known: command, host_label, interval, lookback, prometheus)")
+        cfg.fleet[key] = v
     return cfg
