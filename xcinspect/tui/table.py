@@ -95,6 +95,8 @@ class DomainTable(DataTable):
         """The operator moved the cursor (not the table keeping it on its domain)."""
         if self._moving_cursor or event.row_key is None or event.row_key.value is None:
             return
+        if event.cursor_row != self.cursor_row:
+            return  # stale: the cursor moved again since (acting on it would ping-pong the selection)
         domid = int(event.row_key.value)
         if domid != self.selected:
             self.selected = domid
