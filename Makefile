@@ -2,7 +2,7 @@
 PY ?= python3
 PIP ?= $(PY) -m pip
 
-.PHONY: install demo setup-test test test-slow test-xen bench ci
+.PHONY: install demo setup-test lint test test-slow test-xen bench ci
 
 install:
 	$(PIP) install -q -e .
@@ -13,9 +13,14 @@ demo: install
 setup-test:
 	bash scripts/setup-test.sh
 
-# The fast suite: unit, property, sim integration, CLI, TUI (pilot, snapshots, tmux, browser).
-test: setup-test
+# The fast suite: lint and types (ruff, mypy: configured in pyproject.toml), then unit,
+# property, sim integration, CLI, TUI (pilot, snapshots, tmux, browser).
+test: setup-test lint
 	$(PY) -m pytest tests --ignore=tests/xen -q
+
+lint:
+	$(PY) -m ruff check xcinspect tests bench
+	$(PY) -m mypy
 
 # Hostile pages: the >= 100,000-example hypothesis run (about 3 minutes).
 test-slow: setup-test

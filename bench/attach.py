@@ -145,8 +145,8 @@ def main() -> int:
     ap.add_argument("--gap", type=float, default=0.02, help="seconds between an echo and the next key")
     ap.add_argument("--paths", default="pty,backend", help="which attach paths to measure")
     a = ap.parse_args()
-    from xcinspect.actions import Actions
-    from xcinspect.platform.sim import SimPlatform
+    from xcinspect.engine.actions import Actions
+    from xcinspect.sim.platform import SimPlatform
 
     print(f"Attach, keystroke -> echo through the sim guest, {a.keys} keys, {a.gap * 1000:g} ms apart; {machine()}")
     domains = {1: {"name": "tty", "behaviour": "quiet"}, 2: {"name": "own", "behaviour": "quiet", "consoled": False}}

@@ -8,7 +8,7 @@ the benchmarks need:
 
 * the domain table comes from the JSON file ``--spec``
   (``{"domains": {"1": {...}}, "external": [1]}``),
-  each domain filled in with the same defaults as the scenarios' (``_dom``);
+  each domain filled in with the same defaults as the scenarios' (``scenarios.domain_spec``);
 * an *external* domain has its console keys, page and introduce like any other, but no
   sim guest process: the benchmark itself plays its guest (a fast producer), through the
   same page file and the same sim event channel (the guest's end is free for it).
@@ -25,10 +25,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from xcinspect.sim import world as W  # noqa: E402
+from xcinspect.sim import scenarios, world  # noqa: E402
 
 
-class BenchController(W.Controller):
+class BenchController(world.Controller):
     def __init__(self, directory: str, domains: dict[int, dict], external: set[int]) -> None:
         super().__init__(directory, scenario="demo", domains=None, timeline=False)
         self._table = domains
@@ -36,12 +36,12 @@ class BenchController(W.Controller):
 
     def setup(self) -> None:
         table = self._table
-        saved = W.demo_domains
-        W.demo_domains = lambda: {d: dict(cfg) for d, cfg in table.items()}  # what setup() builds on
+        saved = scenarios.demo_domains
+        scenarios.demo_domains = lambda: {d: dict(cfg) for d, cfg in table.items()}  # what setup() builds on
         try:
             super().setup()
         finally:
-            W.demo_domains = saved
+            scenarios.demo_domains = saved
         # An external domain's "guest" is the benchmark: nothing will report its boot.
         self.booted |= self.external & self.initial
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = json.load(f)
     domains = {}
     for k, cfg in spec["domains"].items():
-        base = W._dom(cfg.get("name") or f"dom{k}")
+        base = scenarios.domain_spec(cfg.get("name") or f"dom{k}")
         base.update(cfg)
         domains[int(k)] = base
     external = {int(d) for d in spec.get("external", [])}

@@ -57,7 +57,7 @@ def world(domains: int | None = None, scenario: str | None = None, timeline: boo
 
 @contextlib.contextmanager
 def _world(domains, scenario, timeline):
-    from xcinspect.sim.world import start_world
+    from xcinspect.sim.handle import start_world
 
     tmp = tempfile.mkdtemp(prefix="xcinspect-bench-")
     kw = {"timeline": timeline}
@@ -78,7 +78,7 @@ def custom_world(domains: dict[int, dict], external=(), timeout: float = 120.0):
     """A sim world with exactly these domains (``bench/benchworld.py``); ``external``
     domains have no sim guest process: the benchmark plays their guest."""
     from xcinspect.sim.common import Paths
-    from xcinspect.sim.world import launch_controller
+    from xcinspect.sim.handle import launch_controller
 
     tmp = tempfile.mkdtemp(prefix="xcinspect-bench-")
     paths = Paths(tmp)

@@ -33,9 +33,10 @@ import time
 import common  # noqa: F401  (sys.path)
 from common import machine, verdict, world
 
-from xcinspect.monitor import Monitor
-from xcinspect.platform.sim import SimPlatform
-from xcinspect.xs import XsClient
+from xcinspect.engine.monitor import Monitor
+from xcinspect.platform.xenstore import XsClient
+from xcinspect.sim.platform import SimPlatform
+
 
 def full_table(directory: str) -> tuple[float, float, int]:
     """(seconds to open, seconds for the first tick, entries) on a fresh Monitor."""

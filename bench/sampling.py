@@ -33,8 +33,8 @@ import time
 
 from common import fmt_us, machine, verdict, world
 
-from xcinspect.monitor import Monitor
-from xcinspect.platform.sim import SimPlatform
+from xcinspect.engine.monitor import Monitor
+from xcinspect.sim.platform import SimPlatform
 
 IDX = struct.Struct("<4I")
 

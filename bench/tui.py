@@ -73,8 +73,8 @@ def empty_app_rss(size: tuple[int, int]) -> int:
 
 def table_without_ui(directory: str) -> float:
     """Seconds to a full table with no UI: open + first tick + one frame build."""
-    from xcinspect.monitor import Monitor
-    from xcinspect.platform.sim import SimPlatform
+    from xcinspect.engine.monitor import Monitor
+    from xcinspect.sim.platform import SimPlatform
     from xcinspect.tui.poller import FrameBuilder
 
     t0 = time.monotonic()
@@ -89,8 +89,8 @@ def table_without_ui(directory: str) -> float:
 
 def data_path_cpu(directory: str, seconds: float, hz: float) -> float:
     """CPU share of the bare data path: what the poller thread does, at ``hz``, no UI."""
-    from xcinspect.monitor import Monitor
-    from xcinspect.platform.sim import SimPlatform
+    from xcinspect.engine.monitor import Monitor
+    from xcinspect.sim.platform import SimPlatform
     from xcinspect.tui.poller import FrameBuilder
 
     mon = Monitor(SimPlatform(directory))
@@ -111,8 +111,8 @@ def data_path_cpu(directory: str, seconds: float, hz: float) -> float:
 
 async def first_frame(w, hz: float, size: tuple[int, int]) -> float:
     """Seconds from start (nothing open) to the first frame with every domain drawn."""
-    from xcinspect.monitor import Monitor
-    from xcinspect.platform.sim import SimPlatform
+    from xcinspect.engine.monitor import Monitor
+    from xcinspect.sim.platform import SimPlatform
     from xcinspect.tui.app import make_app
 
     t_start = time.monotonic()
@@ -138,9 +138,9 @@ async def wait_until(pred, timeout: float, what: str) -> None:
 
 async def run(domains: int, seconds: float, hz: float, size: tuple[int, int], attach: bool,
               base_seconds: float, runs: int) -> dict:
-    from xcinspect.actions import Actions
-    from xcinspect.monitor import Monitor
-    from xcinspect.platform.sim import SimPlatform
+    from xcinspect.engine.actions import Actions
+    from xcinspect.engine.monitor import Monitor
+    from xcinspect.sim.platform import SimPlatform
     from xcinspect.tui.app import make_app
 
     out: dict = {}
@@ -176,7 +176,7 @@ async def run(domains: int, seconds: float, hz: float, size: tuple[int, int], at
 
 
 async def attach_and_flood(app, pilot, w, out: dict) -> None:
-    from xcinspect.tui.screens import AttachScreen
+    from xcinspect.tui.attach_screen import AttachScreen
 
     cfgs = w.domains
     rows = {r.domid: r for r in app.main.rows}

@@ -19,4 +19,4 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     fi
 fi
 python3 -m pip install -q -e '.[test]' 2>&1 | grep -v "Running pip as the 'root' user" || true
-python3 -c "import xcinspect, textual, pyxs, hypothesis, syrupy" 
+python3 -c "import xcinspect, textual, pyxs, hypothesis, syrupy, ruff, mypy" 

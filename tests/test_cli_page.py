@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from xcinspect.core import flags as F
-from xcinspect.core import ring as R
+from xcinspect.core import flags
+from xcinspect.core.ring import RingIO, blank_page
 
 
 def xci(*args, **kw):
@@ -17,8 +17,8 @@ def xci(*args, **kw):
 
 @pytest.fixture
 def stuck_page(tmp_path):
-    page = R.blank_page(out_cons=2**32 - 100, out_prod=2**32 - 100)
-    io = R.RingIO(page)
+    page = blank_page(out_cons=2**32 - 100, out_prod=2**32 - 100)
+    io = RingIO(page)
     io.write_out(b"[    1.234] hvc0: console \x1b]52;c;cG93bmVk\x07 full\n" * 60)
     p = tmp_path / "page.bin"
     p.write_bytes(bytes(page))
@@ -37,10 +37,10 @@ def test_page_json(stuck_page):
 
 
 @pytest.mark.parametrize("layout,raw,state", [
-    (F.RFC_V2, 1, "connected"), (F.XEN_421, 1, "disconnected"),
+    (flags.RFC_V2, 1, "connected"), (flags.XEN_421, 1, "disconnected"),
 ])
 def test_page_flag_layout_override(tmp_path, layout, raw, state):
-    page = R.blank_page()
+    page = blank_page()
     page[3088] = raw
     p = tmp_path / "p.bin"
     p.write_bytes(bytes(page))
@@ -50,7 +50,7 @@ def test_page_flag_layout_override(tmp_path, layout, raw, state):
 
 def test_page_corrupt_is_reported_not_crashed(tmp_path):
     p = tmp_path / "c.bin"
-    p.write_bytes(bytes(R.blank_page(out_cons=0, out_prod=99999)))
+    p.write_bytes(bytes(blank_page(out_cons=0, out_prod=99999)))
     r = xci("--page", str(p), "--json")
     assert r.returncode == 0
     assert json.loads(r.stdout)["ring"]["valid"] is False
@@ -104,7 +104,7 @@ def full_page_with_lines() -> bytes:
     """A stuck boot's page: 2048 unread bytes of numbered lines (wrapping the ring)."""
     text = b"".join(b"line %04d of the boot log ......................\n" % i for i in range(60))
     unread = text[-2048:]
-    page = R.blank_page(out_cons=5000, out_prod=5000 + 2048)
+    page = blank_page(out_cons=5000, out_prod=5000 + 2048)
     for i, b in enumerate(unread):
         page[1024 + (5000 + i) % 2048] = b
     return bytes(page)

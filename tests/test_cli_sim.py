@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from xcinspect.sim.world import start_world
-from xcinspect.xs import XsClient
+from xcinspect.platform.xenstore import XsClient
+from xcinspect.sim.handle import start_world
 
 
 def xci(*args, input=None, timeout=60):

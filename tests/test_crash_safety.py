@@ -31,12 +31,12 @@ import threading
 import time
 import zlib
 
-from xcinspect.core import ring as R
-from xcinspect.journal import Journal
+from xcinspect.core.ring import IDX, IDX_OFFSET, PAGE_SIZE, RingIO, blank_page, parse_page
+from xcinspect.engine.journal import Journal
+from xcinspect.platform.xenstore import XsClient
 from xcinspect.sim import xenstored
 from xcinspect.sim.common import Paths, world_id_for, write_world
 from xcinspect.sim.evtchn import GuestEventChannel
-from xcinspect.xs import XsClient
 
 DOMID, PORT = 5, 2
 TRIALS = int(os.environ.get("XCI_CRASH_TRIALS", "100"))
@@ -58,7 +58,7 @@ class OneConsoleWorld:
                                "default_layout": "none", "controller_pid": None, "domains": {}})
         self.xenstored = xenstored.spawn(self.dir)
         with open(self.paths.page(DOMID), "wb") as f:
-            f.write(R.blank_page())
+            f.write(blank_page())
         with open(self.paths.layout(DOMID), "w") as f:
             f.write("none\n")
         xs = XsClient(self.paths.socket)
@@ -85,9 +85,9 @@ class Guest(threading.Thread):
         import mmap
 
         fd = os.open(world.paths.page(DOMID), os.O_RDWR)
-        self.mm = mmap.mmap(fd, R.PAGE_SIZE)
+        self.mm = mmap.mmap(fd, PAGE_SIZE)
         os.close(fd)
-        self.ring = R.RingIO(self.mm)
+        self.ring = RingIO(self.mm)
         self.ev = GuestEventChannel(world.world_id, DOMID, PORT)
         self.rate = rate  # bytes per second at most (keeps the log a few MiB)
         self.written = bytearray()
@@ -160,7 +160,7 @@ def persisted_ahead(world: OneConsoleWorld, mm) -> int:
         end = j.end_index
     finally:
         j.close()
-    _, _, cons, prod = R.IDX.unpack_from(mm, R.IDX_OFFSET)
+    _, _, cons, prod = IDX.unpack_from(mm, IDX_OFFSET)
     ahead = (end - cons) % 2**32 if end is not None else 0
     return ahead if ahead <= (prod - cons) % 2**32 else 0
 
@@ -204,7 +204,7 @@ def test_kill_9_at_random_moments_loses_and_repeats_nothing(tmp_path):
             guest.join(30)
             assert not guest.is_alive(), "the guest did not finish its last record"
             deadline = time.monotonic() + 30
-            while R.parse_page(guest.mm).out.fill:
+            while parse_page(guest.mm).out.fill:
                 assert time.monotonic() < deadline, "the last backend did not drain the ring"
                 guest.ev.notify()
                 time.sleep(0.02)

@@ -17,9 +17,8 @@ import time
 
 import pytest
 
-from xcinspect import procfs
-from xcinspect.core import flags as F
-from xcinspect.platform import fence, xenlibs
+from xcinspect.core import flags
+from xcinspect.platform import fence, procfs, xenlibs
 from xcinspect.platform.base import BindError, PlatformError
 from xcinspect.platform.dom0 import Dom0Platform, read_sysfs_version
 
@@ -136,11 +135,11 @@ def test_sysfs_version_missing_or_garbage(root):
 
 
 @pytest.mark.parametrize("version,layout", [
-    (("4", "17", ".7"), F.NONE),
-    (("4", "20", ".1"), F.NONE),
-    (("4", "21", ".0"), F.XEN_421),
-    (("4", "22", "-unstable"), F.XEN_421),
-    (("5", "0", ""), F.XEN_421),
+    (("4", "17", ".7"), flags.NONE),
+    (("4", "20", ".1"), flags.NONE),
+    (("4", "21", ".0"), flags.XEN_421),
+    (("4", "22", "-unstable"), flags.XEN_421),
+    (("5", "0", ""), flags.XEN_421),
 ])
 def test_version_sets_flag_layout(root, version, layout):
     dom0_tree(root, version)
@@ -154,7 +153,7 @@ def test_unknown_version_defaults_to_no_flag(root):
     put(root, "/proc/xen/capabilities", "control_d\n")
     p = platform_for(root)
     assert p.xen_version() == "unknown"
-    assert p.default_flag_layout() == F.NONE
+    assert p.default_flag_layout() == flags.NONE
 
 
 # -- check order ----------------------------------------------------------------------------------
@@ -617,7 +616,7 @@ def live():
     """(platform, [(domid, ring_ref, port)]) for running PV guests with a console."""
     if not _on_dom0():
         pytest.skip("needs root in a Xen dom0")
-    from xcinspect.xs import XsClient
+    from xcinspect.platform.xenstore import XsClient
 
     p = Dom0Platform()
     p.check()
@@ -640,9 +639,9 @@ def live():
 @pytest.mark.xen
 def test_live_version_and_layout(live):
     p, _ = live
-    assert F.parse_version(p.xen_version()) is not None
+    assert flags.parse_version(p.xen_version()) is not None
     if p.xen_version().startswith("4.17"):
-        assert p.default_flag_layout() == F.NONE
+        assert p.default_flag_layout() == flags.NONE
 
 
 @pytest.mark.xen

@@ -29,9 +29,9 @@ import pytest
 from hostile_corpus import PtyRun
 from pilot_wait import row, until
 
+from xcinspect.platform.xenstore import XsClient
 from xcinspect.sim import xenstored
-from xcinspect.sim.world import start_world
-from xcinspect.xs import XsClient
+from xcinspect.sim.handle import start_world
 
 PY = sys.executable
 
@@ -206,7 +206,7 @@ def test_stream_xenstored_stalled(world, fault):
         if fault == "stall-mid":
             # the next reply is the one cut in half: make xcinspect ask for something
             threading.Thread(target=lambda: subprocess.run(
-                [PY, "-c", f"from xcinspect.xs import XsClient; x = XsClient({world.xenstore_path!r}, timeout=8); "
+                [PY, "-c", f"from xcinspect.platform.xenstore import XsClient; x = XsClient({world.xenstore_path!r}, timeout=8); "
                            f"x.write('/local/domain/3/console/limit', '1048576')"], capture_output=True),
                 daemon=True).start()
         bad = s.wait(lambda d: not d["host"]["xenstore_ok"], "xenstore not answering", timeout=15)
@@ -293,8 +293,8 @@ def tui_for(tmp_path, monkeypatch):
     """tui_for(world)() -> the app over the real world (poller thread, actions)."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("NO_COLOR", raising=False)
-    from xcinspect.actions import Actions
-    from xcinspect.monitor import Monitor
+    from xcinspect.engine.actions import Actions
+    from xcinspect.engine.monitor import Monitor
     from xcinspect.tui.app import make_app
 
     made = []
@@ -322,7 +322,7 @@ def tui(world, tui_for):
 
 
 def status(app) -> str:
-    from xcinspect.tui.widgets import StatusBar
+    from xcinspect.tui.status import StatusBar
 
     return str(app.main.query_one(StatusBar).render())
 
@@ -396,7 +396,8 @@ async def test_tui_page_truncated_then_back(world, tui):
 
 
 async def test_tui_attached_when_the_domain_is_destroyed(world, tui):
-    from xcinspect.tui.screens import AttachScreen, MainScreen
+    from xcinspect.tui.attach_screen import AttachScreen
+    from xcinspect.tui.screens import MainScreen
 
     d = int(world.control("create victim behaviour=normal tick=0.3"))
     app = tui()
@@ -417,7 +418,8 @@ async def test_tui_attached_when_the_domain_is_destroyed(world, tui):
 
 
 async def test_tui_attached_to_a_flooding_guest(world, tui):
-    from xcinspect.tui.screens import AttachScreen, MainScreen
+    from xcinspect.tui.attach_screen import AttachScreen
+    from xcinspect.tui.screens import MainScreen
 
     d = int(world.control("create flood behaviour=chatty"))
     app = tui()

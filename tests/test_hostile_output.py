@@ -38,10 +38,10 @@ import time
 import pytest
 from hostile_corpus import CORPUS, Hostile, PtyRun, bad_cli_bytes, framed
 
-from xcinspect.core import ring as R
+from xcinspect.core.ring import IDX, IDX_OFFSET, OUT_SIZE, RingIO, blank_page, parse_page
 from xcinspect.core.sanitize import Sanitizer, is_safe, sanitize
+from xcinspect.platform.xenstore import XsClient
 from xcinspect.sim.evtchn import channel_name
-from xcinspect.xs import XsClient
 
 SGR_ONLY = {"csi-conceal-text"}  # SGR is dropped, not shown: nothing visible but the text
 
@@ -87,7 +87,7 @@ class GuestWriter:
     def __init__(self, world, domid: int) -> None:
         plat = world.platform()
         self.mapping = plat.map_page(domid, None, writable=True)
-        self.ring = R.RingIO(self.mapping.buf)
+        self.ring = RingIO(self.mapping.buf)
         port = world.domains[domid]["port"]
         self.backend = channel_name(plat.world_id, domid, port, "backend")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -103,7 +103,7 @@ class GuestWriter:
         view = memoryview(data)
         deadline = time.monotonic() + timeout
         while view:
-            n = self.ring.write_out(bytes(view[:R.OUT_SIZE]))
+            n = self.ring.write_out(bytes(view[:OUT_SIZE]))
             view = view[n:]
             self.kick()
             if not n:
@@ -113,7 +113,7 @@ class GuestWriter:
 
     def wait_drained(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
-        while R.parse_page(self.mapping.buf).out.fill:
+        while parse_page(self.mapping.buf).out.fill:
             assert time.monotonic() < deadline, "ring not drained"
             self.kick()
             time.sleep(0.02)
@@ -156,7 +156,7 @@ def check_cli_stream(stream: bytes, marks) -> None:
 # -- 2. a running world -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from xcinspect.sim.world import start_world
+    from xcinspect.sim.handle import start_world
 
     w = start_world(str(tmp_path_factory.mktemp("hostile-world")), scenario="demo", timeline=False)
     try:
@@ -179,7 +179,7 @@ def _quiet(world, domid: int, prompt_in: str | None = None, timeout: float = 20.
     last = None
     while True:
         with plat.map_page(domid, None) as m:
-            idx = R.IDX.unpack_from(m.buf, R.IDX_OFFSET)
+            idx = IDX.unpack_from(m.buf, IDX_OFFSET)
         if idx == last and idx[2] == idx[3] and idx[3] > 0:
             if prompt_in is None or b"~ # " in open(prompt_in, "rb").read()[-64:]:
                 return
@@ -245,10 +245,10 @@ def test_cli_page_dumps_under_a_pty(tmp_path):
     paths = []
     for i, h in enumerate(CORPUS):
         framed_data, _ = framed(i, h)
-        ring = framed_data[-R.OUT_SIZE:]
-        page = R.blank_page(out_cons=2**32 - 100, out_prod=(2**32 - 100 + len(ring)) % 2**32)
-        R.RingIO(page).write_out(b"")  # indices only
-        io = R.RingIO(R.blank_page(out_cons=2**32 - 100, out_prod=2**32 - 100))
+        ring = framed_data[-OUT_SIZE:]
+        page = blank_page(out_cons=2**32 - 100, out_prod=(2**32 - 100 + len(ring)) % 2**32)
+        RingIO(page).write_out(b"")  # indices only
+        io = RingIO(blank_page(out_cons=2**32 - 100, out_prod=2**32 - 100))
         io.write_out(ring)
         p = tmp_path / f"page{i:02d}.bin"
         p.write_bytes(bytes(io.buf))
@@ -260,7 +260,7 @@ def test_cli_page_dumps_under_a_pty(tmp_path):
     stream = bytes(run.data)
     text = stream.replace(b"\r\n", b"\n")
     assert bad_cli_bytes(text) == [], bad_cli_bytes(text)[:10]
-    for h, marker in marks:
+    for h, _marker in marks:
         for raw in h.raw:
             assert raw not in stream, (h.name, raw)
     # the whole unread span is shown, in visible form

@@ -33,21 +33,36 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from xcinspect import cli
-from xcinspect.core import flags as F
-from xcinspect.core import health as H
-from xcinspect.core import ring as R
+from xcinspect.core import flags, health
 from xcinspect.core.model import BackendFacts, ConsoleInfo, DomainInfo, HostInfo
+from xcinspect.core.ring import (
+    IDX,
+    IDX_OFFSET,
+    IN_OFFSET,
+    IN_PROD,
+    IN_SIZE,
+    OUT_CONS,
+    OUT_OFFSET,
+    OUT_SIZE,
+    PAGE_SIZE,
+    U32,
+    PageError,
+    RingIO,
+    parse_page,
+    unread_in,
+    unread_out,
+)
 from xcinspect.core.sanitize import Sanitizer, is_safe
+from xcinspect.engine.monitor import Monitor
+from xcinspect.engine.service import Backend
 from xcinspect.metrics import exposition
-from xcinspect.monitor import Monitor
 from xcinspect.platform.base import PageMapping, Platform, PlatformError
-from xcinspect.service import Backend
 from xcinspect.tui.poller import FrameBuilder, recent_output
 
 M32 = 2**32
-OUT = (R.OUT_OFFSET, R.OUT_OFFSET + R.OUT_SIZE)
-IN = (R.IN_OFFSET, R.IN_OFFSET + R.IN_SIZE)
-FLAG_BYTES = (F.FLAG_OFFSET, F.FLAG_OFFSET + 4)
+OUT = (OUT_OFFSET, OUT_OFFSET + OUT_SIZE)
+IN = (IN_OFFSET, IN_OFFSET + IN_SIZE)
+FLAG_BYTES = (flags.FLAG_OFFSET, flags.FLAG_OFFSET + 4)
 
 
 # -- spies -------------------------------------------------------------------------------------
@@ -82,10 +97,10 @@ class WriteSpy(bytearray):
 def span(key) -> tuple[int, int]:
     """(start, stop) of an index or a step-1 slice on a 4096-byte buffer."""
     if isinstance(key, int):
-        k = key % R.PAGE_SIZE
+        k = key % PAGE_SIZE
         return k, k + 1
     assert isinstance(key, slice) and key.step in (None, 1), key
-    start, stop, _ = key.indices(R.PAGE_SIZE)
+    start, stop, _ = key.indices(PAGE_SIZE)
     return start, max(start, stop)
 
 
@@ -122,7 +137,7 @@ class PagePlatform(Platform):
         return "sim"
 
     def default_flag_layout(self):
-        return F.NONE
+        return flags.NONE
 
     def map_page(self, domid, ring_ref, *, writable=False):
         if writable:
@@ -219,20 +234,20 @@ def _pair(rng: random.Random, size: int, kind: int) -> tuple[int, int]:
 
 def build_page(rng: random.Random, out_kind: int, in_kind: int, body: int) -> bytes:
     if body == 0:
-        page = bytearray(rng.randbytes(R.PAGE_SIZE))
+        page = bytearray(rng.randbytes(PAGE_SIZE))
     elif body == 1:
-        page = bytearray(R.PAGE_SIZE)
+        page = bytearray(PAGE_SIZE)
     elif body == 2:
-        page = bytearray(b"\xff" * R.PAGE_SIZE)
+        page = bytearray(b"\xff" * PAGE_SIZE)
     else:
         rot = rng.randrange(len(HOSTILE_RING))
         ring = HOSTILE_RING[rot:] + HOSTILE_RING[:rot]
-        page = bytearray((ring * (R.PAGE_SIZE // len(ring) + 1))[:R.PAGE_SIZE])
-    out_cons, out_prod = _pair(rng, R.OUT_SIZE, out_kind)
-    in_cons, in_prod = _pair(rng, R.IN_SIZE, in_kind)
-    R.IDX.pack_into(page, R.IDX_OFFSET, in_cons, in_prod, out_cons, out_prod)
+        page = bytearray((ring * (PAGE_SIZE // len(ring) + 1))[:PAGE_SIZE])
+    out_cons, out_prod = _pair(rng, OUT_SIZE, out_kind)
+    in_cons, in_prod = _pair(rng, IN_SIZE, in_kind)
+    IDX.pack_into(page, IDX_OFFSET, in_cons, in_prod, out_cons, out_prod)
     flag = rng.choice(FLAG_WORDS) if rng.random() < 0.7 else rng.getrandbits(32)
-    R.U32.pack_into(page, F.FLAG_OFFSET, flag)
+    U32.pack_into(page, flags.FLAG_OFFSET, flag)
     return bytes(page)
 
 
@@ -248,12 +263,12 @@ def build_scenario(seed: int, shape: int) -> dict:
             pages.append(build_page(rng, rng.randrange(4), rng.randrange(4), body))
         else:  # only the indices move
             p = bytearray(pages[-1])
-            R.IDX.pack_into(p, R.IDX_OFFSET, *(_u32(rng) if rng.random() < 0.5 else v
-                                                for v in R.IDX.unpack_from(p, R.IDX_OFFSET)))
+            IDX.pack_into(p, IDX_OFFSET, *(_u32(rng) if rng.random() < 0.5 else v
+                                                for v in IDX.unpack_from(p, IDX_OFFSET)))
             pages.append(bytes(p))
     return {
         "pages": pages,
-        "layout": rng.choice(F.LAYOUTS),
+        "layout": rng.choice(flags.LAYOUTS),
         "bound": rng.choice((True, False, None)),
         "consoled": rng.random() < 0.5,
         "ctype": rng.choice((None, "xenconsoled", "ioemu")),
@@ -290,7 +305,7 @@ def safe(text: str) -> bool:
 
 
 def indices(page: bytes):
-    return R.IDX.unpack_from(page, R.IDX_OFFSET)
+    return IDX.unpack_from(page, IDX_OFFSET)
 
 
 # -- the property ----------------------------------------------------------------------------------
@@ -301,7 +316,7 @@ def check_scenario(s) -> None:
     info = DomainInfo(7, "hostile", ConsoleInfo(ring_ref=0x9F000, port=2, tty=None, type=s["ctype"]),
                       {"port": "2"}, None)
     mon = Monitor(plat, flag_layout=layout, clock=clock, facts_interval=1.0)
-    mon.host = HostInfo("sim", "sim", F.NONE)
+    mon.host = HostInfo("sim", "sim", flags.NONE)
     mon.discovery = OneDomain(info)
     mon._sync_entries({7})
     builder = FrameBuilder(mon, own_pid=1)
@@ -310,32 +325,32 @@ def check_scenario(s) -> None:
             clock.t += s["step"]
             plat.page = ReadSpy(page)
             mon.entries[7].mapping = SpyMapping(plat.page)
-            mon._pairs = None
+            mon.fast.invalidate()
         spy = plat.page
         res = mon.tick()
         e = mon.entries[7]
         in_cons, in_prod, out_cons, out_prod = indices(page)
         out_fill, in_fill = (out_prod - out_cons) % M32, (in_prod - in_cons) % M32
-        corrupt = out_fill > R.OUT_SIZE or in_fill > R.IN_SIZE
+        corrupt = out_fill > OUT_SIZE or in_fill > IN_SIZE
 
         # every page is classified, and corrupt indices are called corrupt
-        assert e.verdict.state in H.STATES
-        assert (e.verdict.state == H.CORRUPT) == corrupt, (e.verdict, out_fill, in_fill)
+        assert e.verdict.state in health.STATES
+        assert (e.verdict.state == health.CORRUPT) == corrupt, (e.verdict, out_fill, in_fill)
         assert e.idx == (in_cons, in_prod, out_cons, out_prod)
-        assert e.flag.state in (F.CONNECTED, F.DISCONNECTED, F.INVALID, F.NOT_APPLICABLE)
+        assert e.flag.state in (flags.CONNECTED, flags.DISCONNECTED, flags.INVALID, flags.NOT_APPLICABLE)
         assert res.moved in (0, 1)
 
         # what the front ends make of it
         doc = json.loads(json.dumps(mon.to_json()))
         assert doc["domains"][0]["ring"]["valid"] is (not corrupt)
         unread = e.unread_out(limit=s["limit"])
-        expect = ref_ring(page, R.OUT_OFFSET, R.OUT_SIZE, out_cons, out_prod, s["limit"])
+        expect = ref_ring(page, OUT_OFFSET, OUT_SIZE, out_cons, out_prod, s["limit"])
         assert unread == expect
         old, new = recent_output(e)
-        if out_fill > R.OUT_SIZE:
+        if out_fill > OUT_SIZE:
             assert old == new == b""
         else:
-            assert new == ref_ring(page, R.OUT_OFFSET, R.OUT_SIZE, out_cons, out_prod)
+            assert new == ref_ring(page, OUT_OFFSET, OUT_SIZE, out_cons, out_prod)
         row = builder.row(e, clock.t)
         for text in (row.name, row.reason, row.backend, cli._table(mon)):
             assert safe(text), repr(text)
@@ -348,24 +363,24 @@ def check_scenario(s) -> None:
         # observation read nothing outside the out ring but the flag byte, and wrote nothing
         for key in spy.reads:
             assert inside(key, OUT, FLAG_BYTES), key
-        if corrupt and out_fill > R.OUT_SIZE:
+        if corrupt and out_fill > OUT_SIZE:
             assert not any(inside(k, OUT) and span(k)[1] > span(k)[0] for k in spy.reads), spy.reads
         assert bytes(spy) == page
 
         # --page's view: a read-only copy, each ring read against the model and its reads
         # confined to that ring
         view = ReadSpy(page)
-        snap = R.parse_page(view, layout)
+        snap = parse_page(view, layout)
         assert snap.valid is (not corrupt)
         assert all(inside(k, FLAG_BYTES) for k in view.reads), view.reads
         view.reads.clear()
-        got_in = R.unread_in(view, limit=s["limit"])
-        assert got_in == ref_ring(page, R.IN_OFFSET, R.IN_SIZE, in_cons, in_prod, s["limit"])
+        got_in = unread_in(view, limit=s["limit"])
+        assert got_in == ref_ring(page, IN_OFFSET, IN_SIZE, in_cons, in_prod, s["limit"])
         assert all(inside(k, IN) for k in view.reads), view.reads
         view.reads.clear()
         if snap.out.valid and snap.out.fill:
-            got = R.unread_out(view, snap, limit=64)
-            assert got == ref_ring(page, R.OUT_OFFSET, R.OUT_SIZE, out_cons, out_prod, 64)
+            got = unread_out(view, snap, limit=64)
+            assert got == ref_ring(page, OUT_OFFSET, OUT_SIZE, out_cons, out_prod, 64)
             assert safe(Sanitizer().feed(got))
         assert all(inside(k, OUT) for k in view.reads), view.reads
 
@@ -376,11 +391,11 @@ def check_scenario(s) -> None:
 def check_backend(page: bytes, max_bytes, data: bytes, layout: str) -> None:
     """The backend's ring operations on a writable copy of the page."""
     in_cons, in_prod, out_cons, out_prod = indices(page)
-    out_ok = (out_prod - out_cons) % M32 <= R.OUT_SIZE
-    in_ok = (in_prod - in_cons) % M32 <= R.IN_SIZE
+    out_ok = (out_prod - out_cons) % M32 <= OUT_SIZE
+    in_ok = (in_prod - in_cons) % M32 <= IN_SIZE
 
     buf = WriteSpy(page)
-    ring = R.RingIO(buf)
+    ring = RingIO(buf)
     b = Backend.__new__(Backend)  # only the drain/feed logic, no platform
     b.expected_cons = out_cons
     b.drained = 0
@@ -388,53 +403,53 @@ def check_backend(page: bytes, max_bytes, data: bytes, layout: str) -> None:
     b.inbuf = bytearray(data)
     journal = NullJournal()
     if not out_ok:
-        with pytest.raises(R.PageError):
+        with pytest.raises(PageError):
             b.drain(ring, journal)
         assert buf.writes == [] and bytes(buf) == page and not journal.data
     else:
         n = b.drain(ring, journal)
-        assert bytes(journal.data) == ref_ring(page, R.OUT_OFFSET, R.OUT_SIZE, out_cons, out_prod)
+        assert bytes(journal.data) == ref_ring(page, OUT_OFFSET, OUT_SIZE, out_cons, out_prod)
         assert n == len(journal.data)
-        assert set(map(span, buf.writes)) <= {(R.OUT_CONS, R.OUT_CONS + 4)}
+        assert set(map(span, buf.writes)) <= {(OUT_CONS, OUT_CONS + 4)}
         assert indices(buf)[2] == out_prod
         buf.writes.clear()
     if not in_ok:
         if data:
-            with pytest.raises(R.PageError):
+            with pytest.raises(PageError):
                 b.feed(ring)
         assert buf.writes == []
     else:
         fed = b.feed(ring)
-        free = R.IN_SIZE - (in_prod - in_cons) % M32
-        assert fed == min(len(data), R.IN_SIZE, free)
+        free = IN_SIZE - (in_prod - in_cons) % M32
+        assert fed == min(len(data), IN_SIZE, free)
         for key in buf.writes:
-            assert inside(key, IN, (R.IN_PROD, R.IN_PROD + 4)), key
+            assert inside(key, IN, (IN_PROD, IN_PROD + 4)), key
         assert indices(buf)[1] == (in_prod + fed) % M32
     # the flag: written only under a layout that has one, only at its offset
     buf.writes.clear()
-    assert R.RingIO(buf).set_flag(layout, F.CONNECTED) is (layout != F.NONE)
+    assert RingIO(buf).set_flag(layout, flags.CONNECTED) is (layout != flags.NONE)
     assert all(inside(k, FLAG_BYTES) for k in buf.writes)
     # a bounded peek (oldest bytes first) on a fresh copy
     pbuf = WriteSpy(page)
     if not out_ok:
-        with pytest.raises(R.PageError):
-            R.RingIO(pbuf).peek_out(max_bytes)
+        with pytest.raises(PageError):
+            RingIO(pbuf).peek_out(max_bytes)
     else:
-        got, new_cons = R.RingIO(pbuf).peek_out(max_bytes)
-        whole = ref_ring(page, R.OUT_OFFSET, R.OUT_SIZE, out_cons, out_prod)
+        got, new_cons = RingIO(pbuf).peek_out(max_bytes)
+        whole = ref_ring(page, OUT_OFFSET, OUT_SIZE, out_cons, out_prod)
         assert got == (whole if max_bytes is None else whole[:max_bytes])
         assert new_cons == (out_cons + len(got)) % M32
     assert pbuf.writes == []
     # the guest side refuses corrupt pages too, writing nothing
     if not out_ok:
         gbuf = WriteSpy(page)
-        with pytest.raises(R.PageError):
-            R.RingIO(gbuf).write_out(b"x" * 10)
+        with pytest.raises(PageError):
+            RingIO(gbuf).write_out(b"x" * 10)
         assert gbuf.writes == [] and bytes(gbuf) == page
     if not in_ok:
         gbuf = WriteSpy(page)
-        with pytest.raises(R.PageError):
-            R.RingIO(gbuf).read_in()
+        with pytest.raises(PageError):
+            RingIO(gbuf).read_in()
         assert gbuf.writes == [] and bytes(gbuf) == page
 
 
@@ -454,27 +469,27 @@ def test_every_page_is_classified_100k(s):
 
 # -- hand-picked pages the strategies must reach, checked by name -----------------------------
 def _page(out_cons, out_prod, in_cons=0, in_prod=0, fill=b"\x1b]52;c;QQ==\x07"):
-    p = bytearray((fill * (R.PAGE_SIZE // len(fill) + 1))[:R.PAGE_SIZE])
-    R.IDX.pack_into(p, R.IDX_OFFSET, in_cons, in_prod, out_cons, out_prod)
+    p = bytearray((fill * (PAGE_SIZE // len(fill) + 1))[:PAGE_SIZE])
+    IDX.pack_into(p, IDX_OFFSET, in_cons, in_prod, out_cons, out_prod)
     return bytes(p)
 
 
 @pytest.mark.parametrize("name,page,corrupt", [
     ("full-at-wrap", _page(M32 - 1000, 1048), False),
-    ("one-past-full", _page(0, R.OUT_SIZE + 1), True),
+    ("one-past-full", _page(0, OUT_SIZE + 1), True),
     ("prod-behind-cons", _page(10, 9), True),
     ("max-distance", _page(0, M32 - 1), True),
-    ("in-one-past-full", _page(0, 0, 5, 5 + R.IN_SIZE + 1), True),
+    ("in-one-past-full", _page(0, 0, 5, 5 + IN_SIZE + 1), True),
     ("both-corrupt", _page(7, 7 + 99999, 1, 1 + 5000), True),
     ("empty-at-2^32-1", _page(M32 - 1, M32 - 1), False),
 ])
 def test_named_edge_pages(name, page, corrupt):
-    s = {"pages": [page, page], "layout": F.XEN_421, "bound": False, "consoled": False, "ctype": None,
+    s = {"pages": [page, page], "layout": flags.XEN_421, "bound": False, "consoled": False, "ctype": None,
          "step": 7.0, "limit": None, "max_bytes": None, "input": b"echo hi\r", "slow_views": True}
     check_scenario(s)
     in_cons, in_prod, out_cons, out_prod = indices(page)
     facts = BackendFacts(consoled_alive=False, port_bound=False)
-    tr = H.Track()
+    tr = health.Track()
     tr.update((in_cons, in_prod, out_cons, out_prod), 0.0)
-    v = H.classify((in_cons, in_prod, out_cons, out_prod), F.DISCONNECTED, tr, facts, 10.0)
-    assert (v.state == H.CORRUPT) == corrupt
+    v = health.classify((in_cons, in_prod, out_cons, out_prod), flags.DISCONNECTED, tr, facts, 10.0)
+    assert (v.state == health.CORRUPT) == corrupt

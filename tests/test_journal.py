@@ -5,8 +5,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xcinspect.core import ring as R
-from xcinspect.journal import Journal
+from xcinspect.core import ring
+from xcinspect.engine.journal import Journal
 
 
 def drain_step(io, journal, crash_after_append=False, max_bytes=None):
@@ -23,7 +23,7 @@ def drain_step(io, journal, crash_after_append=False, max_bytes=None):
 def start_backend(path, io):
     """What the service does on start: resume from the log's end when the ring allows."""
     j = Journal(path, sync=False)
-    _, _, cons, prod = R.IDX.unpack_from(io.buf, R.IDX_OFFSET)
+    _, _, cons, prod = ring.IDX.unpack_from(io.buf, ring.IDX_OFFSET)
     resume = j.resume_point(cons, prod)
     if resume != cons:
         io.commit_out(resume)
@@ -35,8 +35,8 @@ def start_backend(path, io):
 def test_crash_between_append_and_commit_loses_and_repeats_nothing(tmp_path_factory, seed, start):
     rng = random.Random(seed)
     path = str(tmp_path_factory.mktemp("j") / "console.log")
-    page = R.blank_page(out_cons=start, out_prod=start)
-    io = R.RingIO(page)
+    page = ring.blank_page(out_cons=start, out_prod=start)
+    io = ring.RingIO(page)
     written = bytearray()
     j = start_backend(path, io)
     for _ in range(rng.randint(5, 40)):
@@ -57,8 +57,8 @@ def test_crash_between_append_and_commit_loses_and_repeats_nothing(tmp_path_fact
 
 def test_gap_starts_a_new_segment(tmp_path):
     path = str(tmp_path / "console.log")
-    page = R.blank_page()
-    io = R.RingIO(page)
+    page = ring.blank_page()
+    io = ring.RingIO(page)
     j = start_backend(path, io)
     io.write_out(b"hello ")
     drain_step(io, j)
@@ -78,8 +78,8 @@ def test_gap_starts_a_new_segment(tmp_path):
 
 def test_torn_index_line_is_ignored(tmp_path):
     path = str(tmp_path / "console.log")
-    page = R.blank_page()
-    io = R.RingIO(page)
+    page = ring.blank_page()
+    io = ring.RingIO(page)
     j = start_backend(path, io)
     io.write_out(b"abc")
     drain_step(io, j, crash_after_append=True)

@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from xcinspect.sim.world import start_world
+from xcinspect.sim.handle import start_world
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMTOOL = shutil.which("promtool")

@@ -68,15 +68,15 @@ AS_NOBODY = textwrap.dedent("""
     # uid 65534 for real and run the CLI as an unprivileged user would.
     import os, sys
     from xcinspect import cli
-    import xcinspect.platform.dom0, xcinspect.monitor, xcinspect.actions, xcinspect.platform.xenlibs
+    import xcinspect.platform.dom0, xcinspect.engine.monitor, xcinspect.engine.actions, xcinspect.platform.xenlibs
     import xcinspect.metrics, xcinspect.tui.app, xcinspect.tui.serve
     # ... and its data files: the shipped themes (a clone in a 0700 directory, as
     # `mktemp -d` makes, is unreadable to uid 65534 as a whole).
-    import xcinspect.tui.themes as T
-    _shipped = T.load_themes([T.shipped_dir()])
-    _load = T.load_themes
-    T.load_themes = lambda dirs=None: {**_shipped, **_load([T.user_dir()])} if dirs is None else _load(dirs)
-    xcinspect.tui.app.load_themes = T.load_themes
+    from xcinspect.tui import themes
+    _shipped = themes.load_themes([themes.shipped_dir()])
+    _load = themes.load_themes
+    themes.load_themes = lambda dirs=None: {**_shipped, **_load([themes.user_dir()])} if dirs is None else _load(dirs)
+    xcinspect.tui.app.load_themes = themes.load_themes
     os.setgroups([]); os.setgid(65534); os.setuid(65534)
     assert os.geteuid() == 65534
     sys.exit(cli.main(sys.argv[1:]))
@@ -167,7 +167,7 @@ def test_wrong_page_file(tmp_path, case):
 # -- input: config and themes --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from xcinspect.sim.world import start_world
+    from xcinspect.sim.handle import start_world
 
     d = tmp_path_factory.mktemp("priv-world")
     os.chmod(d, 0o755)
@@ -292,8 +292,8 @@ async def test_tui_refusals_are_audited(world, tmp_path, monkeypatch):
     first. It is audited all the same."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("NO_COLOR", raising=False)
-    from xcinspect.actions import Actions
-    from xcinspect.monitor import Monitor
+    from xcinspect.engine.actions import Actions
+    from xcinspect.engine.monitor import Monitor
     from xcinspect.tui.app import make_app
 
     plat = world.platform()
@@ -327,7 +327,7 @@ async def test_tui_refusals_are_audited(world, tmp_path, monkeypatch):
 @pytest.mark.parametrize("target", ["regular-file", "symlink-to-file", "fifo", "dev-null"])
 def test_attach_opens_only_a_pty_named_by_xenstore(world, tmp_path, target):
     """console/tty is a xenstore value: attach (root) must not open whatever it names."""
-    from xcinspect.xs import XsClient
+    from xcinspect.platform.xenstore import XsClient
 
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious\n")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from xcinspect import procfs
+from xcinspect.platform import procfs
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -33,12 +33,12 @@ import pytest
 from hostile_corpus import PtyRun
 from pyxs._internal import Op
 
-from xcinspect.actions import ActionError, Actions
-from xcinspect.core import ring as R
+from xcinspect.core import ring
+from xcinspect.engine.actions import ActionError, Actions
 from xcinspect.platform.base import PlatformError
 from xcinspect.platform.dom0 import Dom0Platform
-from xcinspect.platform.sim import SimPlatform
-from xcinspect.xs import READ_OPS, XenstoreError, XsClient
+from xcinspect.platform.xenstore import READ_OPS, XenstoreError, XsClient
+from xcinspect.sim.platform import SimPlatform
 
 HEADER = struct.Struct("<IIII")
 OP_NAMES = {getattr(Op, k): k for k in dir(Op) if k.isupper()}
@@ -47,7 +47,7 @@ OP_NAMES = {getattr(Op, k): k for k in dir(Op) if k.isupper()}
 # -- fixtures -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from xcinspect.sim.world import start_world
+    from xcinspect.sim.handle import start_world
 
     w = start_world(str(tmp_path_factory.mktemp("ro-world")), scenario="demo", timeline=False)
     try:
@@ -146,9 +146,9 @@ def test_sim_platform_refuses_writes_in_read_only_mode(world):
     d = world.domid("stuck-boot")
     m = plat.map_page(d, None)
     try:
-        assert len(m.buf) == R.PAGE_SIZE and not m.writable
+        assert len(m.buf) == ring.PAGE_SIZE and not m.writable
         with pytest.raises(TypeError):
-            m.buf[R.OUT_CONS] = 1
+            m.buf[ring.OUT_CONS] = 1
     finally:
         m.close()
     with pytest.raises(PlatformError, match="read-only mode"):
@@ -217,7 +217,7 @@ def test_actions_over_a_read_only_platform_are_read_only(world):
 
 
 def test_the_monitor_never_writes_xenstore(world):
-    from xcinspect.monitor import Monitor
+    from xcinspect.engine.monitor import Monitor
 
     mon = Monitor(SimPlatform(world.dir))
     mon.open()
@@ -331,7 +331,7 @@ def test_the_checks_catch_a_writer(shadow, tmp_path, world):
     sdir, proxy = shadow
     proxy.take()
     trace = str(tmp_path / "strace.log")
-    code = ("import sys\nfrom xcinspect.platform.sim import SimPlatform\nfrom xcinspect.xs import XsClient\n"
+    code = ("import sys\nfrom xcinspect.sim.platform import SimPlatform\nfrom xcinspect.platform.xenstore import XsClient\n"
             "p = SimPlatform(sys.argv[1])\nm = p.map_page(4, None, writable=True)\nm.close()\n"
             "xs = XsClient(p.xenstore_path())\nxs.write('/local/domain/0/xci-probe', '1')\nxs.close()\n")
     r = subprocess.run(traced(trace, sys.executable, "-c", code, sdir), capture_output=True, text=True,

@@ -18,14 +18,14 @@ import tty
 
 import pytest
 
-from xcinspect.core import flags as F
-from xcinspect.core import ring as R
+from xcinspect.core import flags
+from xcinspect.core.ring import IDX, IDX_OFFSET, MASK32, OUT_SIZE, PAGE_SIZE, RingIO, fill, parse_page
 from xcinspect.platform.base import BindError, PlatformError
-from xcinspect.platform.sim import SimPlatform
+from xcinspect.platform.xenstore import XsClient
 from xcinspect.sim.common import pid_alive
-from xcinspect.sim.evtchn import SimEventChannel, port_bound
-from xcinspect.sim.world import WorldError, start_world
-from xcinspect.xs import XsClient
+from xcinspect.sim.evtchn import SimEventChannel
+from xcinspect.sim.handle import WorldError, start_world
+from xcinspect.sim.platform import SimPlatform
 
 SERVED = ("web01", "db01", "rfc-guest", "chatty", "corrupt", "ephemeral")
 
@@ -54,7 +54,7 @@ def plat(world):
 def idx(world, domid):
     """(in_cons, in_prod, out_cons, out_prod) of a page, read the way an observer does."""
     with open(os.path.join(world.dir, "pages", f"dom{domid}.page"), "rb") as f:
-        return R.IDX.unpack_from(f.read(), R.IDX_OFFSET)
+        return IDX.unpack_from(f.read(), IDX_OFFSET)
 
 
 def page(world, domid):
@@ -80,7 +80,7 @@ def test_world_files(world):
     assert pid_alive(info["controller_pid"])
     assert os.path.exists(os.path.join(world.dir, "world.ready"))
     for d, cfg in world.domains.items():
-        assert os.path.getsize(os.path.join(world.dir, "pages", f"dom{d}.page")) == R.PAGE_SIZE
+        assert os.path.getsize(os.path.join(world.dir, "pages", f"dom{d}.page")) == PAGE_SIZE
         with open(os.path.join(world.dir, "pages", f"dom{d}.layout")) as f:
             assert f.read().strip() == cfg["layout"]
     for sub in ("lock", "state", "logs", "run"):
@@ -140,43 +140,43 @@ def test_guest_log(world):
 
 def test_flag_layouts(world, plat):
     db01, rfc, hl, web = (world.domid(n) for n in ("db01", "rfc-guest", "hyperlaunch", "web01"))
-    assert plat.domain_flag_hint(db01) == F.XEN_421 and plat.domain_flag_hint(web) == F.NONE
-    assert R.parse_page(page(world, db01), F.XEN_421).flag.raw == 0  # xenconsoled: connected
-    assert R.parse_page(page(world, rfc), F.RFC_V2).flag.raw == 1  # RFC v2: connected
-    snap = R.parse_page(page(world, hl), F.XEN_421)
-    assert (snap.flag.raw, snap.flag.state) == (1, F.DISCONNECTED)  # nobody connected it
+    assert plat.domain_flag_hint(db01) == flags.XEN_421 and plat.domain_flag_hint(web) == flags.NONE
+    assert parse_page(page(world, db01), flags.XEN_421).flag.raw == 0  # xenconsoled: connected
+    assert parse_page(page(world, rfc), flags.RFC_V2).flag.raw == 1  # RFC v2: connected
+    snap = parse_page(page(world, hl), flags.XEN_421)
+    assert (snap.flag.raw, snap.flag.state) == (1, flags.DISCONNECTED)  # nobody connected it
     # ... and the 4.21-aware kernel drops its writes: the ring stays empty
     assert snap.out.prod == snap.out.cons == 0
-    assert R.parse_page(page(world, web), F.NONE).flag.state == F.NOT_APPLICABLE
+    assert parse_page(page(world, web), flags.NONE).flag.state == flags.NOT_APPLICABLE
 
 
 def test_stuck_boot_is_full_and_frozen(world, xs):
     d = world.domid("stuck-boot")
     a = idx(world, d)
-    assert R.fill(a[3], a[2]) == 2048
+    assert fill(a[3], a[2]) == 2048
     time.sleep(1.0)
     assert idx(world, d) == a  # nothing moves: the guest is blocked
 
 
 def test_corrupt_indices(world):
     d = world.domid("corrupt")
-    until(lambda: R.fill(idx(world, d)[3], idx(world, d)[2]) > 2048, what="corrupt indices")
+    until(lambda: fill(idx(world, d)[3], idx(world, d)[2]) > 2048, what="corrupt indices")
 
 
 def test_chatty_guest_is_held_by_the_rate_limit(world):
     d = world.domid("chatty")
     with open(os.path.join(world.dir, "pages", f"dom{d}.page"), "rb") as f:
-        mm = mmap.mmap(f.fileno(), R.PAGE_SIZE, access=mmap.ACCESS_READ)
+        mm = mmap.mmap(f.fileno(), PAGE_SIZE, access=mmap.ACCESS_READ)
     try:
-        c0 = R.IDX.unpack_from(mm, R.IDX_OFFSET)[2]
+        c0 = IDX.unpack_from(mm, IDX_OFFSET)[2]
         t0 = time.monotonic()
         full = n = 0
         while time.monotonic() - t0 < 2.0:
-            _, _, cons, prod = R.IDX.unpack_from(mm, R.IDX_OFFSET)
-            full += R.fill(prod, cons) == 2048
+            _, _, cons, prod = IDX.unpack_from(mm, IDX_OFFSET)
+            full += fill(prod, cons) == 2048
             n += 1
             time.sleep(0.002)
-        moved = (R.IDX.unpack_from(mm, R.IDX_OFFSET)[2] - c0) & R.MASK32
+        moved = (IDX.unpack_from(mm, IDX_OFFSET)[2] - c0) & MASK32
         took = time.monotonic() - t0
     finally:
         mm.close()
@@ -184,7 +184,7 @@ def test_chatty_guest_is_held_by_the_rate_limit(world):
     # ... but the guest sees a full ring much of the time (~0.98 on an idle box)
     assert full / n > 0.15, (full, n)
     # 30 events per 200 ms, at most one ring's worth each
-    assert moved / took <= 30 * 5 * R.OUT_SIZE * 1.1
+    assert moved / took <= 30 * 5 * OUT_SIZE * 1.1
 
 
 class PtyReader:
@@ -236,7 +236,7 @@ def test_map_page_errors(world, plat, tmp_path):
         plat.map_page(999, None)
     m = plat.map_page(world.domid("web01"), None)
     try:
-        assert len(m.buf) == R.PAGE_SIZE and not m.writable
+        assert len(m.buf) == PAGE_SIZE and not m.writable
         with pytest.raises(TypeError):
             m.buf[0] = 1  # read-only mapping
     finally:
@@ -253,7 +253,7 @@ def test_stuck_boot_resumes_when_someone_drains(world, plat):
     got = b""
     try:
         assert plat.port_bound(d, port) is True
-        ring = R.RingIO(m.buf)
+        ring = RingIO(m.buf)
         deadline = time.monotonic() + 8.0
         while time.monotonic() < deadline and len(re.findall(rb"tick (\d+)", got)) < 2:
             select.select([ev.fileno()], [], [], 0.2)
@@ -310,7 +310,7 @@ def test_domain_dies_and_appears(world, xs, plat):
     assert world.domains[new]["name"] == "newcomer"
     assert xs.read(f"/local/domain/{new}/name") == "newcomer"
     until(lambda: idx(world, new)[2] == idx(world, new)[3] > 2048, what="newcomer's boot drained")
-    assert R.parse_page(page(world, new), F.XEN_421).flag.state == F.CONNECTED
+    assert parse_page(page(world, new), flags.XEN_421).flag.state == flags.CONNECTED
 
 
 def test_world_survives_xenstored_faults(world, xs):
@@ -370,7 +370,7 @@ def _check_scale(w, n):
         if cfg["shows"] == "healthy":
             until(lambda: idx(w, d)[2] == idx(w, d)[3] > 2048, what=f"dom{d} drained")
         elif cfg["shows"] == "stuck boot":
-            assert R.fill(prod, cons) == 2048
+            assert fill(prod, cons) == 2048
 
 
 def test_scale_world(tmp_path):
@@ -403,14 +403,14 @@ def test_past_one_listing_reply(tmp_path):
     """1,200 domains: `DIRECTORY /local/domain` is E2BIG (as on a real xenstored), the sim
     xenconsoled and xcinspect list with DIRECTORY_PART, and the CLI shows every domain
     (before issue 7's own xenstore client, nothing past ~1,040 domains was seen)."""
+    from xcinspect.core.xs_wire import Op
     from xcinspect.sim.xswire import WireClient, WireError
-    from xcinspect.sim.xenstored import DIRECTORY
 
     w = start_world(str(tmp_path / "w"), domains=1200, timeline=False)
     try:
         with WireClient(w.xenstore_path) as wc:
             with pytest.raises(WireError, match="E2BIG"):
-                wc.request(DIRECTORY, b"/local/domain\0")
+                wc.request(Op.DIRECTORY, b"/local/domain\0")
         _check_scale(w, 1200)
         r = subprocess.run([sys.executable, "-m", "xcinspect", "--sim", w.dir, "--once", "--json"],
                            capture_output=True, text=True, timeout=120)
@@ -436,30 +436,30 @@ def test_flag_checked_only_when_a_write_starts(world):
     ring drains; every later write is dropped and lost while the byte is 1."""
     d = int(world.control("create spinner kernel=xen-4.21 layout=xen-4.21 consoled=0 "
                           "flag=connected tick=0.2"))
-    until(lambda: R.fill(idx(world, d)[3], idx(world, d)[2]) == 2048, what="the spinner's ring to fill")
+    until(lambda: fill(idx(world, d)[3], idx(world, d)[2]) == 2048, what="the spinner's ring to fill")
     path = os.path.join(world.dir, "pages", f"dom{d}.page")
     fd = os.open(path, os.O_RDWR)
     try:
-        mm = mmap.mmap(fd, R.PAGE_SIZE)
-        mm[F.FLAG_OFFSET] = 1  # disconnected, while the guest spins
+        mm = mmap.mmap(fd, PAGE_SIZE)
+        mm[flags.FLAG_OFFSET] = 1  # disconnected, while the guest spins
         time.sleep(1.2)  # two of the guest's poll rounds: still blocked, nothing dropped
         a = idx(world, d)
-        assert R.fill(a[3], a[2]) == 2048
-        R.IDX.pack_into(mm, R.IDX_OFFSET, a[0], a[1], a[3], a[3])  # a backend drains it
+        assert fill(a[3], a[2]) == 2048
+        IDX.pack_into(mm, IDX_OFFSET, a[0], a[1], a[3], a[3])  # a backend drains it
         until(lambda: idx(world, d)[3] != a[3], what="the write in progress to go on")
         # The write under way (the rest of the boot log) goes on as the ring is drained...
         for _ in range(40):
             time.sleep(0.7)
             b = idx(world, d)
-            R.IDX.pack_into(mm, R.IDX_OFFSET, b[0], b[1], b[3], b[3])
-            if R.fill(b[3], b[2]) < 2048:
+            IDX.pack_into(mm, IDX_OFFSET, b[0], b[1], b[3], b[3])
+            if fill(b[3], b[2]) < 2048:
                 break
         else:
             pytest.fail("the guest never finished its write")
         b = idx(world, d)
         time.sleep(1.5)  # ... and then ticks every 0.2 s are all dropped
         assert idx(world, d)[3] == b[3]
-        mm[F.FLAG_OFFSET] = 0
+        mm[flags.FLAG_OFFSET] = 0
         until(lambda: idx(world, d)[3] != b[3], what="output to resume once the byte is 0")
         mm.close()
     finally:
@@ -470,7 +470,7 @@ def test_flag_checked_only_when_a_write_starts(world):
 def test_a_domain_created_later_is_marked_as_appeared_late(world, plat):
     """The stall sentence of a domain created after xcinspect started must not say "since
     before xcinspect started watching": the monitor marks such domains."""
-    from xcinspect.monitor import Monitor
+    from xcinspect.engine.monitor import Monitor
 
     mon = Monitor(plat)
     try:

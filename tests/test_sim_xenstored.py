@@ -12,9 +12,11 @@ import pytest
 from pyxs import Client
 from pyxs.exceptions import PyXSError
 
-from xcinspect.sim import xenstored as X
+from xcinspect.core import xs_wire
+from xcinspect.core.xs_wire import Op
+from xcinspect.platform.xenstore import NoEntry, XenstoreError, XenstoreTimeout, XsClient
+from xcinspect.sim import xenstored
 from xcinspect.sim.xswire import WireClient, WireError
-from xcinspect.xs import NoEntry, XenstoreError, XenstoreTimeout, XsClient
 
 
 @pytest.fixture
@@ -167,7 +169,7 @@ def test_pyxs_transactions(pyxs_client, sim_xenstored):
 def test_errors_and_limits(sim_xenstored):
     with WireClient(sim_xenstored.socket) as w:
         with pytest.raises(WireError, match="EINVAL"):
-            w.request(X.READ, b"/bad path\0")
+            w.request(Op.READ, b"/bad path\0")
         with pytest.raises(WireError, match="EINVAL"):
             w.request(99, b"")
         with pytest.raises(WireError, match="EINVAL"):
@@ -176,15 +178,15 @@ def test_errors_and_limits(sim_xenstored):
         # a reply over the 4096-byte payload limit is refused with E2BIG
         w.write_many([(f"/t5/{'n' * 60}{i:04d}", "") for i in range(80)])
         with pytest.raises(WireError, match="E2BIG"):
-            w.request(X.DIRECTORY, b"/t5\0")
+            w.request(Op.DIRECTORY, b"/t5\0")
         # replies echo req_id and tx_id; out-of-order ids are fine
         req = b"/local/domain/0/name\0"
-        w.send_raw(X.HEADER.pack(X.READ, 0xDEADBEEF, 0, len(req)) + req)
+        w.send_raw(xs_wire.HEADER.pack(Op.READ, 0xDEADBEEF, 0, len(req)) + req)
         op, rid, tid, payload = w.recv_packet(time.monotonic() + 2)
-        assert (op, rid, tid, payload) == (X.READ, 0xDEADBEEF, 0, b"Domain-0")
+        assert (op, rid, tid, payload) == (Op.READ, 0xDEADBEEF, 0, b"Domain-0")
     # an oversized payload gets the client dropped, as real xenstored does
     with WireClient(sim_xenstored.socket) as w:
-        w.send_raw(X.HEADER.pack(X.WRITE, 1, 0, 5000) + b"x" * 5000)
+        w.send_raw(xs_wire.HEADER.pack(Op.WRITE, 1, 0, 5000) + b"x" * 5000)
         with pytest.raises((WireError, ConnectionError)):
             w.recv_packet(time.monotonic() + 2)
 
@@ -192,11 +194,11 @@ def test_errors_and_limits(sim_xenstored):
 def test_client_gone_mid_request(sim_xenstored):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(sim_xenstored.socket)
-    s.sendall(X.HEADER.pack(X.WRITE, 1, 0, 100)[:10])  # half a header
+    s.sendall(xs_wire.HEADER.pack(Op.WRITE, 1, 0, 100)[:10])  # half a header
     s.close()
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(sim_xenstored.socket)
-    s.sendall(X.HEADER.pack(X.WRITE, 1, 0, 100) + b"/t6/partial\0")  # half a payload
+    s.sendall(xs_wire.HEADER.pack(Op.WRITE, 1, 0, 100) + b"/t6/partial\0")  # half a payload
     s.close()
     with WireClient(sim_xenstored.socket) as w:
         assert w.control("ping") == b"OK\0"
@@ -265,23 +267,23 @@ def test_stall_mid_sends_a_partial_reply(sim_xenstored):
         assert w.control("stall-mid", "1") == b"OK\0"
         t0 = time.monotonic()
         req = b"/t10/big\0"
-        w.send_raw(X.HEADER.pack(X.READ, 77, 0, len(req)) + req)
+        w.send_raw(xs_wire.HEADER.pack(Op.READ, 77, 0, len(req)) + req)
         # the header and part of the payload come at once ...
         w.sock.settimeout(1.0)
         first = b""
-        while len(first) < X.HEADER.size + 1:
+        while len(first) < xs_wire.HEADER.size + 1:
             first += w.sock.recv(65536)
-        op, rid, tid, n = X.HEADER.unpack_from(first, 0)
-        assert (op, rid, n) == (X.READ, 77, len(value))
-        assert len(first) < X.HEADER.size + n
+        op, rid, tid, n = xs_wire.HEADER.unpack_from(first, 0)
+        assert (op, rid, n) == (Op.READ, 77, len(value))
+        assert len(first) < xs_wire.HEADER.size + n
         assert time.monotonic() - t0 < 0.5
         # ... the rest only after the stall
         rest = b""
         w.sock.settimeout(3.0)
-        while len(first) + len(rest) < X.HEADER.size + n:
+        while len(first) + len(rest) < xs_wire.HEADER.size + n:
             rest += w.sock.recv(65536)
         assert time.monotonic() - t0 >= 0.9
-        assert (first + rest)[X.HEADER.size:] == value.encode()
+        assert (first + rest)[xs_wire.HEADER.size:] == value.encode()
 
     # XsClient times out on the half reply and recovers afterwards.
     with _xs(sim_xenstored, timeout=0.4) as xs:
@@ -296,7 +298,7 @@ def test_stall_mid_sends_a_partial_reply(sim_xenstored):
 
 
 def test_pid_file_and_clean_exit(tmp_path):
-    proc = X.spawn(str(tmp_path))
+    proc = xenstored.spawn(str(tmp_path))
     pidfile = tmp_path / "run" / "xenstored.pid"
     deadline = time.monotonic() + 5
     while not pidfile.exists() and time.monotonic() < deadline:
@@ -310,7 +312,7 @@ def test_pid_file_and_clean_exit(tmp_path):
 
 # -- DIRECTORY_PART and the own client's pipelining ---------------------------------------------
 def _parts_raw(w, path, offset):
-    return w.request(X.DIRECTORY_PART, path.encode() + b"\0" + b"%d\0" % offset)
+    return w.request(Op.DIRECTORY_PART, path.encode() + b"\0" + b"%d\0" % offset)
 
 
 def test_directory_part_wire_format(sim_xenstored):
@@ -329,16 +331,16 @@ def test_directory_part_wire_format(sim_xenstored):
         with pytest.raises(WireError, match="ENOENT"):
             _parts_raw(w, "/t11/none", 0)
         with pytest.raises(WireError, match="EINVAL"):
-            w.request(X.DIRECTORY_PART, b"/t11\0")
+            w.request(Op.DIRECTORY_PART, b"/t11\0")
         # a long list comes in parts of at most 4096 bytes, none ending mid-name
         names = [f"child-{i:05d}-{'x' * (i % 40)}" for i in range(1500)]
         w.write_many([(f"/t12/{n}", "") for n in names])
         with pytest.raises(WireError, match="E2BIG"):
-            w.request(X.DIRECTORY, b"/t12\0")
+            w.request(Op.DIRECTORY, b"/t12\0")
         got, off, parts = [], 0, 0
         while True:
             raw = _parts_raw(w, "/t12", off)
-            assert len(raw) <= X.PAYLOAD_MAX
+            assert len(raw) <= xs_wire.PAYLOAD_MAX
             g, body = raw.split(b"\0", 1)
             parts += 1
             last = body.endswith(b"\0\0") or body == b"\0"
@@ -373,14 +375,14 @@ def test_xsclient_list_restarts_when_the_node_changes(sim_xenstored, monkeypatch
 
         def request(op, payload):
             calls.append(op)
-            if op == X.DIRECTORY_PART and calls.count(X.DIRECTORY_PART) == 2:
+            if op == Op.DIRECTORY_PART and calls.count(Op.DIRECTORY_PART) == 2:
                 other.write_many([("/t14/late", "")])  # changes between part 1 and part 2
             return real(op, payload)
 
         monkeypatch.setattr(xs, "_request", request)
         names = xs.list("/t14")
         assert "late" in names and len(names) == 401 and len(set(names)) == 401
-        assert calls.count(X.DIRECTORY_PART) > 4  # the first pass was abandoned
+        assert calls.count(Op.DIRECTORY_PART) > 4  # the first pass was abandoned
 
 
 def test_xsclient_watch_many_and_unwatch_many(sim_xenstored):
@@ -419,7 +421,7 @@ def test_xsclient_read_only_refuses_writes_before_sending(sim_xenstored):
                 call()
         assert xs.read("/t17/k") == "v" and xs.list("/t17") == ["k"]
         # a batch with one refused request is refused whole: nothing left waiting for a reply
-        from xcinspect.xs import Op
+        from xcinspect.platform.xenstore import Op
         with pytest.raises(XenstoreError, match="read-only"):
             xs._pipeline([(Op.READ, b"/t17/k\x00"), (Op.WRITE, b"/t17/k\x00x")])
         assert xs._conn.pending == {}
@@ -453,8 +455,8 @@ def test_xsclient_takes_oxenstored_long_replies(sim_xenstored):
         w.control("long-replies", "on")
         try:
             with _xs(sim_xenstored) as xs:
-                raw = xs._request(X.DIRECTORY, b"/t18\0")
-                assert len(raw) == 1200 * 13 > X.PAYLOAD_MAX
+                raw = xs._request(Op.DIRECTORY, b"/t18\0")
+                assert len(raw) == 1200 * 13 > xs_wire.PAYLOAD_MAX
                 assert xs.list("/t18") == [f"child-{i:06d}" for i in range(1, 1201)]
         finally:
             w.control("long-replies", "off")

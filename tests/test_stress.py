@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from xcinspect.core import ring as R
+from xcinspect.core import ring
 from xcinspect.sim import stress
 from xcinspect.sim.evtchn import port_bound
 
@@ -23,7 +23,7 @@ def test_ring_stress_both_ways_across_the_wrap(tmp_path):
     page = tmp_path / "dom1.page"
     start_out = (1 << 32) - 3 * MB - 777  # the out indices wrap a few MB in
     start_in = (1 << 32) - 1 * MB - 333
-    page.write_bytes(bytes(R.blank_page(out_cons=start_out, out_prod=start_out, in_cons=start_in, in_prod=start_in)))
+    page.write_bytes(bytes(ring.blank_page(out_cons=start_out, out_prod=start_out, in_cons=start_in, in_prod=start_in)))
     world_id = "stress" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:8]
     seed_out, seed_in = 1234, 1234  # the guest draws both its stream and its chunking from it
 
@@ -58,9 +58,9 @@ def test_ring_stress_both_ways_across_the_wrap(tmp_path):
     assert g["in_sha256"] == hashlib.sha256(stress.stream(seed_in + 1, IN_BYTES)).hexdigest()
 
     # the indices crossed 2^32 and ended exactly where the byte counts say
-    in_cons, in_prod, out_cons, out_prod = R.IDX.unpack_from(page.read_bytes(), R.IDX_OFFSET)
-    assert out_cons == out_prod == (start_out + OUT_BYTES) & R.MASK32
-    assert in_cons == in_prod == (start_in + IN_BYTES) & R.MASK32
+    in_cons, in_prod, out_cons, out_prod = ring.IDX.unpack_from(page.read_bytes(), ring.IDX_OFFSET)
+    assert out_cons == out_prod == (start_out + OUT_BYTES) & ring.MASK32
+    assert in_cons == in_prod == (start_in + IN_BYTES) & ring.MASK32
     assert out_prod < start_out and in_prod < start_in  # wrapped
 
     # wakeups came from event channel notifications, not from the poll fallback

@@ -17,13 +17,14 @@ import time
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, StateSetMetricFamily
 
-from xcinspect.core import flags as F
-from xcinspect.core import health as H
+from xcinspect.core import flags, health
+from xcinspect.core.errors import UsageError
+from xcinspect.core.options import MetricsOptions
 from xcinspect.core.sanitize import sanitize
-from xcinspect.monitor import Monitor, sample_window
-from xcinspect.platform.base import Platform, PlatformError
+from xcinspect.engine.monitor import Monitor, sample_window
+from xcinspect.platform.base import Platform
 
-FLAG_STATES = (F.CONNECTED, F.DISCONNECTED, F.INVALID, F.NOT_APPLICABLE)
+FLAG_STATES = (flags.CONNECTED, flags.DISCONNECTED, flags.INVALID, flags.NOT_APPLICABLE)
 
 
 def label(text: str) -> str:
@@ -82,16 +83,16 @@ class ConsoleCollector:
                     size.add_metric(lv + ["in"], snap.in_.size)
                     moved.add_metric(lv, round(e.track.quiet_for(now), 3))
                     rate.add_metric(lv, round(e.track.rate_at(now), 1))
-                stalled.add_metric(lv, 1.0 if e.verdict.state == H.STALLED else 0.0)
+                stalled.add_metric(lv, 1.0 if e.verdict.state == health.STALLED else 0.0)
                 if e.state_since is not None:
                     since.add_metric(lv, round(max(0.0, now - e.state_since), 1))
                 if e.flag.byte is not None:
                     flag_byte.add_metric(lv, float(e.flag.byte))
-                verdict.add_metric(lv, {s: s == e.verdict.state for s in H.STATES})
+                verdict.add_metric(lv, {s: s == e.verdict.state for s in health.STATES})
                 flag.add_metric(lv, {s: s == e.flag.state for s in FLAG_STATES})
                 f = e.facts
                 if f is not None:
-                    b = H.is_bound(f)
+                    b = health.is_bound(f)
                     if b is not None:
                         bound.add_metric(lv, 1.0 if b else 0.0)
                     attached.add_metric(lv, 1.0 if f.lock_holder_pid else 0.0)
@@ -132,17 +133,17 @@ def check_textfile_dir(directory: str) -> None:
     try:
         st = os.stat(directory)
     except FileNotFoundError:
-        raise PlatformError(f"--textfile {directory}: no such directory (create it first; node_exporter's "
-                            "--collector.textfile.directory)") from None
+        raise UsageError(f"--textfile {directory}: no such directory (create it first; node_exporter's "
+                         "--collector.textfile.directory)") from None
     except OSError as exc:
-        raise PlatformError(f"--textfile {directory}: {exc.strerror}") from None
+        raise UsageError(f"--textfile {directory}: {exc.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
-        raise PlatformError(f"--textfile {directory}: not a directory")
+        raise UsageError(f"--textfile {directory}: not a directory")
     real = os.path.realpath(directory)
     if real in ("/proc", "/sys") or real.startswith(("/proc/", "/sys/")):
-        raise PlatformError(f"--textfile {directory}: a kernel file system, not a directory for files")
+        raise UsageError(f"--textfile {directory}: a kernel file system, not a directory for files")
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise PlatformError(f"--textfile {directory}: not writable")
+        raise UsageError(f"--textfile {directory}: not writable")
 
 
 def write_textfile(directory: str, data: bytes, name: str = "xcinspect.prom") -> str:
@@ -169,45 +170,45 @@ def write_textfile(directory: str, data: bytes, name: str = "xcinspect.prom") ->
 def _parse_listen(spec: str) -> tuple[str, int]:
     host, _, port = spec.rpartition(":")
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise PlatformError(f"--listen wants ADDR:PORT or :PORT, not {spec!r}")
+        raise UsageError(f"--listen wants ADDR:PORT or :PORT, not {spec!r}")
     return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
-def check_args(args) -> None:
+def check_options(options: MetricsOptions) -> None:
     """Bad options are one line and exit 2, before anything is opened or created."""
-    if not (args.interval > 0) or args.interval > 86400:
-        raise PlatformError(f"--interval must be from more than 0 to 86400 seconds, not {args.interval:g}")
-    if args.textfile:
-        check_textfile_dir(args.textfile)
-    if args.listen:
-        _parse_listen(args.listen)
+    if not (options.interval > 0) or options.interval > 86400:
+        raise UsageError(f"--interval must be from more than 0 to 86400 seconds, not {options.interval:g}")
+    if options.textfile:
+        check_textfile_dir(options.textfile)
+    if options.listen:
+        _parse_listen(options.listen)
 
 
-def run(args, platform: Platform) -> int:
-    check_args(args)
-    monitor = Monitor(platform, flag_layout=args.flag_layout)
+def run(options: MetricsOptions, platform: Platform) -> int:
+    check_options(options)
+    monitor = Monitor(platform, flag_layout=options.flag_layout)
     monitor.open()
     lock = threading.Lock()
     try:
         sample_window(monitor, 0.6)
-        if not args.textfile and not args.listen:
+        if not options.textfile and not options.listen:
             sys.stdout.buffer.write(exposition(monitor, lock))
             sys.stdout.flush()
             return 0
         stop = threading.Event()
         server = None
-        if args.listen:
+        if options.listen:
             from http.server import ThreadingHTTPServer
 
             from prometheus_client.exposition import MetricsHandler
 
             reg = CollectorRegistry()
             reg.register(ConsoleCollector(monitor, lock))
-            host, port = _parse_listen(args.listen)
+            host, port = _parse_listen(options.listen)
             try:
                 server = ThreadingHTTPServer((host, port), MetricsHandler.factory(reg))
             except OSError as exc:
-                raise PlatformError(f"--listen {args.listen}: cannot listen there: {exc.strerror or exc}") from None
+                raise UsageError(f"--listen {options.listen}: cannot listen there: {exc.strerror or exc}") from None
             server.daemon_threads = True
             threading.Thread(target=server.serve_forever, daemon=True, name="metrics-http").start()
             print(f"xcinspect: serving metrics on http://{host}:{server.server_address[1]}/metrics", file=sys.stderr)
@@ -216,12 +217,12 @@ def run(args, platform: Platform) -> int:
             while not stop.is_set():
                 with lock:
                     monitor.tick()
-                if args.textfile and time.monotonic() >= next_write:
+                if options.textfile and time.monotonic() >= next_write:
                     try:
-                        write_textfile(args.textfile, exposition(monitor, lock))
+                        write_textfile(options.textfile, exposition(monitor, lock))
                     except OSError as exc:
-                        raise PlatformError(f"--textfile {args.textfile}: cannot write: {exc.strerror or exc}") from None
-                    next_write = time.monotonic() + args.interval
+                        raise UsageError(f"--textfile {options.textfile}: cannot write: {exc.strerror or exc}") from None
+                    next_write = time.monotonic() + options.interval
                 time.sleep(1.0)
         finally:
             if server is not None:

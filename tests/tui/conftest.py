@@ -68,7 +68,7 @@ def frozen_app(frozen_world):
     """A factory: the app over the frozen world, no poller thread, fixed clock.
 
     Call ``await ready(pilot)`` inside ``run_test`` to take the first sample."""
-    from xcinspect.monitor import Monitor
+    from xcinspect.engine.monitor import Monitor
     from xcinspect.tui.app import make_app
 
     made = []

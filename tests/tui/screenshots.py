@@ -36,10 +36,10 @@ def save(app, out: str, name: str) -> None:
 
 
 async def shoot(world, out: str) -> None:
-    from xcinspect.actions import Actions
-    from xcinspect.monitor import Monitor
+    from xcinspect.engine.actions import Actions
+    from xcinspect.engine.monitor import Monitor
     from xcinspect.tui.app import make_app
-    from xcinspect.tui.screens import AttachScreen
+    from xcinspect.tui.attach_screen import AttachScreen
 
     async def session(size, theme=None, script=None):
         plat = world.platform()
@@ -91,7 +91,7 @@ def main() -> int:
     os.environ["TEXTUAL_ANIMATIONS"] = "none"
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "docs", "screenshots")
     os.makedirs(out, exist_ok=True)
-    from xcinspect.sim.world import start_world
+    from xcinspect.sim.handle import start_world
 
     tmp = tempfile.mkdtemp(prefix="xci-shots-")
     os.environ["XDG_CONFIG_HOME"] = os.path.join(tmp, "xdg")

@@ -11,10 +11,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from xcinspect.core import flags as F
-from xcinspect.core import ring as R
+from xcinspect.core import flags, ring
 from xcinspect.platform.base import PageMapping, Platform, PlatformError
-from xcinspect.xs import XsClient
+from xcinspect.platform.xenstore import XsClient
 
 BOOT_LOG = (
     b"\x1b[0m[    0.000000] Linux version 6.1.0-18-amd64 (debian-kernel@lists.debian.org)\r\n"
@@ -44,12 +43,12 @@ class Dom:
 
 
 def default_doms() -> list[Dom]:
-    full = (BOOT_LOG * 20)[-R.OUT_SIZE:]
+    full = (BOOT_LOG * 20)[-ring.OUT_SIZE:]
     return [
         Dom(1, "web-01", 81920, 81920, 77, 77, data=BOOT_LOG),
         Dom(2, "db-primary", 4000, 4300, data=b"backup: 41% done\r\n" * 20),
-        Dom(3, "legacy-stuck", 1_000_000, 1_000_000 + R.OUT_SIZE, data=full, bound=False),
-        Dom(4, "wrap-near-2^32", (2**32 - 700) & R.MASK32, 800, data=b"tick tock wrap\r\n" * 100),
+        Dom(3, "legacy-stuck", 1_000_000, 1_000_000 + ring.OUT_SIZE, data=full, bound=False),
+        Dom(4, "wrap-near-2^32", (2**32 - 700) & ring.MASK32, 800, data=b"tick tock wrap\r\n" * 100),
         Dom(5, "corrupt-idx", 10, 9000),
         Dom(6, "new-kernel", 5000, 5000, data=b"login: ", bound=False, layout="xen-4.21", flag="disconnected"),
         Dom(7, "hvm-qemu", 0, 0, keys={"type": "ioemu"}),
@@ -58,13 +57,13 @@ def default_doms() -> list[Dom]:
 
 
 def page_for(d: Dom) -> bytearray:
-    page = R.blank_page(d.layout, d.flag, d.out_cons, d.out_prod, d.in_cons, d.in_prod)
+    page = ring.blank_page(d.layout, d.flag, d.out_cons, d.out_prod, d.in_cons, d.in_prod)
     if d.data:
         # lay the data out so it ends at out_prod, wrapping like a real ring
-        data = d.data[-R.OUT_SIZE:]
-        start = (d.out_prod - len(data)) & R.MASK32
+        data = d.data[-ring.OUT_SIZE:]
+        start = (d.out_prod - len(data)) & ring.MASK32
         for i, b in enumerate(data):
-            page[R.OUT_OFFSET + ((start + i) & (R.OUT_SIZE - 1))] = b
+            page[ring.OUT_OFFSET + ((start + i) & (ring.OUT_SIZE - 1))] = b
     return page
 
 
@@ -97,7 +96,7 @@ class StaticPlatform(Platform):
         return "sim"
 
     def default_flag_layout(self) -> str:
-        return F.NONE
+        return flags.NONE
 
     def domain_flag_hint(self, domid: int):
         d = self.doms.get(domid)
@@ -140,7 +139,7 @@ class StaticWorld:
         self.doms = doms if doms is not None else default_doms()
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "StaticWorld":
+    def start(self) -> StaticWorld:
         for sub in ("pages", "lock", "state", "logs", "run", "xenstored"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         for d in self.doms:

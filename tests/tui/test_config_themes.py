@@ -7,10 +7,9 @@ import sys
 
 import pytest
 
-from xcinspect.platform.base import PlatformError
-from xcinspect.tui import bindings as B
-from xcinspect.tui import themes as T
-from xcinspect.tui.config import config_path, escape_key, load_config
+from xcinspect.tui import bindings
+from xcinspect.tui import themes as tui_themes
+from xcinspect.tui.config import ConfigError, config_path, escape_key, load_config
 
 
 def write(tmp_path, text: str):
@@ -51,7 +50,7 @@ def test_full_config(tmp_path):
 ])
 def test_bad_config_is_one_clear_line(tmp_path, text, words):
     p = write(tmp_path, text)
-    with pytest.raises(PlatformError) as exc:
+    with pytest.raises(ConfigError) as exc:
         load_config()
     msg = exc.value.message
     assert words in msg and str(p) in msg and "\n" not in msg
@@ -68,7 +67,7 @@ def test_escape_key_hat_notation():
 
 
 def test_binding_ids_unique_and_complete():
-    ids = [s.id for specs in B.SCREENS.values() for s in specs]
+    ids = [s.id for specs in bindings.SCREENS.values() for s in specs]
     assert len(ids) == len(set(ids))
     for needed in ("connect", "attach", "force-disconnect", "filter", "sort", "pause", "faster", "slower",
                    "help", "quit", "detach", "search", "save", "copy"):
@@ -76,36 +75,36 @@ def test_binding_ids_unique_and_complete():
 
 
 def test_shipped_themes_load_and_resolve():
-    themes = T.load_themes()
+    themes = tui_themes.load_themes()
     names = {s.alias: s.name for s in themes.values()}
     assert {"dark", "light", "high-contrast"} <= set(names)
-    assert T.check_theme("dark") == "xcinspect-dark"
-    assert T.check_theme("xcinspect-light") == "xcinspect-light"
-    assert T.check_theme("nord") == "nord"
-    assert T.check_theme(None) == T.DEFAULT_THEME
+    assert tui_themes.check_theme("dark") == "xcinspect-dark"
+    assert tui_themes.check_theme("xcinspect-light") == "xcinspect-light"
+    assert tui_themes.check_theme("nord") == "nord"
+    assert tui_themes.check_theme(None) == tui_themes.DEFAULT_THEME
     assert not themes["xcinspect-light"].dark
 
 
 def test_unknown_theme_is_one_clear_line():
-    with pytest.raises(PlatformError) as exc:
-        T.check_theme("mauve")
+    with pytest.raises(ConfigError) as exc:
+        tui_themes.check_theme("mauve")
     assert "unknown theme 'mauve'" in exc.value.message and "dark" in exc.value.message
 
 
 def test_builtin_list_matches_textual():
     from textual.theme import BUILTIN_THEMES
 
-    assert set(T.TEXTUAL_BUILTIN) == set(BUILTIN_THEMES)
+    assert set(tui_themes.TEXTUAL_BUILTIN) == set(BUILTIN_THEMES)
 
 
 def test_user_theme_dir_and_bad_theme(tmp_path):
     d = tmp_path / "xdg" / "xcinspect" / "themes"
     d.mkdir(parents=True)
     (d / "mine.toml").write_text('name = "mine"\nprimary = "#112233"\n')
-    assert T.check_theme("mine") == "mine"
+    assert tui_themes.check_theme("mine") == "mine"
     (d / "broken.toml").write_text('name = "b"\nprimary = "not a colour!"\n')
-    with pytest.raises(PlatformError) as exc:
-        T.load_themes()
+    with pytest.raises(ConfigError) as exc:
+        tui_themes.load_themes()
     assert "broken.toml" in exc.value.message and "not a colour" in exc.value.message
 
 
@@ -115,23 +114,23 @@ def test_unreadable_theme_dir_is_one_clear_line(tmp_path, monkeypatch):
     EACCES is injected.)"""
     d = tmp_path / "themes"
     d.mkdir()
-    real = T.Path.is_dir
+    real = tui_themes.Path.is_dir
 
     def is_dir(self):
         if self == d:
             raise PermissionError(13, "Permission denied", str(self))
         return real(self)
 
-    monkeypatch.setattr(T.Path, "is_dir", is_dir)
-    with pytest.raises(PlatformError, match=r"cannot read the theme directory .*themes: Permission denied"):
-        T.load_themes([d])
+    monkeypatch.setattr(tui_themes.Path, "is_dir", is_dir)
+    with pytest.raises(ConfigError, match=r"cannot read the theme directory .*themes: Permission denied"):
+        tui_themes.load_themes([d])
 
 
 def test_textual_themes_register():
     from textual.app import App
 
     app = App()
-    for t in T.textual_themes(T.load_themes()):
+    for t in tui_themes.textual_themes(tui_themes.load_themes()):
         app.register_theme(t)
     assert "xcinspect-high-contrast" in app.available_themes
 
@@ -140,9 +139,9 @@ def test_themes_ship_with_the_package():
     """The wheel carries the themes: xcinspect/tui/theme_files links to the top-level themes/."""
     from pathlib import Path
 
-    shipped = T.shipped_dir()
+    shipped = tui_themes.shipped_dir()
     assert (shipped / "dark.toml").is_file()
-    assert Path(T.__file__).resolve().parent.joinpath("theme_files").resolve() == shipped.resolve()
+    assert Path(tui_themes.__file__).resolve().parent.joinpath("theme_files").resolve() == shipped.resolve()
 
 
 def test_config_and_themes_need_no_textual():
@@ -154,9 +153,9 @@ def test_config_and_themes_need_no_textual():
 
 
 def test_a_key_bound_twice_is_refused(tmp_path):
-    """connect = "a" would silently take attach's key: one line, exit 2 (PlatformError)."""
+    """connect = "a" would silently take attach's key: one line, exit 2 (ConfigError)."""
     p = write(tmp_path, '[keymap]\nconnect = "a"\n')
-    with pytest.raises(PlatformError, match="key 'a' is bound to both connect and attach"):
+    with pytest.raises(ConfigError, match="key 'a' is bound to both connect and attach"):
         load_config(p)
     # the same key on two different screens is fine (the attach screen's s is save)
     p = write(tmp_path, '[keymap]\nsave = "s"\n')

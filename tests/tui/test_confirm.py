@@ -20,7 +20,7 @@ from xcinspect.tui.screens import MainScreen
 
 HOLDER = """
 import sys, time
-from xcinspect.actions import ConsoleLock
+from xcinspect.engine.sessions import ConsoleLock
 lock = ConsoleLock(sys.argv[1]); lock.acquire()
 print("locked", flush=True)
 time.sleep(60)
@@ -48,8 +48,8 @@ def holder(world):
 
 
 def make(world, **kw):
-    from xcinspect.actions import Actions
-    from xcinspect.monitor import Monitor
+    from xcinspect.engine.actions import Actions
+    from xcinspect.engine.monitor import Monitor
     from xcinspect.tui.app import make_app
 
     plat = world.platform()

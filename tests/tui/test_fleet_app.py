@@ -12,7 +12,7 @@ import pytest
 from pilot_wait import until
 from textual.widgets import DataTable
 
-from xcinspect import fleet
+from xcinspect.engine import fleet
 from xcinspect.tui.fleet import FleetApp
 
 

@@ -8,13 +8,13 @@ from textual.widgets import Input
 
 from xcinspect.tui.modals import HelpScreen
 from xcinspect.tui.screens import MainScreen
-from xcinspect.tui.widgets import DomainTable
+from xcinspect.tui.table import DomainTable
 
 
 def plain(renderable, width: int = 120) -> str:
-    from rich.console import Console
-
     import io
+
+    from rich.console import Console
 
     c = Console(width=width, record=True, file=io.StringIO())
     c.print(renderable)
@@ -288,7 +288,7 @@ async def test_palette_opens_and_runs_a_command(frozen_app):
 
 async def test_monitor_open_failure_ends_the_app_with_status_2(frozen_world):
     """run_tui opens the monitor on the poller thread; a failure there is one line, exit 2."""
-    from xcinspect.monitor import Monitor
+    from xcinspect.engine.monitor import Monitor
     from xcinspect.platform.base import PlatformError
     from xcinspect.tui.app import make_app
 

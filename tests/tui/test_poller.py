@@ -7,9 +7,10 @@ import time
 
 from conftest import Clock
 
-from xcinspect.monitor import Monitor, TickResult
+from xcinspect.engine.monitor import Monitor, TickResult
 from xcinspect.tui.attach_io import AttachIO, key_bytes
-from xcinspect.tui.poller import FrameBuilder, Poller, PollerState, clean, recent_output
+from xcinspect.tui.model import clean
+from xcinspect.tui.poller import FrameBuilder, Poller, PollerState, recent_output
 
 
 def tick_result(appeared=(), gone=(), changed_state=()):

@@ -8,7 +8,7 @@ import pytest
 from conftest import Clock, ready
 from static_world import Dom, StaticWorld, page_for
 
-from xcinspect.xs import XsClient
+from xcinspect.platform.xenstore import XsClient
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ async def wait_rows(pilot, app, pred, timeout=5.0):
 
 
 async def test_cursor_stays_on_its_domain(small_world):
-    from xcinspect.monitor import Monitor
+    from xcinspect.engine.monitor import Monitor
     from xcinspect.tui.app import make_app
 
     mon = Monitor(small_world.platform(), clock=Clock())

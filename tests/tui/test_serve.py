@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from xcinspect.platform.base import PlatformError
+from xcinspect.core.errors import UsageError
 from xcinspect.tui.serve import app_command, check_host
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -33,7 +33,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``xcinspect serve --sim DIR`` on a free loopback port, over its own sim world."""
-    from xcinspect.sim.world import start_world
+    from xcinspect.sim.handle import start_world
 
     tmp = tmp_path_factory.mktemp("serve")
     world = start_world(str(tmp / "w"), scenario="demo", timeline=False)
@@ -52,7 +52,7 @@ def server(tmp_path_factory):
                 out = proc.stdout.read() if proc.poll() is not None else ""
                 proc.kill()
                 world.stop()
-                raise AssertionError(f"xcinspect serve did not come up: {out}")
+                raise AssertionError(f"xcinspect serve did not come up: {out}") from None
             time.sleep(0.1)
     yield port
     proc.terminate()
@@ -76,7 +76,7 @@ def test_app_command_and_loopback_only():
     assert argv[1:] == ["-m", "xcinspect", "--sim", "/w", "--flag-layout", "xen-4.21", "--read-only",
                         "--theme", "light", "--interval", "0.5"]
     assert check_host("127.0.0.1") == "127.0.0.1" and check_host("localhost") == "127.0.0.1"
-    with pytest.raises(PlatformError, match="loopback only"):
+    with pytest.raises(UsageError, match="loopback only"):
         check_host("0.0.0.0")
 
 

@@ -13,13 +13,14 @@ import pytest
 from pilot_wait import row, until
 from textual.widgets import Input
 
+from xcinspect.tui.attach_screen import AttachScreen
 from xcinspect.tui.modals import ConfirmModal, PromptModal
-from xcinspect.tui.screens import AttachScreen, MainScreen
+from xcinspect.tui.screens import MainScreen
 
 
 @pytest.fixture
 def world(tmp_path):
-    from xcinspect.sim.world import start_world
+    from xcinspect.sim.handle import start_world
 
     w = start_world(str(tmp_path / "world"), scenario="demo", timeline=False)
     yield w
@@ -28,8 +29,8 @@ def world(tmp_path):
 
 @pytest.fixture
 def sim_app(world):
-    from xcinspect.actions import Actions
-    from xcinspect.monitor import Monitor
+    from xcinspect.engine.actions import Actions
+    from xcinspect.engine.monitor import Monitor
     from xcinspect.tui.app import make_app
 
     made = []

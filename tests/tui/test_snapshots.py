@@ -54,7 +54,7 @@ async def test_help_screen(frozen_app, svg_snapshot, size):
 
 @pytest.mark.parametrize("size", SIZES)
 async def test_attach_screen(frozen_app, svg_snapshot, size):
-    from xcinspect.tui.screens import AttachScreen
+    from xcinspect.tui.attach_screen import AttachScreen
 
     app = frozen_app()
     session = FakeSession(via="/dev/pts/1")

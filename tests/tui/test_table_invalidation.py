@@ -7,8 +7,9 @@ import random
 
 from textual.app import App
 
-from xcinspect.tui.poller import Row
-from xcinspect.tui.widgets import DomainTable, columns_for
+from xcinspect.tui.columns import columns_for
+from xcinspect.tui.model import Row
+from xcinspect.tui.table import DomainTable
 
 STATES = ("serviced", "idle", "backlog", "stalled", "no-backend", "corrupt")
 

@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
+
+from xcinspect.core.buffer import Buffer
 
 FLAG_OFFSET = 3088
 
@@ -56,7 +59,7 @@ class FlagReading:
     state: str
     byte: int | None = None  # page[3088], under every layout (what Linux >= 7.1 reads)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"layout": self.layout, "raw": self.raw, "state": self.state, "byte": self.byte}
 
     @property
@@ -95,11 +98,11 @@ def resolve_layout(override: str | None, domain_hint: str | None, host_default: 
     if override and override != AUTO:
         return override
     if domain_hint in LAYOUTS:
-        return domain_hint  # type: ignore[return-value]
+        return domain_hint
     return host_default
 
 
-def decode(page, layout: str) -> FlagReading:
+def decode(page: Buffer, layout: str) -> FlagReading:
     """Decode the flag from a page buffer under ``layout``."""
     byte = page[FLAG_OFFSET]
     if layout == NONE:

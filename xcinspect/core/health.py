@@ -23,10 +23,11 @@ Pure Python, no I/O: the monitor feeds it samples and facts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from xcinspect.core import flags as F
+from xcinspect.core import flags
 from xcinspect.core.model import BackendFacts
-from xcinspect.core.ring import MASK32, OUT_SIZE, IN_SIZE
+from xcinspect.core.ring import IN_SIZE, MASK32, OUT_SIZE, PageSnapshot
 
 ERROR = "error"
 CORRUPT = "corrupt"
@@ -55,6 +56,12 @@ IGNORED = "ignored"  # the guest keeps writing: older than Linux 7.1
 QEMU_CONSOLE = "qemu-console"  # xenconsoled never connects QEMU's consoles: a permanent 1
 
 
+Indices = tuple[int, int, int, int]  # in_cons, in_prod, out_cons, out_prod
+
+# What the verdict's ``action`` advises when no key does it.
+ADVICE = {"inspect": "inspect the page; do not act"}
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     state: str
@@ -62,18 +69,14 @@ class Verdict:
     action: str | None = None  # the suggested key/command, e.g. "connect"
     flag_effect: str | None = None  # DROPS_OUTPUT / IGNORED / QEMU_CONSOLE when byte 3088 is 1
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"state": self.state, "reason": self.reason, "flag_effect": self.flag_effect}
 
     def sentence(self) -> str:
-        """Reason plus the suggested action, for the detail panel."""
-        hint = {
-            "connect": "press c to connect",
-            "attach": "press a to attach",
-            "flag-connected": "press U to set the flag back to connected",
-            "inspect": "inspect the page; do not act",
-        }.get(self.action or "")
-        return f"{self.reason}: {hint}" if hint else self.reason
+        """Reason plus advice that needs no key ("inspect the page"). The keys that do an
+        action belong to the front ends: the TUI adds them (``tui.bindings.verdict_sentence``)."""
+        advice = ADVICE.get(self.action or "")
+        return f"{self.reason}: {advice}" if advice else self.reason
 
 
 def human_duration(seconds: float) -> str:
@@ -96,7 +99,7 @@ class Track:
 
     def __init__(self, hist_len: int = 120) -> None:
         self.first_seen: float | None = None
-        self.last: tuple | None = None  # (in_cons, in_prod, out_cons, out_prod)
+        self.last: Indices | None = None  # (in_cons, in_prod, out_cons, out_prod)
         self.t_last = 0.0
         self.t_out_cons = 0.0  # when out_cons last moved (first sample counts)
         self.t_out_prod = 0.0
@@ -114,7 +117,7 @@ class Track:
         self.mute_moves = 0  # out_prod moves since, that a Linux >= 7.1 guest would not make
         self.appeared_late = False  # the domain appeared after xcinspect started watching
 
-    def update(self, idx: tuple, now: float) -> bool:
+    def update(self, idx: Indices, now: float) -> bool:
         """Record one sample of (in_cons, in_prod, out_cons, out_prod); True if it moved."""
         self.samples += 1
         last = self.last
@@ -228,7 +231,7 @@ def is_bound(facts: BackendFacts | None) -> bool | None:
 def flag_phrase(layout: str, byte: int | None, track: Track, now: float) -> str:
     """What a 1 in byte 3088 means for this console, for a reason sentence."""
     quiet = human_duration(track.muted_for(now))
-    if layout == F.NONE:
+    if layout == flags.NONE:
         return ("byte 3088 is 1: this host's Xen has no connection flag, but a Linux >= 7.1 guest reads it "
                 f"as disconnected, so its console output is being thrown away (nothing written for {quiet}; "
                 "an older kernel ignores the byte)")
@@ -237,7 +240,7 @@ def flag_phrase(layout: str, byte: int | None, track: Track, now: float) -> str:
 
 
 def classify(
-    idx: tuple,
+    idx: Indices,
     flag_state: str,
     track: Track,
     facts: BackendFacts | None,
@@ -246,7 +249,7 @@ def classify(
     console_type: str | None = None,
     stall_after: float = STALL_AFTER,
     idle_after: float = IDLE_AFTER,
-    flag: F.FlagReading | None = None,
+    flag: flags.FlagReading | None = None,
     has_tty: bool | None = None,
 ) -> Verdict:
     """The verdict for the latest sample ``idx`` (in_cons, in_prod, out_cons, out_prod).
@@ -283,7 +286,7 @@ def classify(
     if mutes:
         effect = QEMU_CONSOLE if qemu else IGNORED if track.ignores_flag else DROPS_OUTPUT
     latched = ""
-    if layout == F.XEN_421 and flag_state == F.CONNECTED:
+    if layout == flags.XEN_421 and flag_state == flags.CONNECTED:
         latched = ("; the flag still says connected: that only means xenconsoled connected once "
                    "since the domain was built, not that anything drains the ring now")
     elif mutes and effect == DROPS_OUTPUT:
@@ -313,12 +316,12 @@ def classify(
     if effect == QEMU_CONSOLE:
         where += "; byte 3088 stays 1 on QEMU's consoles (xenconsoled never connects them): not an alarm"
     elif effect == IGNORED:
-        what = "byte 3088 is 1" if layout == F.NONE else "the flag says disconnected"
+        what = "byte 3088 is 1" if layout == flags.NONE else "the flag says disconnected"
         where += f"; {what}, but this guest ignores the flag (older than Linux 7.1): its output still arrives"
     elif effect == DROPS_OUTPUT:
-        phrase = flag_phrase(layout or F.NONE, flag.byte if flag else None, track, now)
+        phrase = flag_phrase(layout or flags.NONE, flag.byte if flag else None, track, now)
         return Verdict(DISCONNECTED, f"{phrase}; {where}", "flag-connected" if bound else act_connect, effect)
-    elif flag_state == F.DISCONNECTED:
+    elif flag_state == flags.DISCONNECTED:
         if bound:
             return Verdict(DISCONNECTED, f"flag says disconnected although the port is bound; {where}",
                            "flag-connected")
@@ -336,7 +339,7 @@ def classify(
     return Verdict(SERVICED, where, "attach", effect)
 
 
-def page_verdict(snap) -> Verdict:
+def page_verdict(snap: PageSnapshot) -> Verdict:
     """The verdict for one page dump (``--page``): what the page itself shows, without the
     history and backend facts a live console has (a dump cannot tell who drains it)."""
     out, in_ = snap.out, snap.in_
@@ -348,8 +351,8 @@ def page_verdict(snap) -> Verdict:
         return Verdict(STALLED, f"out ring full ({out.fill} of {OUT_SIZE} unread): a guest writing to it spins "
                        "until something drains it (a dump cannot tell whether anything still does)", "connect",
                        DROPS_OUTPUT if flag.mutes_new_guests else None)
-    if flag.mutes_new_guests or flag.state == F.DISCONNECTED:
-        what = ("byte 3088 is 1" if flag.layout == F.NONE else "flag says disconnected")
+    if flag.mutes_new_guests or flag.state == flags.DISCONNECTED:
+        what = ("byte 3088 is 1" if flag.layout == flags.NONE else "flag says disconnected")
         return Verdict(DISCONNECTED, f"{what}: a Linux >= 7.1 guest throws its console output away "
                        "(an older kernel ignores the flag)", "connect",
                        DROPS_OUTPUT if flag.mutes_new_guests else None)

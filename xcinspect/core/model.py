@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +18,7 @@ class ConsoleInfo:
     output: str | None = None
     backend_id: int | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"ring_ref": self.ring_ref, "port": self.port, "tty": self.tty, "type": self.type}
 
     @property
@@ -33,7 +34,7 @@ class DomainInfo:
     domid: int
     name: str
     console: ConsoleInfo | None
-    keys: dict = field(default_factory=dict)  # console/* key -> value, as read
+    keys: dict[str, str] = field(default_factory=dict)  # console/* key -> value, as read
     error: str | None = None
 
 
@@ -43,7 +44,7 @@ class HostInfo:
     xen_version: str  # "4.17.7", or "sim"
     default_layout: str  # flag layout chosen by version (or the sim's default)
 
-    def as_dict(self, flag_layout: str) -> dict:
+    def as_dict(self, flag_layout: str) -> dict[str, Any]:
         return {"kind": self.kind, "xen_version": self.xen_version, "flag_layout": flag_layout}
 
 
@@ -65,7 +66,7 @@ class BackendFacts:
             return "xenconsoled" if self.consoled_alive else "unknown"
         return None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "consoled_alive": self.consoled_alive,
             "port_bound": self.port_bound,

@@ -21,10 +21,12 @@ Pure Python: no Textual, no Xen libraries. Operations that write indices take a
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
-from xcinspect.core import flags as _flags
+from xcinspect.core import flags
+from xcinspect.core.buffer import Buffer, WritableBuffer
 
 PAGE_SIZE = 4096
 IN_OFFSET, IN_SIZE = 0, 1024
@@ -72,7 +74,7 @@ class RingState:
     def full(self) -> bool:
         return self.fill == self.size
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"cons": self.cons, "prod": self.prod, "fill": self.fill, "size": self.size}
 
 
@@ -82,13 +84,13 @@ class PageSnapshot:
 
     out: RingState
     in_: RingState
-    flag: _flags.FlagReading
+    flag: flags.FlagReading
 
     @property
     def valid(self) -> bool:
         return self.out.valid and self.in_.valid
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "out": self.out.as_dict(),
             "in": self.in_.as_dict(),
@@ -97,23 +99,23 @@ class PageSnapshot:
         }
 
 
-def check_page(buf) -> None:
+def check_page(buf: Buffer) -> None:
     if len(buf) != PAGE_SIZE:
         raise PageError(f"a console page is {PAGE_SIZE} bytes, this is {len(buf)}")
 
 
-def parse_page(buf, layout: str = _flags.NONE) -> PageSnapshot:
+def parse_page(buf: Buffer, layout: str = flags.NONE) -> PageSnapshot:
     """Parse a 4096-byte page (bytes, bytearray, mmap or memoryview)."""
     check_page(buf)
     in_cons, in_prod, out_cons, out_prod = IDX.unpack_from(buf, IDX_OFFSET)
     return PageSnapshot(
         out=RingState(out_cons, out_prod, OUT_SIZE),
         in_=RingState(in_cons, in_prod, IN_SIZE),
-        flag=_flags.decode(buf, layout),
+        flag=flags.decode(buf, layout),
     )
 
 
-def ring_bytes(buf, offset: int, size: int, cons: int, prod: int, limit: int | None = None) -> bytes:
+def ring_bytes(buf: Buffer, offset: int, size: int, cons: int, prod: int, limit: int | None = None) -> bytes:
     """Copy the bytes from ``cons`` to ``prod`` out of one ring, across the wrap.
 
     Corrupt indices (fill > size) yield b"": a hostile guest must never make us read
@@ -133,7 +135,7 @@ def ring_bytes(buf, offset: int, size: int, cons: int, prod: int, limit: int | N
     return out
 
 
-def unread_out(buf, snap: PageSnapshot | None = None, limit: int | None = None) -> bytes:
+def unread_out(buf: Buffer, snap: PageSnapshot | None = None, limit: int | None = None) -> bytes:
     """Bytes the guest wrote that no backend consumed yet."""
     if snap is None:
         _, _, cons, prod = IDX.unpack_from(buf, IDX_OFFSET)
@@ -142,7 +144,7 @@ def unread_out(buf, snap: PageSnapshot | None = None, limit: int | None = None) 
     return ring_bytes(buf, OUT_OFFSET, OUT_SIZE, cons, prod, limit)
 
 
-def unread_in(buf, snap: PageSnapshot | None = None, limit: int | None = None) -> bytes:
+def unread_in(buf: Buffer, snap: PageSnapshot | None = None, limit: int | None = None) -> bytes:
     """Bytes the backend queued for the guest that it did not read yet."""
     if snap is None:
         cons, prod, _, _ = IDX.unpack_from(buf, IDX_OFFSET)
@@ -168,13 +170,14 @@ class RingIO:
 
     __slots__ = ("buf", "fence")
 
-    def __init__(self, buf, fence: Fence | None = None) -> None:
+    def __init__(self, buf: WritableBuffer, fence: Fence | None = None) -> None:
         check_page(buf)
         self.buf = buf
         self.fence = fence or _nofence
 
     def _load(self, off: int) -> int:
-        return U32.unpack_from(self.buf, off)[0]
+        value: int = U32.unpack_from(self.buf, off)[0]
+        return value
 
     def _store(self, off: int, value: int) -> None:
         # One 4-byte copy. Not ``U32.pack_into``: CPython's pack_into memsets the target to
@@ -256,7 +259,7 @@ class RingIO:
 
     # -- flag ---------------------------------------------------------------------------
     def set_flag(self, layout: str, state: str) -> bool:
-        enc = _flags.encode(layout, state)
+        enc = flags.encode(layout, state)
         if enc is None:
             return False
         off, raw = enc
@@ -267,14 +270,14 @@ class RingIO:
 
     def set_guest_byte(self, state: str) -> None:
         """Byte 3088 as Linux >= 7.1 reads it, where the host has no flag (layout none)."""
-        off, raw = _flags.encode_for_guest(state)
+        off, raw = flags.encode_for_guest(state)
         self.fence()
         self.buf[off: off + 1] = raw
         self.fence()
 
 
 def blank_page(
-    layout: str = _flags.NONE,
+    layout: str = flags.NONE,
     flag_state: str | None = None,
     out_cons: int = 0,
     out_prod: int = 0,
@@ -285,7 +288,7 @@ def blank_page(
     page = bytearray(PAGE_SIZE)
     IDX.pack_into(page, IDX_OFFSET, in_cons & MASK32, in_prod & MASK32, out_cons & MASK32, out_prod & MASK32)
     if flag_state is not None:
-        enc = _flags.encode(layout, flag_state)
+        enc = flags.encode(layout, flag_state)
         if enc is not None:
             off, raw = enc
             page[off: off + len(raw)] = raw

@@ -10,14 +10,11 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 
+from xcinspect.core.errors import OperatorError
 
-class PlatformError(Exception):
-    """An environment problem: one clear line for the operator, and a hint."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+class PlatformError(OperatorError):
+    """An environment problem (xenstored, privileges, libraries, a console page)."""
 
 
 class BindError(PlatformError):
@@ -33,10 +30,10 @@ class PageMapping(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def __enter__(self):
+    def __enter__(self) -> PageMapping:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -24,8 +24,8 @@ import socket
 import stat
 import time
 
-from xcinspect import procfs
-from xcinspect.core import flags as F
+from xcinspect.core import flags
+from xcinspect.platform import procfs
 from xcinspect.platform.base import EventChannel, PageMapping, Platform, PlatformError
 
 SIM_HINT = "try --sim for a demo"
@@ -59,7 +59,7 @@ class Dom0Platform(Platform):
         if self._libs is None:
             from xcinspect.platform.xenlibs import XenLibs
 
-            parsed = F.parse_version(read_sysfs_version(self._p("/sys/hypervisor/version")) or "")
+            parsed = flags.parse_version(read_sysfs_version(self._p("/sys/hypervisor/version")) or "")
             self._libs = XenLibs(ctrl_prefer=f"{parsed[0]}.{parsed[1]}" if parsed else None)
         return self._libs
 
@@ -196,8 +196,8 @@ class Dom0Platform(Platform):
         return self._version
 
     def default_flag_layout(self) -> str:
-        parsed = F.parse_version(self.xen_version())
-        return F.layout_for_version(*(parsed or (None, None)))
+        parsed = flags.parse_version(self.xen_version())
+        return flags.layout_for_version(*(parsed or (None, None)))
 
     # -- pages and channels ----------------------------------------------------------------------
     def map_page(self, domid: int, ring_ref: int | None, *, writable: bool = False) -> PageMapping:
@@ -244,11 +244,11 @@ class Dom0Platform(Platform):
             status = self.libs.evtchn_status(domid, port)
         except PlatformError:
             return None
-        from xcinspect.platform import xenlibs as X
+        from xcinspect.platform import xenlibs
 
-        if status == X.EVTCHNSTAT_interdomain:
+        if status == xenlibs.EVTCHNSTAT_interdomain:
             return True
-        if status == X.EVTCHNSTAT_unbound:
+        if status == xenlibs.EVTCHNSTAT_unbound:
             return False
         return None
 

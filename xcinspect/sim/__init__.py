@@ -14,5 +14,5 @@
 * ``xswire``    -- a small pipelining xenstore client (bulk population, raw tests).
 * ``stress``    -- the cross-process ring stress (guest half and backend half).
 
-The platform for a world directory is ``xcinspect.platform.sim.SimPlatform``.
+The platform for a world directory is ``xcinspect.sim.platform.SimPlatform``.
 """

@@ -39,12 +39,22 @@ import sys
 import time
 import tty
 
-from xcinspect.core import flags as F
-from xcinspect.core.ring import IN_CONS, IN_PROD, IN_SIZE, PAGE_SIZE, PageError, RingIO, RingState, U32
+from xcinspect.core import flags
+from xcinspect.core.ring import IN_CONS, IN_PROD, IN_SIZE, PAGE_SIZE, U32, PageError, RingIO, RingState
 from xcinspect.platform.base import BindError, PlatformError
-from xcinspect.sim.common import Paths, die_with_parent, drain_wakeup, read_layout, read_world, remove_pidfile, signal_wakeup, world_id_for, write_pidfile
+from xcinspect.platform.xenstore import XenstoreError, XsClient
+from xcinspect.sim.common import (
+    Paths,
+    die_with_parent,
+    drain_wakeup,
+    read_layout,
+    read_world,
+    remove_pidfile,
+    signal_wakeup,
+    world_id_for,
+    write_pidfile,
+)
 from xcinspect.sim.evtchn import SimEventChannel
-from xcinspect.xs import XenstoreError, XsClient
 
 RATE_LIMIT_ALLOWANCE = 30
 RATE_LIMIT_PERIOD = 0.2
@@ -131,7 +141,7 @@ class Consoled:
         except XenstoreError:
             self.next_xs_retry = now + 1.0
             return
-        for path, token in events:
+        for _path, token in events:
             if token == "domlist":
                 self.need_enum = True
             elif token.startswith("dom"):
@@ -221,8 +231,8 @@ class Consoled:
                 return  # cannot map: err, nothing more
             con.ring = RingIO(con.mm)
             con.ring_ref = ring_ref
-        if con.layout == F.RFC_V2:
-            con.ring.set_flag(F.RFC_V2, F.CONNECTED)  # right after mapping (RFC v2)
+        if con.layout == flags.RFC_V2:
+            con.ring.set_flag(flags.RFC_V2, flags.CONNECTED)  # right after mapping (RFC v2)
         if not (con.ev is not None and port == con.port and not con.ev.closed):
             if con.ev is not None:
                 self.close_evtchn(con)
@@ -249,10 +259,10 @@ class Consoled:
                 if con.tty:
                     self.xs.write(f"{base}/console/tty", con.tty)
                 self.open_log(con)
-                if con.layout == F.RFC_V2:
+                if con.layout == flags.RFC_V2:
                     con.ev.notify()  # "Notify to check flags field"
-        if not err and con.mm is not None and con.layout == F.XEN_421:
-            con.ring.set_flag(F.XEN_421, F.CONNECTED)
+        if not err and con.mm is not None and con.layout == flags.XEN_421:
+            con.ring.set_flag(flags.XEN_421, flags.CONNECTED)
 
     def create_pty(self, con: Console) -> None:
         master, slave = os.openpty()

@@ -5,7 +5,7 @@ Foreground (also what ``xcinspect sim DIR`` runs)::
 
     python -m xcinspect.sim.world --world DIR [--domains N] [--scenario demo|scale] [--no-timeline]
 
-Python API (tests, ``xcinspect --sim``)::
+Python API (tests, ``xcinspect --sim``; in ``sim.handle``, the scenarios in ``sim.scenarios``)::
 
     world = start_world(dir, domains=None, scenario="demo", timeline=True)
     world.dir, world.xenstore_path, world.domains, world.pids()
@@ -37,91 +37,31 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-import uuid as _uuid
+import uuid
 
-from xcinspect.core import flags as F
+from xcinspect.core import flags
 from xcinspect.core.ring import blank_page
+from xcinspect.core.xs_wire import Op
+from xcinspect.sim import scenarios
 from xcinspect.sim.common import (
-    WORLD_VERSION, Paths, drain_wakeup, pid_alive, read_world, signal_wakeup, world_id_for, write_world,
+    WORLD_VERSION,
+    Paths,
+    drain_wakeup,
+    read_world,
+    signal_wakeup,
+    world_id_for,
+    write_world,
 )
+from xcinspect.sim.handle import WorldError, running_controller
 
 CONSOLE_PORT = 2  # the console's guest-side event channel (port 1 is xenstore's)
 XENSTORE_PORT = 1
 GUESTS_PER_PROCESS = 64
-# Past ~1,040 domains `DIRECTORY /local/domain` no longer fits one 4096-byte reply (E2BIG,
-# as on a real xenstored); clients list with DIRECTORY_PART then. 5,000 is what the
-# benchmarks use (a sim console needs a pty: past kernel.pty.max, 4096 by default, the
-# sim xenconsoled cannot give the rest a tty, as a real one could not).
-MAX_DOMAINS = 5000
 CONSOLE_LIMIT = 1048576
 
 
-# -- scenarios ----------------------------------------------------------------------------------
-def _dom(name, kernel="legacy", layout=F.NONE, behaviour="normal", consoled=True, tick=2.0, shows="",
-         flag=None):
-    # flag: the page's flag as the world starts, instead of what libxenguest writes
-    # ("connected" on a 4.21 domain nobody services: xenconsoled connected once, then died).
-    return {"name": name, "kernel": kernel, "layout": layout, "behaviour": behaviour,
-            "consoled": consoled, "tick": tick, "shows": shows, "flag": flag}
-
-
-def demo_domains() -> dict[int, dict]:
-    return {
-        1: _dom("web01", shows="healthy console (no flag), serviced by xenconsoled"),
-        2: _dom("db01", kernel="xen-4.21", layout=F.XEN_421, tick=3.0,
-                shows="Xen 4.21 layout, 4.21-aware kernel, serviced: connection=0 (connected)"),
-        3: _dom("rfc-guest", kernel="rfc-v2", layout=F.RFC_V2, tick=2.5,
-                shows="RFC v2 layout, serviced: flag=1 (connected)"),
-        4: _dom("stuck-boot", consoled=False, tick=1.0,
-                shows="stuck boot: no backend, out full (2048), guest blocked; resumes when drained"),
-        5: _dom("hyperlaunch", kernel="xen-4.21", layout=F.XEN_421, consoled=False,
-                shows="Xen 4.21 layout, no backend: connection=1, guest drops writes (ring empty)"),
-        6: _dom("chatty", behaviour="chatty", shows="flooding guest held by the rate limit"),
-        7: _dom("corrupt", behaviour="corrupt", shows="corrupt indices (fill > 2048)"),
-        8: _dom("ephemeral", tick=1.5, shows="dies ~20 s after start"),
-    }
-
-
-DEMO_LATECOMER = (9, _dom("latecomer", kernel="xen-4.21", layout=F.XEN_421, tick=2.0,
-                          shows="appears ~10 s after start"))
-DEMO_EPHEMERAL = 8
-
-ROLES = ("web", "app", "db", "cache", "mq", "build", "ci", "mail", "dns", "lb", "api", "batch")
-
-
-def scale_domains(n: int) -> dict[int, dict]:
-    """n domains, mostly healthy and quiet-ish, with a sprinkling of each problem case."""
-    out: dict[int, dict] = {}
-    chatty = 0
-    for d in range(1, n + 1):
-        name = f"{ROLES[d % len(ROLES)]}{d:04d}"
-        tick = 2.0 + (d * 7919 % 40) / 10.0  # a line every 2..6 s
-        if d % 97 == 13:
-            out[d] = _dom(f"stuck{d:04d}", consoled=False, tick=1.0, shows="stuck boot")
-        elif d % 89 == 29:
-            out[d] = _dom(f"hl{d:04d}", kernel="xen-4.21", layout=F.XEN_421, consoled=False,
-                          shows="4.21, no backend: dropping")
-        elif d % 83 == 41:
-            out[d] = _dom(f"bad{d:04d}", behaviour="corrupt", shows="corrupt indices")
-        elif d % 211 == 17 and chatty < 3:
-            chatty += 1
-            out[d] = _dom(f"chatty{d:04d}", behaviour="chatty", shows="rate-limited flood")
-        elif d % 71 == 5:
-            out[d] = _dom(name, kernel="rfc-v2", layout=F.RFC_V2, tick=tick, shows="rfc-v2, serviced")
-        elif d % 7 == 3:
-            out[d] = _dom(name, kernel="xen-4.21", layout=F.XEN_421, tick=tick, shows="4.21, serviced")
-        else:
-            out[d] = _dom(name, tick=tick, behaviour="quiet" if d % 5 == 0 else "normal", shows="healthy")
-    return out
-
-
 # -- the controller ------------------------------------------------------------------------------
-class WorldError(RuntimeError):
-    pass
-
-
 class GuestProc:
     def __init__(self, proc: subprocess.Popen, domids: list[int]) -> None:
         self.proc = proc
@@ -174,7 +114,7 @@ class Controller:
             "version": WORLD_VERSION,
             "world_id": self.world_id,
             "xen_version": "sim",
-            "default_layout": F.NONE,
+            "default_layout": flags.NONE,
             "controller_pid": os.getpid(),
             "scenario": self.scenario,
             "domains": {str(d): cfg for d, cfg in sorted(self.domains.items())},
@@ -192,17 +132,7 @@ class Controller:
     # -- start-up ----------------------------------------------------------------------------------
     def running_controller(self) -> int | None:
         """Pid of another live controller of this directory, if any."""
-        try:
-            pid = int(read_world(self.dir).get("controller_pid") or 0)
-        except (OSError, ValueError, TypeError):
-            return None
-        if not pid or pid == os.getpid() or not pid_alive(pid):
-            return None
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                return pid if b"xcinspect.sim.world" in f.read() else None
-        except OSError:
-            return None
+        return running_controller(self.dir)
 
     def setup(self) -> None:
         p = self.paths
@@ -218,9 +148,9 @@ class Controller:
         for name in os.listdir(p.pages):
             os.unlink(os.path.join(p.pages, name))
         if self.scenario == "scale" or self.n:
-            self.domains = scale_domains(self.n or 100)
+            self.domains = scenarios.scale_domains(self.n or 100)
         else:
-            self.domains = demo_domains()
+            self.domains = scenarios.demo_domains()
         for d, cfg in self.domains.items():
             self._fill_cfg(d, cfg)
         self.initial = set(self.domains)
@@ -236,9 +166,7 @@ class Controller:
         for d in sorted(self.domains):
             self.make_page(d)
         self.populate(sorted(self.domains))
-        from xcinspect.sim.xenstored import INTRODUCE
-
-        self.xs("pipeline", [(INTRODUCE, b"%d\0%d\0%d\0" % (d, self.domains[d]["store_mfn"], XENSTORE_PORT))
+        self.xs("pipeline", [(Op.INTRODUCE, b"%d\0%d\0%d\0" % (d, self.domains[d]["store_mfn"], XENSTORE_PORT))
                             for d in sorted(self.domains)])
         # As on a host, the backend is set up before the guest runs (xl unpauses it after
         # xenconsoled had its chance): start the guests once served consoles have a tty.
@@ -247,10 +175,10 @@ class Controller:
         self.save()
         if self.timeline_on:
             if self.scenario == "demo" and not self.n:
-                self.timeline = [(10.0, "create", DEMO_LATECOMER), (20.0, "destroy", DEMO_EPHEMERAL)]
+                self.timeline = [(10.0, "create", scenarios.DEMO_LATECOMER), (20.0, "destroy", scenarios.DEMO_EPHEMERAL)]
             else:
                 last = max(self.domains)
-                self.timeline = [(10.0, "create", (last + 1, _dom(f"late{last + 1:04d}", shows="appears later"))),
+                self.timeline = [(10.0, "create", (last + 1, scenarios.domain_spec(f"late{last + 1:04d}", shows="appears later"))),
                                  (20.0, "destroy", last)]
         self.say(f"world {self.dir}: {len(self.domains)} domains, waiting for the guests to boot")
 
@@ -258,7 +186,7 @@ class Controller:
         cfg.setdefault("port", CONSOLE_PORT)
         cfg.setdefault("ring_ref", 0x9F000 + d * 0x41)  # a fake frame number (GFN), as libxl writes
         cfg.setdefault("store_mfn", 0x9E000 + d * 0x41)
-        cfg.setdefault("uuid", str(_uuid.uuid5(_uuid.NAMESPACE_URL, f"xcinspect-sim:{self.world_id}/{d}/{cfg['name']}")))
+        cfg.setdefault("uuid", str(uuid.uuid5(uuid.NAMESPACE_URL, f"xcinspect-sim:{self.world_id}/{d}/{cfg['name']}")))
 
     def xs(self, method: str, *args):
         """A call on the controller's xenstore connection, reconnecting once if xenstored
@@ -310,7 +238,7 @@ class Controller:
         cfg = self.domains[d]
         layout = cfg["layout"]
         # libxenguest: a zeroed page; >= 4.21 sets connection = 1 (disconnected).
-        flag = cfg.get("flag") or (F.DISCONNECTED if layout == F.XEN_421 else None)
+        flag = cfg.get("flag") or (flags.DISCONNECTED if layout == flags.XEN_421 else None)
         page = blank_page(layout, flag)
         tmp = self.paths.page(d) + ".tmp"
         with open(tmp, "wb") as f:
@@ -344,12 +272,10 @@ class Controller:
             self.xs("write_many", items[i: i + 4000])
 
     def wait_for_backend(self, domids: list[int], timeout: float | None = None) -> None:
-        from xcinspect.sim.xenstored import READ
-
         want = [d for d in domids if self.domains[d].get("consoled", True)]
         deadline = time.monotonic() + (timeout if timeout is not None else 10.0 + 0.01 * len(want))
         while want and time.monotonic() < deadline:
-            reps = self.xs("pipeline", [(READ, f"/local/domain/{d}/console/tty".encode() + b"\0") for d in want])
+            reps = self.xs("pipeline", [(Op.READ, f"/local/domain/{d}/console/tty".encode() + b"\0") for d in want])
             want = [d for d, (op, payload) in zip(want, reps) if not payload.strip(b"\0")]
             if want:
                 time.sleep(0.02)
@@ -442,7 +368,7 @@ class Controller:
                 self.destroy_domain(int(words[1]))
                 return "ok"
             if cmd == "create" and len(words) >= 2:
-                cfg = _dom(words[1])
+                cfg = scenarios.domain_spec(words[1])
                 for kv in words[2:]:
                     k, _, v = kv.partition("=")
                     if k == "consoled":
@@ -663,251 +589,10 @@ class Controller:
 # -- the Python API ----------------------------------------------------------------------------------
 
 
-def _group_members(pgid: int) -> list[int]:
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                rest = f.read().rsplit(")", 1)[1].split()
-            if int(rest[2]) == pgid and rest[0] != "Z":
-                out.append(int(name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return out
-
-
-class World:
-    """A running sim world (see ``start_world``)."""
-
-    def __init__(self, directory: str, proc: subprocess.Popen) -> None:
-        self.paths = Paths(directory)
-        self.dir = self.paths.dir
-        self.proc = proc
-        self.pid = proc.pid
-        self.pgid = proc.pid  # start_new_session: the controller leads its own group
-        self.stopped = False
-        self._known_pids: set[int] = set()
-
-    @property
-    def xenstore_path(self) -> str:
-        return self.paths.socket
-
-    @property
-    def world_id(self) -> str:
-        return world_id_for(self.dir)
-
-    def info(self) -> dict:
-        return read_world(self.dir)
-
-    @property
-    def domains(self) -> dict[int, dict]:
-        return {int(k): v for k, v in self.info().get("domains", {}).items()}
-
-    def domid(self, name: str) -> int:
-        for d, cfg in self.domains.items():
-            if cfg.get("name") == name:
-                return d
-        raise KeyError(name)
-
-    def pids(self) -> list[int]:
-        """The controller and every process it started (as recorded in world.json)."""
-        try:
-            p = self.info().get("pids", {})
-        except (OSError, ValueError):
-            p = {}
-        pids = [self.pid] + [x for x in (p.get("xenstored"), p.get("xenconsoled")) if x] + list(p.get("guests", []))
-        self._known_pids.update(pids)
-        return pids
-
-    def platform(self):
-        from xcinspect.platform.sim import SimPlatform
-
-        return SimPlatform(self.dir)
-
-    def control(self, line: str, timeout: float = 10.0) -> str:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        try:
-            s.connect(self.paths.control)
-            s.sendall(line.strip().encode() + b"\n")
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        finally:
-            s.close()
-        reply = buf.decode().strip()
-        if not reply.startswith("ok"):
-            raise WorldError(f"world control {line!r}: {reply or 'no reply'}")
-        return reply[2:].strip()
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """Stop the world: every process of it is gone when this returns."""
-        if self.stopped:
-            return
-        try:
-            self.pids()
-        except Exception:
-            pass
-        if self.proc.poll() is None:
-            try:
-                self.proc.terminate()
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        # Whatever is left in the group (controller SIGKILLed, a wedged child): kill it.
-        deadline = time.monotonic() + 5.0
-        while True:
-            members = _group_members(self.pgid)
-            strays = [p for p in self._known_pids if p != self.pid and pid_alive(p) and p not in members]
-            if not members and not strays:
-                break
-            try:
-                os.killpg(self.pgid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            for p in strays:
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        self._stop_backends()
-        for path in (self.paths.socket, self.paths.control, self.paths.ready):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-        self.stopped = True
-
-    def _stop_backends(self) -> None:
-        """xcinspect backend daemons started for this world (own sessions) go with it."""
-        try:
-            names = os.listdir(self.paths.state)
-        except OSError:
-            return
-        for name in names:
-            if not name.endswith(".pid"):
-                continue
-            try:
-                with open(os.path.join(self.paths.state, name)) as f:
-                    pid = int(f.read().split()[0])
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read()
-            except (OSError, ValueError, IndexError):
-                continue
-            if self.dir.encode() not in cmd:
-                continue
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except OSError:
-                continue
-            for _ in range(60):
-                if not pid_alive(pid):
-                    break
-                time.sleep(0.05)
-            else:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-def start_world(directory: str, domains: int | None = None, scenario: str = "demo", timeline: bool = True,
-                timeout: float | None = None, log: str | None = None) -> World:
-    """Start a world controller for ``directory`` (in its own session) and wait until every
-    initial guest has booted (``world.ready``). Raises WorldError with the reason when it
-    does not come up within ``timeout`` seconds (default: 30 s + 60 ms per domain)."""
-    if domains is not None and not 1 <= int(domains) <= MAX_DOMAINS:
-        raise WorldError(f"a sim world has 1 to {MAX_DOMAINS} domains")
-    if domains and scenario == "demo":
-        scenario = "scale"  # a domain count means the scale scenario
-    paths = Paths(directory)
-    paths.makedirs()
-    other = Controller(paths.dir).running_controller()
-    if other:
-        raise WorldError(f"a sim world is already running in {paths.dir} (controller pid {other})")
-    try:
-        os.unlink(paths.ready)
-    except FileNotFoundError:
-        pass
-    args = ["-m", "xcinspect.sim.world", "--world", paths.dir, "--scenario", scenario]
-    if domains:
-        args += ["--domains", str(int(domains))]
-    if not timeline:
-        args.append("--no-timeline")
-    if log:
-        args += ["--log", log]
-    if timeout is None:
-        timeout = 30.0 + 0.06 * (domains or 10)
-    return launch_controller(paths, args, timeout)
-
-
-def launch_controller(paths: Paths, args: list[str], timeout: float) -> World:
-    """Run ``python ARGS`` (a world controller for ``paths``) in its own session, logging
-    to run/world.log, and wait for ``world.ready``; stop it and raise WorldError with the
-    log's tail when it exits or is not ready within ``timeout`` seconds."""
-    cmd = [sys.executable, *args]
-    if threading.current_thread() is threading.main_thread():
-        # The world dies with us even if we are SIGKILLed (PDEATHSIG is per thread, so
-        # only from the main thread: a worker thread's exit must not end the world).
-        cmd += ["--parent-pid", str(os.getpid())]
-    logf = open(os.path.join(paths.run, "world.log"), "ab", buffering=0)
-    try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
-    finally:
-        logf.close()
-    world = World(paths.dir, proc)
-    deadline = time.monotonic() + timeout
-    try:
-        while not os.path.exists(paths.ready):
-            if proc.poll() is not None:
-                tail = _tail(os.path.join(paths.run, "world.log"))
-                raise WorldError(f"the sim world controller exited (status {proc.returncode}) before the "
-                                 f"world was ready:\n{tail}")
-            if time.monotonic() > deadline:
-                tail = _tail(os.path.join(paths.run, "world.log"))
-                raise WorldError(f"the sim world at {paths.dir} was not ready within {timeout:g} s:\n{tail}")
-            time.sleep(0.02)
-        world.pids()
-    except BaseException:  # also Ctrl-C while waiting: never leave a half-started world
-        world.stop()
-        raise
-    return world
-
-
-def _tail(path: str, n: int = 15) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return "(no log)"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m xcinspect.sim.world", description="run a simulated Xen world")
     ap.add_argument("--world", required=True, help="world directory (created if missing)")
-    ap.add_argument("--domains", type=int, help=f"number of domains (scale scenario, up to {MAX_DOMAINS})")
+    ap.add_argument("--domains", type=int, help=f"number of domains (scale scenario, up to {scenarios.MAX_DOMAINS})")
     ap.add_argument("--scenario", choices=("demo", "scale"), default=None)
     ap.add_argument("--no-timeline", dest="timeline", action="store_false",
                     help="no domain appears or dies later (deterministic tests)")
@@ -918,8 +603,8 @@ def main(argv: list[str] | None = None) -> int:
         from xcinspect.sim.common import die_with_parent
 
         die_with_parent(args.parent_pid)
-    if args.domains is not None and not 1 <= args.domains <= MAX_DOMAINS:
-        ap.error(f"--domains must be between 1 and {MAX_DOMAINS}")
+    if args.domains is not None and not 1 <= args.domains <= scenarios.MAX_DOMAINS:
+        ap.error(f"--domains must be between 1 and {scenarios.MAX_DOMAINS}")
     scenario = args.scenario or ("scale" if args.domains else "demo")
     if scenario == "scale" and not args.domains:
         args.domains = 100

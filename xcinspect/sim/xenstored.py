@@ -34,172 +34,15 @@ import os
 import selectors
 import signal
 import socket
-import struct
 import sys
 import time
 
+from xcinspect.core.xs_wire import HEADER, PAYLOAD_MAX, Op
 from xcinspect.sim.common import Paths, die_with_parent, drain_wakeup, remove_pidfile, signal_wakeup, write_pidfile
-
-HEADER = struct.Struct("<IIII")
-PAYLOAD_MAX = 4096
-
-CONTROL, DIRECTORY, READ, GET_PERMS, WATCH, UNWATCH = 0, 1, 2, 3, 4, 5
-TRANSACTION_START, TRANSACTION_END, INTRODUCE, RELEASE, GET_DOMAIN_PATH = 6, 7, 8, 9, 10
-WRITE, MKDIR, RM, SET_PERMS, WATCH_EVENT, ERROR, IS_DOMAIN_INTRODUCED = 11, 12, 13, 14, 15, 16, 17
-RESUME, SET_TARGET, RESET_WATCHES, DIRECTORY_PART = 18, 19, 21, 22
+from xcinspect.sim.xenstore_tree import VALID_PATH_BYTES, Store, Transaction, XsErr
 
 SPECIAL = ("@introduceDomain", "@releaseDomain")
 INTRODUCED_BATCH = 500
-_VALID = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-/_@")
-
-
-class XsErr(Exception):
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-# -- the tree ----------------------------------------------------------------------------------
-class Store:
-    """Nodes: path -> [value, perms, children-set]. Every mutator returns the watch firings
-    it causes as (path, recurse) pairs."""
-
-    def __init__(self) -> None:
-        self.nodes: dict[str, list] = {"/": [b"", [b"n0"], set()]}
-        self.gen = 0
-        self.mod: dict[str, int] = {}
-        self.kids: dict[str, int] = {}  # path -> generation of its last child added/removed
-
-    def copy(self) -> "Store":
-        s = Store.__new__(Store)
-        s.nodes = {p: [n[0], list(n[1]), set(n[2])] for p, n in self.nodes.items()}
-        s.gen = self.gen
-        s.mod = {}
-        s.kids = dict(self.kids)
-        return s
-
-    @staticmethod
-    def parent(path: str) -> str:
-        if path == "/":
-            return "/"
-        head = path.rsplit("/", 1)[0]
-        return head or "/"
-
-    def _touch(self, path: str) -> None:
-        self.gen += 1
-        self.mod[path] = self.gen
-
-    def _create(self, path: str, value: bytes) -> None:
-        """Create ``path`` and any missing ancestors (empty values)."""
-        missing = []
-        p = path
-        while p not in self.nodes:
-            missing.append(p)
-            p = self.parent(p)
-        for p in reversed(missing):
-            parent = self.parent(p)
-            perms = list(self.nodes[parent][1])
-            self.nodes[p] = [b"", perms, set()]
-            self.nodes[parent][2].add(p.rsplit("/", 1)[1])
-            self._touch(p)
-            self.kids[parent] = self.gen
-        self.nodes[path][0] = value
-
-    def read(self, path: str) -> bytes:
-        node = self.nodes.get(path)
-        if node is None:
-            raise XsErr("ENOENT")
-        return node[0]
-
-    def directory(self, path: str) -> list[str]:
-        node = self.nodes.get(path)
-        if node is None:
-            raise XsErr("ENOENT")
-        return sorted(node[2])
-
-    def directory_part(self, path: str, offset: int) -> bytes:
-        """XS_DIRECTORY_PART as xenstored_core.c's send_directory_part: the node's
-        generation, then the children from byte ``offset`` of the NUL-separated list, as
-        many whole names as fit one reply; an empty string after the last child."""
-        names = self.directory(path)
-        children = b"".join(n.encode() + b"\0" for n in names)
-        gen = b"%d\0" % self.kids.get(path, 0)
-        if offset >= len(children):
-            return gen + b"\0"
-        maxlen = PAYLOAD_MAX - len(gen) - 1
-        end = offset
-        while end < len(children):
-            nxt = children.index(b"\0", end) + 1
-            if nxt - offset > maxlen:
-                break
-            end = nxt
-        if end == offset:  # (cannot happen: a name is at most 3072 bytes)
-            raise XsErr("E2BIG")
-        body = children[offset:end]
-        if end == len(children):
-            body += b"\0"
-        return gen + body
-
-    def write(self, path: str, value: bytes) -> list[tuple[str, bool]]:
-        if path in self.nodes:
-            self.nodes[path][0] = value
-        else:
-            self._create(path, value)
-        self._touch(path)
-        return [(path, False)]
-
-    def mkdir(self, path: str) -> list[tuple[str, bool]]:
-        if path in self.nodes:
-            return []
-        self._create(path, b"")
-        return [(path, False)]
-
-    def rm(self, path: str) -> list[tuple[str, bool]]:
-        if path == "/":
-            raise XsErr("EINVAL")
-        if path not in self.nodes:
-            if self.parent(path) not in self.nodes:
-                raise XsErr("ENOENT")
-            return []
-        stack = [path]
-        while stack:
-            p = stack.pop()
-            node = self.nodes.pop(p)
-            self._touch(p)
-            stack.extend(f"{p}/{c}" for c in node[2])
-        parent = self.parent(path)
-        self.nodes[parent][2].discard(path.rsplit("/", 1)[1])
-        self._touch(parent)
-        self.kids[parent] = self.gen
-        return [(path, True)]
-
-    def get_perms(self, path: str) -> list[bytes]:
-        node = self.nodes.get(path)
-        if node is None:
-            raise XsErr("ENOENT")
-        return node[1]
-
-    def set_perms(self, path: str, perms: list[bytes]) -> list[tuple[str, bool]]:
-        node = self.nodes.get(path)
-        if node is None:
-            raise XsErr("ENOENT")
-        if not perms or any(len(p) < 2 or p[:1] not in b"wrbn" or not p[1:].isdigit() for p in perms):
-            raise XsErr("EINVAL")
-        node[1] = list(perms)
-        self._touch(path)
-        return [(path, False)]
-
-
-class Transaction:
-    def __init__(self, tid: int, store: Store) -> None:
-        self.tid = tid
-        self.view = store.copy()
-        self.start_gen = store.gen
-        self.touched: set[str] = set()
-        self.ops: list[tuple[str, tuple]] = []
-
-
-# -- connections -------------------------------------------------------------------------------
 class Conn:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -417,7 +260,7 @@ class Server:
     # -- replies and events -------------------------------------------------------------------
     def send(self, conn: Conn, op: int, rid: int, tid: int, payload: bytes, *, control_reply: bool = False) -> None:
         if len(payload) > PAYLOAD_MAX and not self.long_replies:
-            op, payload = ERROR, b"E2BIG\0"
+            op, payload = Op.ERROR, b"E2BIG\0"
         data = HEADER.pack(op, rid, tid, len(payload)) + payload
         if self.mid_stall is not None and not control_reply and not conn.held:
             secs, self.mid_stall = self.mid_stall, None
@@ -430,7 +273,7 @@ class Server:
 
     def event(self, conn: Conn, path: str, token: str) -> None:
         payload = path.encode() + b"\0" + token.encode() + b"\0"
-        conn.queue(HEADER.pack(WATCH_EVENT, 0, 0, len(payload)) + payload)
+        conn.queue(HEADER.pack(Op.WATCH_EVENT, 0, 0, len(payload)) + payload)
 
     def fire(self, path: str, recurse: bool) -> None:
         seen: set[tuple[int, str]] = set()
@@ -460,7 +303,7 @@ class Server:
                         emit(conn, token, given, wpath)
 
     def fire_special(self, name: str) -> None:
-        for conn, token, given in list(self.watches.get(name, ())):
+        for conn, token, _given in list(self.watches.get(name, ())):
             self.event(conn, name, token)
 
     def _remove_watch(self, conn: Conn, wpath: str, token: str) -> None:
@@ -485,7 +328,7 @@ class Server:
     def path(raw: bytes, *, watch: bool = False) -> str:
         if watch and raw.decode("ascii", "replace") in SPECIAL:
             return raw.decode()
-        if not raw or any(b not in _VALID for b in raw) or b"//" in raw:
+        if not raw or any(b not in VALID_PATH_BYTES for b in raw) or b"//" in raw:
             raise XsErr("EINVAL")
         p = raw.decode("ascii")
         if "@" in p:
@@ -502,14 +345,14 @@ class Server:
         try:
             reply = self.dispatch(conn, op, rid, tid, payload)
         except XsErr as exc:
-            self.send(conn, ERROR, rid, tid, exc.code.encode() + b"\0")
+            self.send(conn, Op.ERROR, rid, tid, exc.code.encode() + b"\0")
             return
         except (UnicodeDecodeError, ValueError):
-            self.send(conn, ERROR, rid, tid, b"EINVAL\0")
+            self.send(conn, Op.ERROR, rid, tid, b"EINVAL\0")
             return
         if reply is not None:
             rop, rpayload, after = reply
-            self.send(conn, rop, rid, tid, rpayload, control_reply=(op == CONTROL))
+            self.send(conn, rop, rid, tid, rpayload, control_reply=(op == Op.CONTROL))
             if after is not None:
                 after()
 
@@ -533,20 +376,20 @@ class Server:
 
     def dispatch(self, conn: Conn, op: int, rid: int, tid: int, payload: bytes):
         OK = b"OK\0"
-        if op == READ:
+        if op == Op.READ:
             p = self.path(self.args(payload, 1)[0])
             store, tx = self._store_for(conn, tid)
             if tx:
                 tx.touched.add(p)
-            return READ, store.read(p), None
-        if op == DIRECTORY:
+            return Op.READ, store.read(p), None
+        if op == Op.DIRECTORY:
             p = self.path(self.args(payload, 1)[0])
             store, tx = self._store_for(conn, tid)
             if tx:
                 tx.touched.add(p)
             names = store.directory(p)
-            return DIRECTORY, b"".join(n.encode() + b"\0" for n in names), None
-        if op == DIRECTORY_PART:
+            return Op.DIRECTORY, b"".join(n.encode() + b"\0" for n in names), None
+        if op == Op.DIRECTORY_PART:
             raw = self.args(payload)
             if len(raw) != 2 or not raw[1].isdigit():
                 raise XsErr("EINVAL")
@@ -554,29 +397,29 @@ class Server:
             store, tx = self._store_for(conn, tid)
             if tx:
                 tx.touched.add(p)
-            return DIRECTORY_PART, store.directory_part(p, int(raw[1])), None
-        if op == WRITE:
+            return Op.DIRECTORY_PART, store.directory_part(p, int(raw[1])), None
+        if op == Op.WRITE:
             i = payload.find(b"\0")
             if i < 0:
                 raise XsErr("EINVAL")
             p = self.path(payload[:i])
             self._mutate(conn, tid, "write", p, payload[i + 1:])
-            return WRITE, OK, None
-        if op == MKDIR:
+            return Op.WRITE, OK, None
+        if op == Op.MKDIR:
             self._mutate(conn, tid, "mkdir", self.path(self.args(payload, 1)[0]))
-            return MKDIR, OK, None
-        if op == RM:
+            return Op.MKDIR, OK, None
+        if op == Op.RM:
             self._mutate(conn, tid, "rm", self.path(self.args(payload, 1)[0]))
-            return RM, OK, None
-        if op == GET_PERMS:
+            return Op.RM, OK, None
+        if op == Op.GET_PERMS:
             p = self.path(self.args(payload, 1)[0])
             store, _ = self._store_for(conn, tid)
-            return GET_PERMS, b"".join(x + b"\0" for x in store.get_perms(p)), None
-        if op == SET_PERMS:
+            return Op.GET_PERMS, b"".join(x + b"\0" for x in store.get_perms(p)), None
+        if op == Op.SET_PERMS:
             parts = self.args(payload, 2)
             self._mutate(conn, tid, "set_perms", self.path(parts[0]), parts[1:])
-            return SET_PERMS, OK, None
-        if op == WATCH:
+            return Op.SET_PERMS, OK, None
+        if op == Op.WATCH:
             parts = self.args(payload, 2)
             given = parts[0].decode("ascii")
             wpath = self.path(parts[0], watch=True)
@@ -585,33 +428,33 @@ class Server:
                 raise XsErr("EEXIST")
             conn.watches.add((wpath, token))
             self.watches.setdefault(wpath, []).append((conn, token, given))
-            return WATCH, OK, lambda: self.event(conn, given, token)
-        if op == UNWATCH:
+            return Op.WATCH, OK, lambda: self.event(conn, given, token)
+        if op == Op.UNWATCH:
             parts = self.args(payload, 2)
             wpath = self.path(parts[0], watch=True)
             token = parts[1].decode("ascii")
             if (wpath, token) not in conn.watches:
                 raise XsErr("ENOENT")
             self._remove_watch(conn, wpath, token)
-            return UNWATCH, OK, None
-        if op == RESET_WATCHES:
+            return Op.UNWATCH, OK, None
+        if op == Op.RESET_WATCHES:
             for wpath, token in list(conn.watches):
                 self._remove_watch(conn, wpath, token)
-            return RESET_WATCHES, OK, None
-        if op == TRANSACTION_START:
+            return Op.RESET_WATCHES, OK, None
+        if op == Op.TRANSACTION_START:
             if tid != 0:
                 raise XsErr("EBUSY")
             t = self.next_tid
             self.next_tid = self.next_tid % 0xFFFFFFF0 + 1
             conn.txs[t] = Transaction(t, self.store)
-            return TRANSACTION_START, str(t).encode() + b"\0", None
-        if op == TRANSACTION_END:
+            return Op.TRANSACTION_START, str(t).encode() + b"\0", None
+        if op == Op.TRANSACTION_END:
             arg = self.args(payload, 1)[0]
             tx = conn.txs.pop(tid, None)
             if tx is None:
                 raise XsErr("ENOENT")
             if arg == b"F":
-                return TRANSACTION_END, OK, None
+                return Op.TRANSACTION_END, OK, None
             if arg != b"T":
                 raise XsErr("EINVAL")
             if any(self.store.mod.get(p, 0) > tx.start_gen for p in tx.touched):
@@ -622,34 +465,34 @@ class Server:
                         self.fire(path, recurse)
                 except XsErr:
                     pass
-            return TRANSACTION_END, OK, None
-        if op == INTRODUCE:
+            return Op.TRANSACTION_END, OK, None
+        if op == Op.INTRODUCE:
             parts = self.args(payload, 3)
             domid, mfn, port = int(parts[0]), int(parts[1]), int(parts[2])
             if domid <= 0 or domid >= 0x7FF0:
                 raise XsErr("EINVAL")
             self.introduced[domid] = (mfn, port)
-            return INTRODUCE, OK, lambda: self.fire_special("@introduceDomain")
-        if op == RELEASE:
+            return Op.INTRODUCE, OK, lambda: self.fire_special("@introduceDomain")
+        if op == Op.RELEASE:
             domid = int(self.args(payload, 1)[0])
             if domid == 0:
                 raise XsErr("EINVAL")
             if domid not in self.introduced:
                 raise XsErr("ENOENT")
             del self.introduced[domid]
-            return RELEASE, OK, lambda: self.fire_special("@releaseDomain")
-        if op == GET_DOMAIN_PATH:
+            return Op.RELEASE, OK, lambda: self.fire_special("@releaseDomain")
+        if op == Op.GET_DOMAIN_PATH:
             domid = int(self.args(payload, 1)[0])
-            return GET_DOMAIN_PATH, f"/local/domain/{domid}".encode() + b"\0", None
-        if op == IS_DOMAIN_INTRODUCED:
+            return Op.GET_DOMAIN_PATH, f"/local/domain/{domid}".encode() + b"\0", None
+        if op == Op.IS_DOMAIN_INTRODUCED:
             domid = int(self.args(payload, 1)[0])
-            return IS_DOMAIN_INTRODUCED, (b"T\0" if domid in self.introduced else b"F\0"), None
-        if op == RESUME:
+            return Op.IS_DOMAIN_INTRODUCED, (b"T\0" if domid in self.introduced else b"F\0"), None
+        if op == Op.RESUME:
             domid = int(self.args(payload, 1)[0])
             if domid not in self.introduced:
                 raise XsErr("ENOENT")
-            return RESUME, OK, None
-        if op == CONTROL:
+            return Op.RESUME, OK, None
+        if op == Op.CONTROL:
             return self.control(conn, self.args(payload))
         raise XsErr("EINVAL")
 
@@ -658,12 +501,12 @@ class Server:
             raise XsErr("EINVAL")
         cmd = words[0]
         if cmd == b"ping":
-            return CONTROL, b"OK\0", None
+            return Op.CONTROL, b"OK\0", None
         if cmd == b"long-replies":
             if len(words) < 2 or words[1] not in (b"on", b"off"):
                 raise XsErr("EINVAL")
             self.long_replies = words[1] == b"on"
-            return CONTROL, b"OK\0", None
+            return Op.CONTROL, b"OK\0", None
         if cmd in (b"stall", b"stall-mid"):
             if len(words) < 2:
                 raise XsErr("EINVAL")
@@ -673,10 +516,10 @@ class Server:
             if cmd == b"stall":
                 def start() -> None:
                     self.stall_until = time.monotonic() + secs
-                return CONTROL, b"OK\0", start
+                return Op.CONTROL, b"OK\0", start
             def arm() -> None:
                 self.mid_stall = secs
-            return CONTROL, b"OK\0", arm
+            return Op.CONTROL, b"OK\0", arm
         if cmd == b"drop":
             def drop_all() -> None:
                 # Best effort: let the requester see its OK before the door slams.
@@ -689,13 +532,13 @@ class Server:
                     pass
                 for c in list(self.conns.values()):
                     self.drop(c)
-            return CONTROL, b"OK\0", drop_all
+            return Op.CONTROL, b"OK\0", drop_all
         if cmd == b"introduced":
             # In batches, as xc_domain_getinfo(first_domid, max) is called: at most 500
             # domids from the given first one (5,000 domids do not fit one reply).
             first = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
             ids = [d for d in sorted(self.introduced) if d >= first][:INTRODUCED_BATCH]
-            return CONTROL, " ".join(str(d) for d in ids).encode() + b"\0", None
+            return Op.CONTROL, " ".join(str(d) for d in ids).encode() + b"\0", None
         raise XsErr("EINVAL")
 
 

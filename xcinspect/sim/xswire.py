@@ -1,15 +1,13 @@
 """A tiny blocking xenstore wire client with pipelining (the world controller's bulk writer,
 and a raw client for tests that need to see the bytes). Not a replacement for
-``xcinspect.xs.XsClient``: no threads, no watches beyond collecting events."""
+``xcinspect.platform.xenstore.XsClient``: no threads, no watches beyond collecting events."""
 
 from __future__ import annotations
 
 import socket
 import time
 
-from xcinspect.sim.xenstored import (
-    ERROR, HEADER, INTRODUCE, MKDIR, READ, RELEASE, RM, WATCH_EVENT, WRITE, CONTROL, DIRECTORY,
-)
+from xcinspect.core.xs_wire import HEADER, Op
 
 
 class WireError(Exception):
@@ -83,7 +81,7 @@ class WireClient:
         deadline = time.monotonic() + self.timeout + 0.0005 * len(ids)
         while want:
             op, rid, tid, payload = self.recv_packet(deadline)
-            if op == WATCH_EVENT:
+            if op == Op.WATCH_EVENT:
                 parts = payload.split(b"\0")
                 self.events.append((parts[0], parts[1] if len(parts) > 1 else b""))
                 continue
@@ -95,36 +93,36 @@ class WireClient:
 
     def request(self, op: int, payload: bytes, tx: int = 0) -> bytes:
         rop, rpayload = self.pipeline([(op, payload)], tx)[0]
-        if rop == ERROR:
+        if rop == Op.ERROR:
             raise WireError(rpayload.rstrip(b"\0").decode())
         return rpayload
 
     # conveniences
     def write_many(self, items: list[tuple[str, str]]) -> None:
-        reps = self.pipeline([(WRITE, k.encode() + b"\0" + v.encode()) for k, v in items])
-        bad = [(items[i][0], p) for i, (op, p) in enumerate(reps) if op == ERROR]
+        reps = self.pipeline([(Op.WRITE, k.encode() + b"\0" + v.encode()) for k, v in items])
+        bad = [(items[i][0], p) for i, (op, p) in enumerate(reps) if op == Op.ERROR]
         if bad:
             raise WireError(f"write failed: {bad[:3]}")
 
     def read(self, path: str) -> str | None:
-        op, p = self.pipeline([(READ, path.encode() + b"\0")])[0]
-        return None if op == ERROR else p.decode()
+        op, p = self.pipeline([(Op.READ, path.encode() + b"\0")])[0]
+        return None if op == Op.ERROR else p.decode()
 
     def directory(self, path: str) -> list[str]:
-        op, p = self.pipeline([(DIRECTORY, path.encode() + b"\0")])[0]
-        return [] if op == ERROR else [x.decode() for x in p.split(b"\0") if x]
+        op, p = self.pipeline([(Op.DIRECTORY, path.encode() + b"\0")])[0]
+        return [] if op == Op.ERROR else [x.decode() for x in p.split(b"\0") if x]
 
     def mkdir(self, path: str) -> None:
-        self.request(MKDIR, path.encode() + b"\0")
+        self.request(Op.MKDIR, path.encode() + b"\0")
 
     def rm(self, path: str) -> None:
-        op, p = self.pipeline([(RM, path.encode() + b"\0")])[0]
+        op, p = self.pipeline([(Op.RM, path.encode() + b"\0")])[0]
 
     def introduce(self, domid: int, mfn: int, port: int) -> None:
-        self.request(INTRODUCE, b"%d\0%d\0%d\0" % (domid, mfn, port))
+        self.request(Op.INTRODUCE, b"%d\0%d\0%d\0" % (domid, mfn, port))
 
     def release(self, domid: int) -> None:
-        op, p = self.pipeline([(RELEASE, b"%d\0" % domid)])[0]
+        op, p = self.pipeline([(Op.RELEASE, b"%d\0" % domid)])[0]
 
     def control(self, *words: str) -> bytes:
-        return self.request(CONTROL, b"".join(w.encode() + b"\0" for w in words))
+        return self.request(Op.CONTROL, b"".join(w.encode() + b"\0" for w in words))

@@ -15,14 +15,17 @@ from collections.abc import Callable
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.color import Color
-from textual.message import Message
 from textual.css.query import NoMatches
+from textual.message import Message
 
+from xcinspect.core.options import UiOptions
 from xcinspect.platform.base import PlatformError
-from xcinspect.tui import render as V
+from xcinspect.tui import bindings, render
+from xcinspect.tui.action_workers import ActionWorkers
 from xcinspect.tui.commands import DomainCommands
 from xcinspect.tui.config import Config, load_config
-from xcinspect.tui.poller import Detail, DetailGone, Frame, OpenFailed, Poller, PollerState, Row, clean
+from xcinspect.tui.model import Detail, DetailGone, Frame, OpenFailed
+from xcinspect.tui.poller import Poller, PollerState
 from xcinspect.tui.themes import load_themes, resolve_theme, textual_themes
 
 INTERVALS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -39,7 +42,7 @@ class DetailReady(Message):
         self.detail = detail
 
 
-class XcApp(App[int], inherit_bindings=False):
+class XcApp(ActionWorkers, App[int], inherit_bindings=False):
     """xcinspect's Textual application."""
 
     CSS_PATH = "xcinspect.tcss"
@@ -76,10 +79,7 @@ class XcApp(App[int], inherit_bindings=False):
         self._posted = False
         self.frames = 0
         self.first_frame_at: float | None = None
-        self.pal = V.PLAIN
-        self.ops = 0  # actions running on threads (tests wait for 0)
-        self._action_lock = threading.Lock()
-        self._inflight: set[tuple[str, int | None]] = set()
+        self.pal = render.PLAIN
         self.main = None
         self.last_result: str | None = None
 
@@ -121,15 +121,11 @@ class XcApp(App[int], inherit_bindings=False):
             except Exception:
                 return None
 
-        self.pal = V.Palette(variables, to_rich=to_rich)
+        self.pal = render.Palette(variables, to_rich=to_rich)
 
     def watch_theme(self, theme: str) -> None:
+        # Before Textual's theme signal reaches the widgets (it is delivered a message later).
         self._rebuild_palette()
-        if self.main is not None and self.main.is_mounted:
-            self.main.table.palette_ = self.pal
-            self.main.table.apply(self.main.rows, force=True)
-            self.main.update_status()
-            self.main.show_detail()
 
     # -- frames from the poller -----------------------------------------------------------
     def _deliver(self, item) -> None:
@@ -161,7 +157,6 @@ class XcApp(App[int], inherit_bindings=False):
         except NoMatches:
             return  # being torn down: a frame can arrive while the app exits
         if frames:
-            table.palette_ = self.pal
             main.apply_frame(frames[-1])
             self.frames += len(frames)
             want = self.select_at_start
@@ -235,19 +230,15 @@ class XcApp(App[int], inherit_bindings=False):
 
     # -- helpers for the screens ----------------------------------------------------------
     def keys_for_hint(self) -> dict[str, str]:
-        from xcinspect.tui import bindings as B
-
         km = self.config.effective_keymap()
         out = {}
         for bid in ("connect", "attach", "set-flag-connected"):
-            first = km.get(bid, B.ALL[bid].keys).split(",")[0]
+            first = km.get(bid, bindings.ALL[bid].keys).split(",")[0]
             out[bid] = self.get_key_display(Binding(first, "x"))
         return out
 
     def escape_display(self) -> str:
-        from xcinspect.tui import bindings as B
-
-        first = self.config.effective_keymap().get("detach", B.ALL["detach"].keys).split(",")[0]
+        first = self.config.effective_keymap().get("detach", bindings.ALL["detach"].keys).split(",")[0]
         return self.get_key_display(Binding(first, "x"))
 
     def action_help(self) -> None:
@@ -258,30 +249,21 @@ class XcApp(App[int], inherit_bindings=False):
         self.push_screen(HelpScreen(self.config.effective_keymap(), self.read_only, self.config.path))
 
     def get_system_commands(self, screen):
+        """Textual's own entries, then one per binding of the table (``bindings.MAIN``)."""
         yield from super().get_system_commands(screen)
         main = self.main
         if main is None:
             return
-        from xcinspect.tui.widgets import SORT_LABEL, SORT_ORDER
+        from xcinspect.tui.columns import SORT_LABEL, SORT_ORDER
 
-        yield SystemCommand("Help", "Every key and what it does", self.action_help)
-        yield SystemCommand("Filter", "Filter domains by name, domid or verdict", main.action_filter)
-        for col in SORT_ORDER:
-            yield SystemCommand(f"Sort by {SORT_LABEL[col]}", "Sort the domain table",
-                                lambda c=col: main.sort_by(c, False))
-        yield SystemCommand("Reverse sort order", "Reverse the domain table", main.action_sort_reverse)
-        yield SystemCommand("Pause / resume", "Freeze or resume sampling", self.toggle_pause)
-        yield SystemCommand("Faster refresh", "Shorter refresh delay", lambda: self.change_interval(-1))
-        yield SystemCommand("Slower refresh", "Longer refresh delay", lambda: self.change_interval(+1))
-        yield SystemCommand("Refresh now", "Sample every console once", self.request_tick)
-        yield SystemCommand("Enlarge detail panel", "Toggle a full-screen detail panel", main.action_zoom)
-        if not self.read_only:
-            for action, title in (("connect", "Connect selected"), ("attach", "Attach selected"),
-                                  ("force_disconnect", "Force-disconnect selected"),
-                                  ("set_flag", "Set flag disconnected on selected"),
-                                  ("set_flag_connected", "Set flag connected on selected")):
-                yield SystemCommand(title, "Act on the domain under the cursor",
-                                    lambda a=action: main.do(a))
+        for spec in bindings.MAIN:
+            if spec.id == bindings.SORT_BY:
+                for col in SORT_ORDER:
+                    yield SystemCommand(f"Sort by {SORT_LABEL[col]}", "Sort the domain table",
+                                        lambda c=col: main.sort_by(c, False))
+            if spec.command is None or (spec.writes and self.read_only):
+                continue
+            yield SystemCommand(spec.command, spec.command_help, lambda a=spec.action: main.do(a))
 
     def domain_command(self, action: str, domid: int) -> None:
         """A palette command for one domain: select it, then act."""
@@ -294,175 +276,9 @@ class XcApp(App[int], inherit_bindings=False):
         t = main.table
         if t.query_text and domid not in t.shown:
             main.action_clear_filter()
-        t.selected = domid
-        self.poller_state.selected = domid
-        t.restore_cursor()
-        main.detail = None
-        main.show_detail()
-        self.request_detail()
+        t.selected = domid  # the screen watches it: detail panel, poller, bindings
         if action != "show":
             main.do(action)
-
-    # -- actions (off the UI thread) -------------------------------------------------------
-    def run_blocking(self, fn: Callable, on_ok: Callable, what: str, domid: int | None = None) -> None:
-        """Run ``fn`` on a daemon thread; ``on_ok(result)`` or an error notification.
-        A second request for the same action on the same domain while one runs is dropped."""
-        if self.actions is None:
-            self.notify("actions are not available here", severity="error", markup=False)
-            return
-        key = (what, domid)
-        if key in self._inflight:
-            self.notify(f"{what} of dom {domid} is already under way", timeout=2, markup=False)
-            return
-        self._inflight.add(key)
-        self.ops += 1
-
-        def body() -> None:
-            try:
-                with self._action_lock:
-                    result = fn()
-            except PlatformError as exc:
-                self._later(self._op_failed, key, exc.message)
-            except Exception as exc:  # report, never crash the UI
-                self._later(self._op_failed, key, f"{type(exc).__name__}: {exc}")
-            else:
-                self._later(self._op_done, key, on_ok, result)
-
-        threading.Thread(target=body, name=f"xcinspect-{what}", daemon=True).start()
-
-    def _later(self, fn, *args) -> None:
-        try:
-            self.call_from_thread(fn, *args)
-        except Exception:  # the app is shutting down
-            pass
-
-    def _op_done(self, key, on_ok, result) -> None:
-        self.ops -= 1
-        self._inflight.discard(key)
-        on_ok(result)
-
-    def _op_failed(self, key, message: str) -> None:
-        self.ops -= 1
-        self._inflight.discard(key)
-        what = key[0]
-        self.last_result = f"{what} failed: {message}"
-        self.notify(clean(message), title=f"{what} failed", severity="error", timeout=8, markup=False)
-        self.request_tick()
-
-    def _confirm(self, title: str, body: str, yes: str, destructive: bool, then: Callable[[], None]) -> None:
-        from xcinspect.tui.modals import ConfirmModal
-
-        def answered(ok: bool | None) -> None:
-            if ok:
-                then()
-            else:
-                self.notify("cancelled: nothing was changed", timeout=2, markup=False)
-
-        self.push_screen(ConfirmModal(title, clean(body), yes, destructive=destructive), answered)
-
-    def _done(self, what: str):
-        def ok(result) -> None:
-            self.last_result = result.message
-            self.notify(clean(result.message), title=what, timeout=6, markup=False)
-            self.request_tick()
-        return ok
-
-    def start_connect(self, r: Row) -> None:
-        acts = self.actions
-
-        def planned(plan) -> None:
-            if not plan.allowed:
-                self.last_result = plan.description
-                acts.audit("connect", r.domid, "refused", plan.description)  # refusals are audited too
-                self.notify(clean(plan.description), title="cannot connect", severity="warning", markup=False)
-                return
-            self._confirm(f"Connect the console of dom {r.domid} ({r.name})?", plan.description, "Connect",
-                          False, lambda: self.run_blocking(lambda: acts.connect(r.domid), self._done("connect"),
-                                                           "connect", r.domid))
-
-        self.run_blocking(lambda: acts.plan_connect(r.domid), planned, "connect", r.domid)
-
-    def start_disconnect(self, r: Row, *, force: bool = False, set_flag: bool = False) -> None:
-        if set_flag:
-            self.start_flag(r, "disconnected")
-            return
-        acts = self.actions
-        what = "disconnect"
-
-        def planned(plan) -> None:
-            if not plan.allowed:
-                self.last_result = plan.description
-                acts.audit("disconnect", r.domid, "refused", plan.description)
-                self.notify(clean(plan.description), title=f"cannot {what}", severity="warning", markup=False)
-                return
-            self._confirm(f"Force-disconnect dom {r.domid} ({r.name})?", plan.description, "Disconnect",
-                          plan.destructive or force,
-                          lambda: self.run_blocking(lambda: acts.disconnect(r.domid, force=force),
-                                                    self._done(what), what, r.domid))
-
-        self.run_blocking(lambda: acts.plan_disconnect(r.domid, force=force), planned, what, r.domid)
-
-    def start_flag(self, r: Row, state: str) -> None:
-        """Set the connection flag to ``state`` (either way: each is the other's undo)."""
-        acts = self.actions
-        what = f"set flag {state}"
-
-        def planned(plan) -> None:
-            if not plan.allowed:
-                self.last_result = plan.description
-                acts.audit("flag", r.domid, "refused", plan.description, state=state)
-                self.notify(clean(plan.description), title=f"cannot {what}", severity="warning", markup=False)
-                return
-            self._confirm(f"Set the flag of dom {r.domid} ({r.name}) to {state}?", plan.description,
-                          f"Set {state}", plan.destructive,
-                          lambda: self.run_blocking(lambda: acts.set_flag(r.domid, state),
-                                                    self._done(what), what, r.domid))
-
-        self.run_blocking(lambda: acts.plan_flag(r.domid, state), planned, what, r.domid)
-
-    def start_attach(self, r: Row, force: bool = False) -> None:
-        if r.qemu:
-            self.notify(f"dom {r.domid}: console type {r.console_type} belongs to QEMU; xcinspect will not attach",
-                        severity="warning", markup=False)
-            return
-        if r.action == "connect" and not force:
-            key = self.keys_for_hint()["connect"]
-            self.notify(f"nobody services the console of dom {r.domid}: press {key} to connect it first",
-                        title="cannot attach yet", severity="warning", markup=False)
-            return
-        if r.attached and r.attached != "this tui" and not force:
-            self._offer_force(r, f"The console of dom {r.domid} ({r.name}) is attached by {r.attached}.")
-            return
-        acts = self.actions
-
-        def opened(session) -> None:
-            from xcinspect.tui.screens import AttachScreen
-
-            self.push_screen(AttachScreen(r, session, scrollback=self.config.scrollback,
-                                          escape_display=self.escape_display()))
-
-        def attach():
-            try:
-                return acts.attach(r.domid, force=force, tty_wait=2.0)
-            except PlatformError as exc:
-                if getattr(exc, "needs_force", False) and not force:
-                    return exc
-                raise
-
-        def result(value) -> None:
-            if isinstance(value, PlatformError):
-                self._offer_force(r, value.message)
-            else:
-                opened(value)
-
-        self.run_blocking(attach, result, "attach", r.domid)
-
-    def _offer_force(self, r: Row, why: str) -> None:
-        self._confirm(
-            f"Force-attach dom {r.domid} ({r.name})?",
-            f"{why} Forcing sends SIGTERM to that client: its session ends, then this TUI attaches. "
-            "The guest and xenconsoled are not touched.",
-            "Force attach", True, lambda: self.start_attach(r, force=True))
 
     def detach(self, screen) -> None:
         if screen.io is not None:
@@ -480,25 +296,25 @@ def make_app(monitor, *, actions=None, config: Config | None = None, read_only: 
                  theme=theme, poll=poll, themes=themes, open_monitor=open_monitor, select=select)
 
 
-def run_tui(platform, args, *, platform_args: list[str] | None = None) -> int:
+def run_tui(platform, options: UiOptions, *, platform_args: list[str] | None = None) -> int:
     """``xcinspect`` / ``xcinspect --sim``: check the config and theme, open the monitor
     (PlatformError here is one line and exit 2 in the CLI), then run the app."""
-    from xcinspect.actions import Actions
-    from xcinspect.monitor import Monitor
+    from xcinspect.engine.actions import Actions
+    from xcinspect.engine.monitor import Monitor
 
     config = load_config()
     themes = load_themes()
-    theme = resolve_theme(getattr(args, "theme", None) or config.theme, themes)
-    interval = getattr(args, "interval", None) or config.interval
-    monitor = Monitor(platform, flag_layout=args.flag_layout)
+    theme = resolve_theme(options.theme or config.theme, themes)
+    interval = options.interval or config.interval
+    monitor = Monitor(platform, flag_layout=options.flag_layout)
     platform.check()  # the usual environment problems, before the screen switches
     actions = None
     try:
-        actions = Actions(platform, flag_override=args.flag_layout, read_only=args.read_only,
+        actions = Actions(platform, flag_override=options.flag_layout, read_only=options.read_only,
                           platform_args=platform_args or [])
-        app = make_app(monitor, actions=actions, config=config, read_only=args.read_only,
+        app = make_app(monitor, actions=actions, config=config, read_only=options.read_only,
                        interval=interval, theme=theme, themes=themes, open_monitor=True,
-                       select=getattr(args, "select", None))
+                       select=options.select)
         app.run()
         if app.open_error is not None:
             raise PlatformError(app.open_error.message, app.open_error.hint)

@@ -22,27 +22,53 @@ class Spec:
     writes: bool = False  # an operator action: hidden and refused under --read-only
     key_display: str | None = None
     group: str | None = None  # footer group: keys shown together under one description
+    command: str | None = None  # its title in the command palette (None: not there)
+    command_help: str = ""
+    domain_verb: str | None = None  # a palette entry per domain: "<verb> dom 7 (web-3)"
+    domain_help: str = ""
 
+
+ON_SELECTED = "Act on the domain under the cursor"
+SORT_BY = "sort"  # the binding whose palette entries are "Sort by <column>"
 
 MAIN = (
-    Spec("connect", "c", "connect", "Connect", "Service the selected console (confirm first)", writes=True),
-    Spec("attach", "a", "attach", "Attach", "Open the selected console: typed keys go to the guest", writes=True),
+    Spec("connect", "c", "connect", "Connect", "Service the selected console (confirm first)", writes=True,
+         command="Connect selected", command_help=ON_SELECTED,
+         domain_verb="Connect", domain_help="service this console (confirm first)"),
+    Spec("attach", "a", "attach", "Attach", "Open the selected console: typed keys go to the guest", writes=True,
+         command="Attach selected", command_help=ON_SELECTED, domain_verb="Attach", domain_help="open this console"),
     Spec("force-disconnect", "d", "force_disconnect", "Disconnect",
-         "Force-disconnect: end an attached client or stop xcinspect's backend (confirm first)", writes=True),
+         "Force-disconnect: end an attached client or stop xcinspect's backend (confirm first)", writes=True,
+         command="Force-disconnect selected", command_help=ON_SELECTED, domain_verb="Force-disconnect",
+         domain_help="end the attached client / stop xcinspect's backend (confirm first)"),
     Spec("set-flag", "D", "set_flag", "Set flag",
          "Write 'disconnected' into the connection flag: Linux >= 7.1 guests drop their output "
-         "(confirm first)", show=False, writes=True),
+         "(confirm first)", show=False, writes=True,
+         command="Set flag disconnected on selected", command_help=ON_SELECTED,
+         domain_verb="Set flag disconnected on",
+         domain_help="write 'disconnected' into the connection flag (confirm first)"),
     Spec("set-flag-connected", "U", "set_flag_connected", "Flag connected",
-         "Write 'connected' into the connection flag: the undo of D (confirm first)", show=False, writes=True),
-    Spec("filter", "slash", "filter", "Filter", "Filter by name, domid or verdict (esc clears)"),
+         "Write 'connected' into the connection flag: the undo of D (confirm first)", show=False, writes=True,
+         command="Set flag connected on selected", command_help=ON_SELECTED, domain_verb="Set flag connected on",
+         domain_help="write 'connected' into the connection flag (confirm first)"),
+    Spec("filter", "slash", "filter", "Filter", "Filter by name, domid or verdict (esc clears)",
+         command="Filter", command_help="Filter domains by name, domid or verdict"),
+    # the palette has one "Sort by <column>" entry per sortable column instead (SORT_BY)
     Spec("sort", "s", "sort_next", "Sort", "Sort by the next column (or click a column header)"),
-    Spec("sort-reverse", "S", "sort_reverse", "Reverse", "Reverse the sort order", show=False),
-    Spec("pause", "space", "toggle_pause", "Pause", "Pause or resume sampling", key_display="spc"),
-    Spec("faster", "plus", "faster", "Faster", "Shorter refresh delay", key_display="+", group="Delay"),
-    Spec("slower", "minus", "slower", "Slower", "Longer refresh delay", key_display="-", group="Delay"),
-    Spec("refresh", "r", "refresh", "Refresh", "Sample now (also while paused)", show=False),
-    Spec("zoom", "z", "zoom", "Detail", "Enlarge or restore the detail panel", show=False),
-    Spec("help", "question_mark,f1", "help", "Help", "This help: every key and what it does", key_display="?"),
+    Spec("sort-reverse", "S", "sort_reverse", "Reverse", "Reverse the sort order", show=False,
+         command="Reverse sort order", command_help="Reverse the domain table"),
+    Spec("pause", "space", "toggle_pause", "Pause", "Pause or resume sampling", key_display="spc",
+         command="Pause / resume", command_help="Freeze or resume sampling"),
+    Spec("faster", "plus", "faster", "Faster", "Shorter refresh delay", key_display="+", group="Delay",
+         command="Faster refresh", command_help="Shorter refresh delay"),
+    Spec("slower", "minus", "slower", "Slower", "Longer refresh delay", key_display="-", group="Delay",
+         command="Slower refresh", command_help="Longer refresh delay"),
+    Spec("refresh", "r", "refresh", "Refresh", "Sample now (also while paused)", show=False,
+         command="Refresh now", command_help="Sample every console once"),
+    Spec("zoom", "z", "zoom", "Detail", "Enlarge or restore the detail panel", show=False,
+         command="Enlarge detail panel", command_help="Toggle a full-screen detail panel"),
+    Spec("help", "question_mark,f1", "help", "Help", "This help: every key and what it does", key_display="?",
+         command="Help", command_help="Every key and what it does"),
     Spec("quit", "q", "quit", "Quit", "Quit xcinspect"),
 )
 
@@ -61,5 +87,25 @@ ATTACH = (
 )
 
 SCREENS = {"Domain table": MAIN, "Console (attach)": ATTACH}
+
+# A verdict's suggested action -> the binding that does it, and what to call it.
+ACTION_KEYS = {
+    "connect": ("connect", "connect"),
+    "attach": ("attach", "attach"),
+    "flag-connected": ("set-flag-connected", "set the flag back to connected"),
+}
+
+
+def verdict_sentence(verdict, keys: dict[str, str] | None = None, read_only: bool = False) -> str:
+    """The verdict as a sentence with the key that does its suggested action, as the
+    operator has it bound (``keys``: binding id -> key as displayed; default keys else)."""
+    hint = ACTION_KEYS.get(verdict.action or "")
+    if hint is None:
+        return verdict.sentence()
+    if read_only:
+        return f"{verdict.reason} (read-only: actions are disabled)"
+    binding, what = hint
+    key = (keys or {}).get(binding) or ALL[binding].keys.split(",")[0]
+    return f"{verdict.reason}: press {key} to {what}"
 ALL = {s.id: s for specs in SCREENS.values() for s in specs}
 WRITE_ACTIONS = frozenset(s.action for s in ALL.values() if s.writes)

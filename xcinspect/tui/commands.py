@@ -8,15 +8,10 @@ from rich.style import Style
 from rich.text import Text
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-PER_DOMAIN = (
-    ("connect", "Connect", "service this console (confirm first)", True),
-    ("attach", "Attach", "open this console", True),
-    ("force_disconnect", "Force-disconnect", "end the attached client / stop xcinspect's backend (confirm first)",
-     True),
-    ("set_flag", "Set flag disconnected on", "write 'disconnected' into the connection flag (confirm first)",
-     True),
-    ("set_flag_connected", "Set flag connected on", "write 'connected' into the connection flag (confirm first)",
-     True),
+from xcinspect.tui import bindings
+
+# (action, verb, help, writes): the bindings that have a per-domain entry, and "Show".
+PER_DOMAIN = tuple((s.action, s.domain_verb, s.domain_help, s.writes) for s in bindings.MAIN if s.domain_verb) + (
     ("show", "Show", "select this domain in the table", False),
 )
 

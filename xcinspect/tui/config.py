@@ -20,7 +20,7 @@
     interval = 15.0
 
 A file that is not valid TOML, an unknown key or a wrong type is one clear line and
-exit status 2 (``load_config`` raises PlatformError). No Textual here.
+exit status 2 (``load_config`` raises ConfigError). No Textual here.
 """
 
 from __future__ import annotations
@@ -30,8 +30,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xcinspect.platform.base import PlatformError
+from xcinspect.core.errors import OperatorError
+from xcinspect.core.hat import hat_char
 from xcinspect.tui import bindings
+
+
+class ConfigError(OperatorError):
+    """A config or theme file the TUI cannot use (one line, exit 2)."""
 
 MIN_INTERVAL, MAX_INTERVAL = 0.1, 60.0
 HAT = {"]": "right_square_bracket", "[": "left_square_bracket", "\\": "backslash",
@@ -63,8 +68,8 @@ def config_path() -> Path:
 def escape_key(spec: str) -> str:
     """``^]`` -> ``ctrl+right_square_bracket``; ``^x`` -> ``ctrl+x``; Textual names pass."""
     s = spec.strip()
-    if len(s) == 2 and s[0] == "^":
-        c = s[1]
+    c = hat_char(s)
+    if c is not None:
         if c.isalpha():
             return f"ctrl+{c.lower()}"
         if c in HAT:
@@ -99,12 +104,12 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     except FileNotFoundError:
         return cfg
     except OSError as exc:
-        raise PlatformError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise PlatformError(f"config file {p} is not valid TOML: {exc}") from None
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
 
-    def bad(msg: str) -> PlatformError:
-        return PlatformError(f"config file {p}: {msg}")
+    def bad(msg: str) -> ConfigError:
+        return ConfigError(f"config file {p}: {msg}")
 
     known = {"theme", "interval", "keymap", "attach", "fleet"}
     for key in doc:

@@ -20,8 +20,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Input, Static
 
-from xcinspect import fleet
 from xcinspect.core import health
+from xcinspect.engine import fleet
 from xcinspect.tui.themes import load_themes, resolve_theme, textual_themes
 
 COLUMNS = (("host", "host"), ("dom", "domid"), ("name", "name"), ("verdict", "verdict"),
@@ -194,8 +194,8 @@ class FleetApp(App[int]):
             fill = "-" if c.fill is None else f"{c.fill}/2048"
             flag = f"byte={c.flag_byte}" if c.flag == "n/a" and c.flag_byte else c.flag
             table.add_row(Text(c.host), str(c.domid), Text(c.name),
-                          Text.assemble((c.verdict, VERDICT_STYLE.get(c.verdict, ""))), fill, ago(c.seconds),
-                          Text.assemble((flag, "yellow" if flag in ("disconnected", "byte=1") else "")), key=key)
+                          Text(c.verdict, style=VERDICT_STYLE.get(c.verdict, "")), fill, ago(c.seconds),
+                          Text(flag, style="yellow" if flag in ("disconnected", "byte=1") else ""), key=key)
         if keep in self._row_consoles:
             table.move_cursor(row=table.get_row_index(keep))
 
@@ -206,19 +206,16 @@ class FleetApp(App[int]):
         except Exception:
             return
         snap = self.snapshot
-        t = Text(no_wrap=True, overflow="ellipsis")
+        t = Text()
         t.append("xcinspect fleet", style="bold")
+        t.append(f" · {self.prometheus.base}")
         if snap is not None:
             down = snap.hosts_down
-            t.append(f" · {len(snap.hosts)} hosts, ")
-            t.append(f"{len(down)} down", style="bold red" if down else "")
-            t.append(" ·")
+            t.append(f" · {len(snap.hosts)} hosts")
+            t.append(f", {len(down)} down", style="bold red" if down else "")
             for state, n in snap.counts().items():
-                if state in health.PROBLEM_STATES:
-                    t.append(f" {n} {state}", style=VERDICT_STYLE.get(state, ""))
-            t.append(f" · {snap.healthy} healthy" + (" (shown)" if self.show_healthy else ""))
-        else:
-            t.append(f" · asking {self.prometheus.base}")
+                t.append(f"  {n} {state}", style=VERDICT_STYLE.get(state, ""))
+            t.append(f"  ({snap.healthy} healthy{' shown' if self.show_healthy else ', h shows them'})")
         header.update(t)
         s = Text()
         if self.error:
@@ -227,8 +224,6 @@ class FleetApp(App[int]):
             s.append("down: " + ", ".join(f"{h.host} ({h.why})" for h in snap.hosts_down), style="red")
         elif self.last_result:
             s.append(self.last_result)
-        else:
-            s.append(f"Prometheus {self.prometheus.base}; every {self.interval:g} s")
         status.update(s)
 
     # -- actions ------------------------------------------------------------------------
@@ -253,29 +248,14 @@ class FleetApp(App[int]):
             self.notify(exc.message, severity="error", markup=False)
             self.refresh_header()
             return
-        from textual.app import SuspendNotSupported
-
-        try:
-            with self.suspend():
-                self.last_result = self._run(argv)
-        except SuspendNotSupported:  # e.g. served in a browser: run it without the terminal
-            self.last_result = self._run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
+        with self.suspend():
+            try:
+                rc = subprocess.call(argv)
+                self.last_result = f"{argv[0]} exited {rc}"
+            except OSError as exc:
+                self.last_result = f"cannot run {argv[0]}: {exc.strerror}"
         self.refresh_header()
         self.action_refresh()
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        # the table takes Enter itself (select_cursor): that is the open key too
-        event.stop()
-        self.action_open()
-
-    @staticmethod
-    def _run(argv: list[str], **kw) -> str:
-        try:
-            rc = subprocess.call(argv, **kw)
-        except OSError as exc:
-            return f"cannot run {argv[0]}: {exc.strerror}"
-        return f"{argv[0]} exited {rc}"
 
     def action_filter(self) -> None:
         f = self.query_one("#fleet-filter", Input)

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from xcinspect.tui import bindings as B
+from xcinspect.tui import bindings
 
 
 class ConfirmModal(ModalScreen[bool]):
@@ -108,7 +108,7 @@ class HelpScreen(ModalScreen[None]):
     def _body(self) -> Group:
         parts: list = []
 
-        id_width = max(len(s.id) for s in B.ALL.values())
+        id_width = max(len(s.id) for s in bindings.ALL.values())
 
         def grid() -> Table:
             g = Table.grid(padding=(0, 2))
@@ -117,7 +117,7 @@ class HelpScreen(ModalScreen[None]):
             g.add_column(no_wrap=True, style=Style(dim=True), width=id_width)
             return g
 
-        for title, specs in B.SCREENS.items():
+        for title, specs in bindings.SCREENS.items():
             parts.append(Text(title, style=Style(bold=True, underline=True)))
             g = grid()
             for s in specs:

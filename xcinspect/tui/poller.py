@@ -17,78 +17,19 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from xcinspect.core import flags as F
-from xcinspect.core import health as H
-from xcinspect.core import ring as R
-from xcinspect.core.sanitize import Sanitizer, sanitize
+from xcinspect.core import flags, health, ring
+from xcinspect.core.sanitize import Sanitizer
+from xcinspect.tui.model import Detail, DetailGone, Frame, OpenFailed, Row, clean
 
 HISTORY = 120  # samples kept per domain for the sparkline
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One domain as the table shows it (all guest strings sanitized)."""
-
-    domid: int
-    name: str
-    state: str
-    reason: str
-    action: str | None
-    flag: str  # connected / disconnected / invalid / n/a
-    flag_layout: str
-    out_cons: int | None
-    out_prod: int | None
-    out_fill: int | None
-    in_cons: int | None
-    in_prod: int | None
-    in_fill: int | None
-    rate: float
-    quiet: float | None  # seconds since any index moved
-    attached: str  # who holds the console lock ("" when nobody)
-    serviced_by: str | None
-    backend: str  # health.backend_phrase
-    console_type: str | None
-    qemu: bool
-    flag_effect: str | None = None  # what byte 3088 == 1 does here (health.DROPS_OUTPUT, ...)
-
-    @property
-    def problem(self) -> bool:
-        return self.state in H.PROBLEM_STATES
-
-
-def flag_cell(reading: F.FlagReading) -> str:
+def flag_cell(reading: flags.FlagReading) -> str:
     """The flag as the table shows it: the state under the host's layout, or, on a host
     without a flag, ``byte=1`` when byte 3088 is set (Linux >= 7.1 reads it as disconnected)."""
-    if reading.layout == F.NONE and reading.byte not in (None, 0):
+    if reading.layout == flags.NONE and reading.byte not in (None, 0):
         return f"byte={reading.byte}"
     return reading.state
-
-
-@dataclass(frozen=True, slots=True)
-class Detail:
-    """Extra data for the selected domain."""
-
-    domid: int
-    keys: tuple[tuple[str, str], ...]  # console/* xenstore keys (sanitized)
-    consumed: str  # the newest output a backend already read (sanitized)
-    unread: str  # output still in the ring (sanitized)
-    history: tuple[int, ...]  # out fill per sample
-    facts: dict
-
-
-@dataclass(frozen=True)
-class Frame:
-    seq: int
-    time: float  # monitor clock
-    rows: tuple[Row, ...]
-    host: dict
-    detail: Detail | None
-    appeared: tuple[tuple[int, str], ...] = ()
-    gone: tuple[tuple[int, str], ...] = ()
-    stalled: tuple[tuple[int, str], ...] = ()
-    recovered: tuple[tuple[int, str, str], ...] = ()  # domid, name, new state
-    tick_ms: float = 0.0
-    error: str | None = None
 
 
 @dataclass
@@ -96,11 +37,6 @@ class PollerState:
     interval: float = 1.0
     paused: bool = False
     selected: int | None = None
-
-
-def clean(text: str) -> str:
-    """A xenstore string (name, key value) as one safe line."""
-    return sanitize(text.encode("utf-8", "surrogateescape")).replace("\n", "^J").replace("\t", " ")
 
 
 _TYPES: dict[str, str] = {}
@@ -126,7 +62,7 @@ def _attached(facts, own_pid: int) -> str:
     return f"{cmd} {facts.lock_holder_pid}"
 
 
-def recent_output(entry, limit: int = R.OUT_SIZE) -> tuple[bytes, bytes]:
+def recent_output(entry, limit: int = ring.OUT_SIZE) -> tuple[bytes, bytes]:
     """(consumed, unread): the newest ``limit`` bytes the guest wrote, split where the
     backend's read position is. Bytes before ``cons`` are output a backend already took
     but that still sits in the ring until the guest wraps over it.
@@ -137,17 +73,17 @@ def recent_output(entry, limit: int = R.OUT_SIZE) -> tuple[bytes, bytes]:
     if m is None or entry.idx is None:
         return b"", b""
     _, _, cons, prod = entry.idx
-    fill = (prod - cons) & R.MASK32
-    if fill > R.OUT_SIZE:
+    fill = (prod - cons) & ring.MASK32
+    if fill > ring.OUT_SIZE:
         return b"", b""
     try:
         # what was written before cons, as far back as the ring (and the page's life) goes
-        back = min(limit, R.OUT_SIZE) - fill
+        back = min(limit, ring.OUT_SIZE) - fill
         old = b""
         if back > 0:
-            old = R.ring_bytes(m.buf, R.OUT_OFFSET, R.OUT_SIZE, (cons - back) & R.MASK32, cons)
+            old = ring.ring_bytes(m.buf, ring.OUT_OFFSET, ring.OUT_SIZE, (cons - back) & ring.MASK32, cons)
             old = old.lstrip(b"\0")  # never-written part of a fresh page
-        new = R.ring_bytes(m.buf, R.OUT_OFFSET, R.OUT_SIZE, cons, prod)
+        new = ring.ring_bytes(m.buf, ring.OUT_OFFSET, ring.OUT_SIZE, cons, prod)
     except (ValueError, OSError, IndexError, TypeError):
         return b"", b""
     return old, new
@@ -187,8 +123,8 @@ class FrameBuilder:
             return hit[1]
         if idx is not None:
             in_cons, in_prod, out_cons, out_prod = idx
-            out_fill = (out_prod - out_cons) & R.MASK32
-            in_fill = (in_prod - in_cons) & R.MASK32
+            out_fill = (out_prod - out_cons) & ring.MASK32
+            in_fill = (in_prod - in_cons) & ring.MASK32
         else:
             in_cons = in_prod = out_cons = out_prod = out_fill = in_fill = None
         cached = self.names.get(e.domid)
@@ -208,7 +144,7 @@ class FrameBuilder:
             in_cons=in_cons, in_prod=in_prod, in_fill=in_fill,
             rate=rate, quiet=quiet,
             attached=_attached(f, self.own_pid), serviced_by=f.serviced_by if f else None,
-            backend=H.backend_phrase(f), console_type=name_of_type(con),
+            backend=health.backend_phrase(f), console_type=name_of_type(con),
             qemu=bool(con and con.served_by_qemu),
         )
         self.rows[e.domid] = (key, row)
@@ -240,7 +176,7 @@ class FrameBuilder:
                 h = hist.get(r.domid)
                 if h is None:
                     h = hist[r.domid] = deque(maxlen=HISTORY)
-                h.append(min(r.out_fill, R.OUT_SIZE))
+                h.append(min(r.out_fill, ring.OUT_SIZE))
         by_id = {r.domid: r for r in rows}
         appeared: tuple = ()
         gone: tuple = ()
@@ -260,9 +196,9 @@ class FrameBuilder:
                 r = by_id.get(d)
                 if r is None or (d not in self.sampled and d not in born):
                     continue  # first sample at start-up: nothing "became" anything
-                if new == H.STALLED and old != H.STALLED:
+                if new == health.STALLED and old != health.STALLED:
                     stalled.append((d, r.name))
-                elif old == H.STALLED and new != H.STALLED:
+                elif old == health.STALLED and new != health.STALLED:
                     recovered.append((d, r.name, new))
             self.sampled.update(by_id)
         self.seq += 1
@@ -361,22 +297,10 @@ class Poller(threading.Thread):
         self.deliver(detail if detail is not None else DetailGone(self.state.selected))
 
 
-@dataclass(frozen=True)
-class DetailGone:
-    domid: int | None
-
-
-@dataclass(frozen=True)
-class OpenFailed:
-    message: str
-    hint: str | None = None
-
-
 def _with_error(frame: Frame, error: str) -> Frame:
     from dataclasses import replace
 
     return replace(frame, error=error)
 
 
-__all__ = ["Row", "Detail", "Frame", "FrameBuilder", "Poller", "PollerState", "DetailGone", "OpenFailed", "clean",
-           "recent_output"]
+__all__ = ["FrameBuilder", "Poller", "PollerState", "recent_output"]

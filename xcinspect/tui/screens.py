@@ -1,13 +1,8 @@
-"""The two screens: the domain table with its detail panel, and the attached console."""
+"""The main screen: the domain table, the filter line and the detail panel (the attached
+console is ``attach_screen``)."""
 
 from __future__ import annotations
 
-import os
-import re
-import time
-
-from rich.style import Style
-from rich.text import Text
 from textual import on
 from textual.actions import SkipAction
 from textual.app import ComposeResult
@@ -15,21 +10,12 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
-from xcinspect.core.sanitize import Sanitizer
-from xcinspect.tui import bindings as B
-from xcinspect.tui.attach_io import key_bytes
-from xcinspect.tui.poller import Detail, Row, clean
-from xcinspect.tui.widgets import (
-    SORT_LABEL,
-    SORT_ORDER,
-    ConsoleView,
-    DetailPanel,
-    DomainTable,
-    StatusBar,
-    columns_for,
-    status_text,
-)
-
+from xcinspect.tui import bindings
+from xcinspect.tui.columns import SORT_LABEL, SORT_ORDER
+from xcinspect.tui.detail import DetailPanel
+from xcinspect.tui.model import Detail, Row
+from xcinspect.tui.status import StatusBar, status_text
+from xcinspect.tui.table import DomainTable
 
 _GROUPS: dict[str, Binding.Group] = {}
 
@@ -48,7 +34,7 @@ def make_bindings(specs) -> list[Binding]:
 class MainScreen(Screen):
     """The domain table, a filter line, the detail panel of the selected domain."""
 
-    BINDINGS = make_bindings(B.MAIN) + [
+    BINDINGS = make_bindings(bindings.MAIN) + [
         Binding("escape", "clear_filter", "Clear filter", show=True, id="clear-filter"),
         Binding("enter", "zoom", show=False),
         # Enter in the filter line, before the Input sees it: focus goes back to the table
@@ -77,6 +63,11 @@ class MainScreen(Screen):
         return self.query_one(DomainTable)
 
     def on_mount(self) -> None:
+        table = self.table
+        self.watch(table, "selected", self._selection_changed, init=False)
+        self.watch(table, "sorting", self._sorting_changed, init=False)
+        self.watch(table, "query_text", self._query_changed, init=False)
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
         self._layout_for(self.app.size.width, self.app.size.height)
 
     def on_resize(self, event) -> None:
@@ -85,8 +76,7 @@ class MainScreen(Screen):
     def _layout_for(self, width: int, height: int) -> None:
         self.set_class(height < 32, "-short")
         self.set_class(width >= 160, "-wide")
-        if self.table.set_columns(columns_for(width)):
-            self.table.apply(self.rows, force=True)
+        self.table.show_columns_for(width)
         self.call_after_refresh(self.show_detail)
 
     # -- data -----------------------------------------------------------------------------
@@ -98,7 +88,7 @@ class MainScreen(Screen):
             self.detail = frame.detail
         table = self.table
         with self.app.batch_update():
-            table.apply(frame.rows)
+            table.domains = frame.rows
             self.update_status()
             self.show_detail()
         self.app.poller_state.selected = table.selected
@@ -123,19 +113,27 @@ class MainScreen(Screen):
         self.query_one(DetailPanel).show(r, d, keys=self.app.keys_for_hint(), read_only=self.app.read_only,
                                          pal=self.app.pal)
 
-    @on(DataTable.RowHighlighted)
-    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        t = self.table
-        if t._moving_cursor or event.row_key is None or event.row_key.value is None:
-            return
-        domid = int(event.row_key.value)
-        if domid != t.selected:
-            t.selected = domid
-            self.app.poller_state.selected = domid
-            self.detail = None
-            self.show_detail()
-            self.app.request_detail()
-            self.refresh_bindings()
+    # -- what the table's reactives changed ------------------------------------------------
+    def _selection_changed(self, domid: int | None) -> None:
+        self.app.poller_state.selected = domid
+        self.detail = None
+        self.show_detail()
+        self.app.request_detail()
+        self.refresh_bindings()
+
+    def _sorting_changed(self, sorting: tuple[str, bool]) -> None:
+        self.update_status()
+        col, reverse = sorting
+        direction = "reversed" if reverse else ""
+        self.app.notify(f"sorted by {SORT_LABEL.get(col, col)} {direction}".strip(), timeout=2, markup=False)
+
+    def _query_changed(self, query: str) -> None:
+        self.update_status()
+        self.show_detail()
+
+    def _theme_changed(self, theme) -> None:
+        self.update_status()
+        self.show_detail()
 
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -145,16 +143,12 @@ class MainScreen(Screen):
     def _header(self, event: DataTable.HeaderSelected) -> None:
         col = event.column_key.value
         t = self.table
-        if col == t.sort_col:
-            t.sort_reverse = not t.sort_reverse
-        else:
-            t.sort_col, t.sort_reverse = col, False
-        self._resort()
+        t.sorting = (col, not t.sort_reverse) if col == t.sort_col else (col, False)
 
     # -- actions --------------------------------------------------------------------------
     def check_action(self, action: str, parameters) -> bool | None:
         app = self.app
-        if action in B.WRITE_ACTIONS:
+        if action in bindings.WRITE_ACTIONS:
             if app.read_only:
                 return False
             return True if self.table.selected is not None else None
@@ -208,17 +202,12 @@ class MainScreen(Screen):
         f.value = ""
         f.remove_class("-active")
         self.table.query_text = ""
-        self.table.apply(self.rows)
         self.table.focus()
-        self.update_status()
         self.refresh_bindings()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.table.query_text = event.value.strip()
-        self.table.apply(self.rows)
-        self.update_status()
-        self.show_detail()
 
     def action_filter_done(self) -> None:
         f = self.query_one("#filter", Input)
@@ -237,31 +226,17 @@ class MainScreen(Screen):
 
     def sort_by(self, col: str, reverse: bool | None = None) -> None:
         t = self.table
-        t.sort_col = col
-        if reverse is not None:
-            t.sort_reverse = reverse
-        self._resort()
-
-    def _resort(self) -> None:
-        t = self.table
-        t.relabel()
-        t.apply(self.rows)
-        self.update_status()
-        direction = "reversed" if t.sort_reverse else ""
-        self.app.notify(f"sorted by {SORT_LABEL.get(t.sort_col, t.sort_col)} {direction}".strip(),
-                        timeout=2, markup=False)
+        t.sorting = (col, t.sort_reverse if reverse is None else reverse)
 
     def action_sort_next(self) -> None:
         t = self.table
         order = SORT_ORDER
         i = order.index(t.sort_col) if t.sort_col in order else -1
-        t.sort_col = order[(i + 1) % len(order)]
-        t.sort_reverse = False
-        self._resort()
+        t.sorting = (order[(i + 1) % len(order)], False)
 
     def action_sort_reverse(self) -> None:
-        self.table.sort_reverse = not self.table.sort_reverse
-        self._resort()
+        t = self.table
+        t.sorting = (t.sort_col, not t.sort_reverse)
 
     def action_toggle_pause(self) -> None:
         self.app.toggle_pause()
@@ -284,207 +259,3 @@ class MainScreen(Screen):
 
     def action_quit(self) -> None:
         self.app.exit(0)
-
-
-class AttachScreen(Screen):
-    """A live console. Typed keys go to the guest; F2 (or shift+PgUp) switches to scroll
-    mode, where / n s y work on the scrollback; the escape key (^]) detaches."""
-
-    BINDINGS = make_bindings(B.ATTACH) + [
-        # Enter in the search line moves focus back at once (see MainScreen: keys typed
-        # ahead, such as n for the next match, must not land in the search line).
-        Binding("enter", "search_done", show=False, priority=True),
-    ]
-    AUTO_FOCUS = "ConsoleView"
-
-    def __init__(self, row: Row, session, *, scrollback: int, escape_display: str) -> None:
-        super().__init__(id="attach")
-        self.row = row
-        self.session = session
-        self.scrollback = scrollback
-        self.escape_display = escape_display
-        self.sanitizer = Sanitizer()
-        self.io = None
-        self.live = True
-        self.closed_reason: str | None = None
-        self.bytes_in = 0
-
-    def compose(self) -> ComposeResult:
-        yield StatusBar(id="attach-status")
-        yield ConsoleView(self.scrollback, id="console")
-        yield Input(placeholder="search the scrollback (enter: find, esc: cancel)", id="search")
-        yield Footer(compact=True, show_command_palette=False)
-
-    @property
-    def console(self) -> ConsoleView:
-        return self.query_one(ConsoleView)
-
-    def on_mount(self) -> None:
-        from xcinspect.tui.attach_io import AttachIO
-
-        self.update_status()
-        self._app = self.app  # for the reader thread: self.app needs the app's context
-        self.io = AttachIO(self.session, self._from_thread_output, self._from_thread_closed)
-        self.io.start()
-        self.app.notify(f"Attached to dom {self.row.domid}. Escape character is {self.escape_display}",
-                        timeout=4, markup=False)
-
-    # thread -> UI (the app may be gone by then: the screen dismissed, the app exiting)
-    def _to_ui(self, fn, arg) -> None:
-        try:
-            self._app.call_from_thread(fn, arg)
-        except Exception:  # NoActiveAppError, RuntimeError (app not running, loop closed)
-            self.io.stop()
-
-    def _from_thread_output(self, data: bytes) -> None:
-        self._to_ui(self.feed, data)
-
-    def _from_thread_closed(self, reason: str) -> None:
-        self._to_ui(self.console_closed, reason)
-
-    def feed(self, data: bytes) -> None:
-        self.bytes_in += len(data)
-        self.console.write(self.sanitizer.feed(data))
-
-    def console_closed(self, reason: str) -> None:
-        self.console.write(self.sanitizer.flush())
-        self.closed_reason = clean(reason)
-        self.console.show_cursor = False
-        self.console.refresh()
-        self.update_status()
-        self.app.notify(f"dom {self.row.domid}: {reason}", severity="warning", markup=False)
-        self.refresh_bindings()
-
-    def update_status(self) -> None:
-        pal = self.app.pal
-        t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(f"dom {self.row.domid} ", style=pal["primary"] + Style(bold=True))
-        t.append(self.row.name, style=Style(bold=True))
-        if self.closed_reason:
-            t.append(f" · {self.closed_reason}", style=pal["error"])
-        elif self.live:
-            t.append(" · keys go to the guest", style=pal["success"])
-        else:
-            t.append(" · SCROLL MODE (i: type again)", style=pal["warning"] + Style(bold=True))
-        t.append(" · Escape character is ")
-        t.append(self.escape_display, style=pal["accent"] + Style(bold=True))
-        via = getattr(self.session, "via", "")
-        if via:
-            t.append(f" · via {clean(str(via))}")
-        self.query_one("#attach-status", StatusBar).update(t)
-
-    # -- keys -----------------------------------------------------------------------------
-    def check_action(self, action: str, parameters) -> bool | None:
-        if action in ("search", "search_next", "search_prev", "save", "copy", "live"):
-            return not self.live
-        return True
-
-    def on_key(self, event) -> None:
-        if not self.live or self.focused is not self.console:
-            return
-        data = key_bytes(event.key, event.character)
-        event.stop()
-        event.prevent_default()
-        if data is not None and self.io is not None and self.closed_reason is None:
-            self.io.send(data)
-            if not self.console.follow:
-                self.console.follow = True  # typing brings the view back to the prompt
-
-    def on_paste(self, event) -> None:
-        if self.live and self.io is not None and self.closed_reason is None:
-            event.stop()
-            self.io.send(event.text.replace("\r\n", "\r").replace("\n", "\r").encode("utf-8", "replace"))
-
-    def set_live(self, live: bool) -> None:
-        self.live = live
-        self.console.show_cursor = live and self.closed_reason is None
-        if live:
-            self.console.follow = True
-            self.console.term = ""
-            self.console.refresh()
-            self.console.focus()
-        self.update_status()
-        self.refresh_bindings()
-
-    def action_detach(self) -> None:
-        self.app.detach(self)
-
-    def action_scroll_mode(self) -> None:
-        if self.live:
-            self.set_live(False)
-            self.console.follow = False
-            self.console.scroll_page_up(animate=False)
-        else:
-            self.set_live(True)
-
-    def action_live(self) -> None:
-        self.set_live(True)
-
-    def action_search(self) -> None:
-        s = self.query_one("#search", Input)
-        s.add_class("-active")
-        s.value = self.console.term
-        s.focus()
-
-    def action_search_done(self) -> None:
-        s = self.query_one("#search", Input)
-        if self.focused is not s:
-            raise SkipAction()  # enter elsewhere (live: it goes to the guest)
-        term = s.value
-        s.remove_class("-active")
-        self.set_focus(self.console)  # now, not after a message round
-        if not term:
-            self.console.term = ""
-            self.console.refresh()
-            return
-        if self.console.find(term, None, -1) is None:
-            self.app.notify(f"not found: {term}", severity="warning", timeout=3, markup=False)
-
-    def on_descendant_blur(self, event) -> None:
-        s = self.query_one("#search", Input)
-        if event.widget is s:
-            s.remove_class("-active")
-
-    def action_search_next(self) -> None:
-        c = self.console
-        if c.term and c.find(c.term, c.current_match(), +1) is None:
-            self.app.notify(f"not found: {c.term}", severity="warning", timeout=3, markup=False)
-
-    def action_search_prev(self) -> None:
-        c = self.console
-        if c.term and c.find(c.term, c.current_match(), -1) is None:
-            self.app.notify(f"not found: {c.term}", severity="warning", timeout=3, markup=False)
-
-    def action_copy(self) -> None:
-        c = self.console
-        i = c.current_match()
-        text = c.line_at(i) if (i is not None and c.term) else c.visible_text()
-        text = text or ""
-        self.app.copy_to_clipboard(text)
-        n = text.count("\n") + 1 if text else 0
-        self.app.notify(f"copied {n} line{'s' if n != 1 else ''} to the clipboard (OSC 52)", timeout=3,
-                        markup=False)
-
-    def action_save(self) -> None:
-        from xcinspect.tui.modals import PromptModal
-
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.row.name)[:40] or "guest"
-        default = os.path.abspath(f"xcinspect-dom{self.row.domid}-{safe}-{time.strftime('%Y%m%d-%H%M%S')}.log")
-        self.app.push_screen(PromptModal("Save the scrollback to", default), self._save_to)
-
-    def _save_to(self, path: str | None) -> None:
-        if not path:
-            return
-        text = self.console.text()
-        try:
-            with open(os.path.expanduser(path), "x", encoding="utf-8") as f:
-                f.write(text + ("\n" if text and not text.endswith("\n") else ""))
-        except OSError as exc:
-            self.app.notify(f"cannot save to {path}: {exc.strerror or exc}", severity="error", markup=False)
-            return
-        n = len(self.console.lines) + (1 if self.console.partial else 0)
-        self.app.notify(f"saved {n} lines to {path}", timeout=5, markup=False)
-
-    def on_unmount(self) -> None:
-        if self.io is not None:
-            self.io.stop()

@@ -11,34 +11,36 @@ from __future__ import annotations
 import shlex
 import sys
 
+from xcinspect.core.errors import UsageError
+from xcinspect.core.options import ServeOptions, UiOptions
 from xcinspect.platform.base import PlatformError
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-def app_command(args, platform_args: list[str]) -> list[str]:
+def app_command(options: UiOptions, platform_args: list[str]) -> list[str]:
     """The command line textual-serve runs for every browser connection."""
     argv = [sys.executable, "-m", "xcinspect", *platform_args]
-    if getattr(args, "flag_layout", "auto") not in (None, "auto"):
-        argv += ["--flag-layout", args.flag_layout]
-    if getattr(args, "read_only", False):
+    if options.flag_layout not in (None, "auto"):
+        argv += ["--flag-layout", options.flag_layout]
+    if options.read_only:
         argv.append("--read-only")
-    if getattr(args, "theme", None):
-        argv += ["--theme", args.theme]
-    if getattr(args, "interval", None):
-        argv += ["--interval", str(args.interval)]
+    if options.theme:
+        argv += ["--theme", options.theme]
+    if options.interval:
+        argv += ["--interval", str(options.interval)]
     return argv
 
 
 def check_host(host: str) -> str:
     if host not in LOOPBACK:
-        raise PlatformError(f"serve binds to loopback only, not {host!r}",
+        raise UsageError(f"serve binds to loopback only, not {host!r}",
                             "reach it through an SSH tunnel: ssh -L 8000:127.0.0.1:8000 HOST")
     return "127.0.0.1" if host == "localhost" else host
 
 
-def serve(args, ctx) -> int:
-    """Run the web server until interrupted. PlatformError for a bad host or theme."""
+def serve(options: ServeOptions, ctx) -> int:
+    """Run the web server until interrupted. An OperatorError for a bad host or theme."""
     try:
         from textual_serve.server import Server
     except ImportError:
@@ -46,15 +48,15 @@ def serve(args, ctx) -> int:
     from xcinspect.tui.config import load_config
     from xcinspect.tui.themes import check_theme
 
-    host = check_host(getattr(args, "host", "127.0.0.1") or "127.0.0.1")
-    port = int(getattr(args, "port", 8000))
+    host = check_host(options.host)
+    port = options.port
     if not 0 < port < 65536:
-        raise PlatformError(f"bad port {port}")
+        raise UsageError(f"bad port {port}")
     config = load_config()  # a broken config fails here, not in every browser tab
-    check_theme(getattr(args, "theme", None) or config.theme)
+    check_theme(options.ui.theme or config.theme)
     if ctx.platform is not None:
         ctx.platform.check()
-    command = shlex.join(app_command(args, list(ctx.platform_args)))
+    command = shlex.join(app_command(options.ui, list(ctx.platform_args)))
     where = f"[{host}]" if ":" in host else host
     print(f"xcinspect: serving on http://{where}:{port}/ (loopback only; Ctrl+C stops)", file=sys.stderr)
     Server(command, host=host, port=port, title="xcinspect").serve()

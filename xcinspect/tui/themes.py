@@ -26,7 +26,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xcinspect.platform.base import PlatformError
+from xcinspect.tui.config import ConfigError
 
 DEFAULT_THEME = "xcinspect-dark"
 COLOR_KEYS = ("primary", "secondary", "accent", "warning", "error", "success", "foreground",
@@ -74,36 +74,36 @@ def user_dir() -> Path:
 
 
 def parse_theme(path: Path) -> ThemeSpec:
-    """One theme file; PlatformError (one line) when it is not a usable theme."""
+    """One theme file; ConfigError (one line) when it is not a usable theme."""
     try:
         with open(path, "rb") as f:
             doc = tomllib.load(f)
     except OSError as exc:
-        raise PlatformError(f"cannot read theme file {path}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot read theme file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise PlatformError(f"theme file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"theme file {path} is not valid TOML: {exc}") from None
     unknown = sorted(set(doc) - set(COLOR_KEYS) - OTHER_KEYS)
     if unknown:
-        raise PlatformError(f"theme file {path}: unknown key {unknown[0]!r} "
+        raise ConfigError(f"theme file {path}: unknown key {unknown[0]!r} "
                             f"(known: {', '.join(COLOR_KEYS)}, dark, variables)")
     name = doc.get("name") or path.stem
     if not isinstance(name, str):
-        raise PlatformError(f"theme file {path}: 'name' must be a string")
+        raise ConfigError(f"theme file {path}: 'name' must be a string")
     if "primary" not in doc:
-        raise PlatformError(f"theme file {path}: 'primary' is required")
+        raise ConfigError(f"theme file {path}: 'primary' is required")
     colors = {}
     for key in COLOR_KEYS:
         if key in doc:
             value = doc[key]
             if not isinstance(value, str) or not _looks_like_color(value):
-                raise PlatformError(f"theme file {path}: {key} = {value!r} is not a colour")
+                raise ConfigError(f"theme file {path}: {key} = {value!r} is not a colour")
             colors[key] = value
     variables = doc.get("variables", {})
     if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
-        raise PlatformError(f"theme file {path}: [variables] must map names to strings")
+        raise ConfigError(f"theme file {path}: [variables] must map names to strings")
     dark = doc.get("dark", True)
     if not isinstance(dark, bool):
-        raise PlatformError(f"theme file {path}: 'dark' must be true or false")
+        raise ConfigError(f"theme file {path}: 'dark' must be true or false")
     return ThemeSpec(name, str(path), dark, colors, dict(variables),
                      doc.get("luminosity_spread"), doc.get("text_alpha"))
 
@@ -116,7 +116,7 @@ def _looks_like_color(value: str) -> bool:
 
 
 def load_themes(dirs: list[Path] | None = None) -> dict[str, ThemeSpec]:
-    """Every theme file, by name. Raises PlatformError on a broken file."""
+    """Every theme file, by name. Raises ConfigError on a broken file."""
     dirs = dirs if dirs is not None else [shipped_dir(), user_dir()]
     out: dict[str, ThemeSpec] = {}
     for d in dirs:
@@ -125,7 +125,7 @@ def load_themes(dirs: list[Path] | None = None) -> dict[str, ThemeSpec]:
                 continue
             paths = sorted(d.glob("*.toml"))
         except OSError as exc:
-            raise PlatformError(f"cannot read the theme directory {d}: {exc.strerror or exc}") from None
+            raise ConfigError(f"cannot read the theme directory {d}: {exc.strerror or exc}") from None
         for path in paths:
             spec = parse_theme(path)
             out[spec.name] = spec
@@ -134,7 +134,7 @@ def load_themes(dirs: list[Path] | None = None) -> dict[str, ThemeSpec]:
 
 def resolve_theme(name: str | None, themes: dict[str, ThemeSpec] | None = None) -> str:
     """The registered name for ``--theme NAME`` (a theme name, a file stem, or one of
-    Textual's own themes). Raises PlatformError naming the choices."""
+    Textual's own themes). Raises ConfigError naming the choices."""
     themes = load_themes() if themes is None else themes
     if not name:
         return DEFAULT_THEME if DEFAULT_THEME in themes else "textual-dark"
@@ -144,11 +144,11 @@ def resolve_theme(name: str | None, themes: dict[str, ThemeSpec] | None = None) 
         if spec.alias == name:
             return spec.name
     choices = sorted({s.alias for s in themes.values()}) + ["or a Textual theme such as nord"]
-    raise PlatformError(f"unknown theme {name!r} (choose from {', '.join(choices)})")
+    raise ConfigError(f"unknown theme {name!r} (choose from {', '.join(choices)})")
 
 
 def check_theme(name: str | None) -> str:
-    """For the CLI: load every theme file and resolve ``name``; PlatformError otherwise."""
+    """For the CLI: load every theme file and resolve ``name``; ConfigError otherwise."""
     return resolve_theme(name, load_themes())
 
 

@@ -14,7 +14,7 @@ from xcinspect.core import ring
 from xcinspect.platform.base import BindError
 from xcinspect.platform.dom0 import Dom0Platform
 from xcinspect.platform.fence import fence_kind
-from xcinspect.xs import XsClient
+from xcinspect.platform.xenstore import XsClient
 d = int(sys.argv[1])
 p = Dom0Platform(); p.check()
 xs = XsClient(p.xenstore_path())
@@ -48,7 +48,7 @@ stop_xenconsoled
 python3 - "$d" <<'EOF' || fail "platform checks with xenconsoled stopped"
 import sys, time
 from xcinspect.platform.dom0 import Dom0Platform
-from xcinspect.xs import XsClient
+from xcinspect.platform.xenstore import XsClient
 d = int(sys.argv[1])
 p = Dom0Platform(); p.check(need_write=True)
 xs = XsClient(p.xenstore_path())

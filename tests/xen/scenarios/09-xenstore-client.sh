@@ -22,7 +22,7 @@ if xenstore-list "$base" >/dev/null 2>cli.err; then note "xenstore-list lists it
 python3 - "$base" <<'EOF' || fail "XsClient against the real xenstored"
 import sys, time
 from xcinspect.platform.dom0 import Dom0Platform
-from xcinspect.xs import NoEntry, Op, XenstoreError, XenstoreReplyError, XsClient
+from xcinspect.platform.xenstore import NoEntry, Op, XenstoreError, XenstoreReplyError, XsClient
 base = sys.argv[1]
 xs = XsClient(Dom0Platform().xenstore_path())
 try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from xcinspect import procfs
 from xcinspect.core.model import BackendFacts, DomainInfo
+from xcinspect.platform import procfs
 from xcinspect.platform.base import Platform
 
 

@@ -221,9 +221,9 @@ def gather(prom: Prometheus, host_label: str = DEFAULT_HOST_LABEL, lookback: str
     for h in sorted(seen | set(now_up)):
         v = now_up.get(h)
         if v is None:
-            hosts.append(FleetHost(h, False, "scrape failing, no current metrics"))
+            hosts.append(FleetHost(h, False, "scrape failing (no current metrics)"))
         elif v < 1:
-            hosts.append(FleetHost(h, False, "xenstored not answering: xcinspect_xenstore_up = 0"))
+            hosts.append(FleetHost(h, False, "xenstored not answering (xcinspect_xenstore_up = 0)"))
         else:
             hosts.append(FleetHost(h, True))
     # a host that is down has no current consoles: nothing of it is listed twice

@@ -19,12 +19,12 @@ import socket
 import sys
 import time
 
-from xcinspect import facts as _facts
-from xcinspect.core import flags as F
+from xcinspect.core import flags
 from xcinspect.core.ring import IDX, IDX_OFFSET, MASK32, PageError, RingIO
-from xcinspect.discovery import Discovery
+from xcinspect.engine import facts
+from xcinspect.engine.discovery import Discovery
 from xcinspect.platform.base import BindError, Platform, PlatformError
-from xcinspect.xs import XenstoreError, XsClient
+from xcinspect.platform.xenstore import XenstoreError, XsClient
 
 MAX_CLIENT_BACKLOG = 1 << 20  # bytes queued per attach client before it is dropped
 
@@ -33,7 +33,8 @@ def log_path(platform: Platform, domid: int) -> str:
     return os.path.join(platform.log_dir(), f"console.{domid}.log")
 
 
-def _fence():
+def ring_fence():
+    """The full memory fence a backend puts between reading and releasing ring space."""
     try:
         from xcinspect.platform.fence import full_fence
 
@@ -48,7 +49,7 @@ class Backend:
         platform: Platform,
         domid: int,
         *,
-        flag_override: str = F.AUTO,
+        flag_override: str = flags.AUTO,
         sync: bool = True,
         status_fd: int | None = None,
     ) -> None:
@@ -86,7 +87,7 @@ class Backend:
             os.makedirs(p.state_dir(), exist_ok=True)
         except PlatformError as exc:
             return self.fail(exc.message)
-        pidfile = _facts.backend_pidfile(p, self.domid)
+        pidfile = facts.backend_pidfile(p, self.domid)
         pfd = os.open(pidfile, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(pfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -98,14 +99,14 @@ class Backend:
         xs = XsClient(p.xenstore_path())
         try:
             disc = Discovery(xs)
-            info = disc._read_domains([self.domid])[self.domid]
+            info = disc.read_domains([self.domid])[self.domid]
         except XenstoreError as exc:
             return self.fail(exc.message)
         if info.console is None or info.console.port is None:
             return self.fail(f"domain {self.domid} has no usable console in xenstore ({info.error or 'no console keys'})")
         if info.console.served_by_qemu:
             return self.fail(f"console of domain {self.domid} is type {info.console.type!r} (QEMU's); not acting")
-        layout = F.resolve_layout(self.flag_override, p.domain_flag_hint(self.domid), p.default_flag_layout())
+        layout = flags.resolve_layout(self.flag_override, p.domain_flag_hint(self.domid), p.default_flag_layout())
 
         try:
             mapping = p.map_page(self.domid, info.console.ring_ref, writable=True)
@@ -120,11 +121,11 @@ class Backend:
             mapping.close()
             return self.fail(exc.message)
 
-        from xcinspect.journal import Journal
+        from xcinspect.engine.journal import Journal
 
-        ring = RingIO(mapping.buf, _fence())
+        ring = RingIO(mapping.buf, ring_fence())
         journal = Journal(log_path(p, self.domid), sync=self.sync)
-        sock_path = _facts.backend_socket(p, self.domid)
+        sock_path = facts.backend_socket(p, self.domid)
         try:
             os.unlink(sock_path)
         except FileNotFoundError:
@@ -150,7 +151,7 @@ class Backend:
             if resume != cons:
                 ring.commit_out(resume)  # those bytes are already in the log
             self.expected_cons = resume
-            ring.set_flag(layout, F.CONNECTED)
+            ring.set_flag(layout, flags.CONNECTED)
             xs.watch("@releaseDomain", "release")
             self._status(f"OK pid={os.getpid()} log={journal.path}")
             evtchn.notify()
@@ -347,7 +348,7 @@ def spawn(platform_args: list[str], domid: int, *, flag_override: str, sync: boo
 
 def stop_backend(platform: Platform, domid: int, timeout: float = 5.0) -> int | None:
     """SIGTERM our backend daemon for ``domid`` and wait for it to release. Returns its pid."""
-    pid = _facts.backend_pid(platform, domid)
+    pid = facts.backend_pid(platform, domid)
     if pid is None:
         return None
     try:
@@ -356,7 +357,7 @@ def stop_backend(platform: Platform, domid: int, timeout: float = 5.0) -> int | 
         return pid
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _facts.backend_pid(platform, domid) is None:
+        if facts.backend_pid(platform, domid) is None:
             return pid
         time.sleep(0.05)
     raise PlatformError(f"backend pid {pid} did not stop within {timeout:g} s")

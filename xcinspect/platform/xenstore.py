@@ -26,184 +26,29 @@ Paths and values are ``str`` (7-bit ASCII on the wire).
 
 from __future__ import annotations
 
-import collections
+import builtins
 import os
-import socket
-import struct
 import threading
 import time
 import weakref
+from typing import Any
 
-from xcinspect.platform.base import PlatformError
+from xcinspect.core.xs_wire import HEADER, NUL, PAYLOAD_MAX, Op
+from xcinspect.platform.xenstore_connection import (
+    Batch,
+    Connection,
+    NoEntry,
+    XenstoreError,
+    XenstoreReplyError,
+    XenstoreTimeout,
+    shut_box,
+)
 
 DEFAULT_TIMEOUT = 2.0
-HEADER = struct.Struct("<IIII")  # struct xsd_sockmsg: type, req_id, tx_id, len
-PAYLOAD_MAX = 4096  # XENSTORE_PAYLOAD_MAX: what we send, and what C xenstored replies
-# oxenstored (Debian's default) does not hold its socket replies to PAYLOAD_MAX: a listing
-# of 1,200 children came as one 15,600-byte DIRECTORY reply in the Xen lab (where Xen's
-# own xenstore-list refuses it). Accept long replies; past this a stream is corrupt.
-REPLY_MAX = 1 << 20
-NUL = b"\x00"
-
-
-class Op:
-    """``enum xsd_sockmsg_type`` (xen/include/public/io/xs_wire.h)."""
-    CONTROL = DEBUG = 0
-    DIRECTORY = 1
-    READ = 2
-    GET_PERMS = 3
-    WATCH = 4
-    UNWATCH = 5
-    TRANSACTION_START = 6
-    TRANSACTION_END = 7
-    INTRODUCE = 8
-    RELEASE = 9
-    GET_DOMAIN_PATH = 10
-    WRITE = 11
-    MKDIR = 12
-    RM = 13
-    SET_PERMS = 14
-    WATCH_EVENT = 15
-    ERROR = 16
-    IS_DOMAIN_INTRODUCED = 17
-    RESUME = 18
-    SET_TARGET = 19
-    RESET_WATCHES = 21
-    DIRECTORY_PART = 22
-
 
 # What a read-only client may send: nothing here changes the store.
 READ_OPS = frozenset({Op.READ, Op.DIRECTORY, Op.DIRECTORY_PART, Op.GET_PERMS, Op.WATCH, Op.UNWATCH,
                       Op.GET_DOMAIN_PATH, Op.IS_DOMAIN_INTRODUCED})
-
-
-class XenstoreError(PlatformError):
-    """xenstored is unreachable, hung, or closed the connection."""
-
-
-class XenstoreTimeout(XenstoreError):
-    pass
-
-
-class XenstoreReplyError(XenstoreError):
-    """xenstored answered a request with an error (``code`` is e.g. ``"EACCES"``)."""
-
-    def __init__(self, code: str) -> None:
-        super().__init__(f"xenstored error {code}")
-        self.code = code
-
-
-class NoEntry(KeyError):
-    """ENOENT from xenstored."""
-
-
-class _Batch:
-    """Requests sent together; the reader thread fills ``replies`` and sets ``done``."""
-    __slots__ = ("replies", "left", "done")
-
-    def __init__(self, n: int) -> None:
-        self.replies: list = [None] * n
-        self.left = n
-        self.done = threading.Event()
-
-
-class _Conn:
-    """One socket to xenstored and the thread that reads it."""
-
-    def __init__(self, path: str, timeout: float) -> None:
-        self.alive = True
-        self.pending: dict[int, tuple[_Batch, int]] = {}
-        self.events: collections.deque = collections.deque()
-        self.have_events = threading.Event()
-        self.error: str | None = None
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(path)
-        except socket.timeout:
-            sock.close()
-            raise XenstoreTimeout(f"connecting to xenstored at {path} timed out") from None
-        except OSError as exc:
-            sock.close()
-            raise XenstoreError(f"cannot connect to xenstored at {path}: {exc.strerror or exc}") from None
-        # One socket for both threads, with the client's timeout: it bounds the sender's
-        # sendall; the reader just goes round again when its recv times out. (Not a dup with
-        # another timeout: O_NONBLOCK, which Python's timeouts use, is shared by dups.)
-        self.sock = sock
-        self.thread = threading.Thread(target=self._read_loop, daemon=True, name="xs-reader")
-        self.thread.start()
-
-    def _read_loop(self) -> None:
-        sock = self.sock
-        buf = bytearray()
-        hsize = HEADER.size
-        unpack = HEADER.unpack_from
-        try:
-            while True:
-                try:
-                    chunk = sock.recv(65536)
-                except socket.timeout:
-                    if not self.alive:
-                        return
-                    continue
-                if not chunk:
-                    self.error = "xenstored closed the connection"
-                    return
-                buf += chunk
-                pos = 0
-                n_buf = len(buf)
-                while n_buf - pos >= hsize:
-                    op, rid, _tid, n = unpack(buf, pos)
-                    if n > REPLY_MAX:
-                        self.error = f"xenstore reply of {n} bytes (corrupt stream)"
-                        return
-                    end = pos + hsize + n
-                    if end > n_buf:
-                        break
-                    payload = bytes(buf[pos + hsize: end])
-                    pos = end
-                    if op == Op.WATCH_EVENT:
-                        parts = payload.split(NUL)
-                        self.events.append((parts[0].decode("ascii", "replace"),
-                                            parts[1].decode("ascii", "replace") if len(parts) > 1 else ""))
-                        self.have_events.set()
-                        continue
-                    slot = self.pending.pop(rid, None)
-                    if slot is None:
-                        self.error = f"xenstore reply to unknown request {rid}"
-                        return
-                    batch, i = slot
-                    batch.replies[i] = (op, payload)
-                    batch.left -= 1
-                    if batch.left == 0:
-                        batch.done.set()
-                if pos:
-                    del buf[:pos]
-        except OSError as exc:
-            self.error = f"xenstore connection: {exc.strerror or exc}"
-        finally:
-            self.alive = False
-            for batch, _i in list(self.pending.values()):
-                batch.done.set()
-            self.have_events.set()
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        # Shut down only: that wakes the reader (it closes the socket on its way out).
-        self.alive = False
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
-def _shut_box(box: list) -> None:
-    conn = box[0]
-    if conn is not None:
-        conn.close()
 
 
 class XsClient:
@@ -213,7 +58,7 @@ class XsClient:
         self.path = path
         self.timeout = timeout
         self.read_only = read_only  # refuse every request that could change the store
-        self._conn: _Conn | None = None
+        self._conn: Connection | None = None
         self._watches: dict[tuple[str, str], None] = {}  # ordered set
         self._lock = threading.RLock()
         self._next_id = 1
@@ -221,11 +66,11 @@ class XsClient:
         # A client dropped without close() must not leave its reader thread (and socket)
         # behind: the thread holds the connection, not the client, so a finalizer on the
         # client shuts whatever connection it had down.
-        self._box: list = [None]
-        weakref.finalize(self, _shut_box, self._box)
+        self._box: list[Any] = [None]
+        weakref.finalize(self, shut_box, self._box)
 
     # -- connection management -----------------------------------------------------------
-    def _connect(self) -> _Conn:
+    def _connect(self) -> Connection:
         conn = self._conn
         if conn is not None and conn.alive:
             return conn
@@ -234,7 +79,7 @@ class XsClient:
             self.reconnects += 1
         if not os.path.exists(self.path):
             raise XenstoreError(f"xenstored socket {self.path} does not exist (is xenstored running?)")
-        conn = _Conn(self.path, self.timeout)
+        conn = Connection(self.path, self.timeout)
         self._conn = self._box[0] = conn
         # Re-establish watches after a reconnect (each fires once on registration).
         if self._watches:
@@ -262,14 +107,14 @@ class XsClient:
         return conn is not None and conn.alive
 
     # -- requests ------------------------------------------------------------------------
-    def _exchange(self, conn: _Conn, reqs: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    def _exchange(self, conn: Connection, reqs: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
         """Send every request in one write, wait for all replies (matched by req_id)."""
         for op, payload in reqs:  # refuse before any of the batch is registered or sent
             if self.read_only and op not in READ_OPS:
                 raise XenstoreError(f"read-only mode: refusing xenstore request type {op}")
             if len(payload) > PAYLOAD_MAX:
                 raise XenstoreError(f"xenstore request of {len(payload)} bytes (the limit is {PAYLOAD_MAX})")
-        batch = _Batch(len(reqs))
+        batch = Batch(len(reqs))
         out = bytearray()
         pack = HEADER.pack
         for i, (op, payload) in enumerate(reqs):
@@ -280,7 +125,7 @@ class XsClient:
             out += payload
         try:
             conn.sock.sendall(out)
-        except socket.timeout:
+        except TimeoutError:
             self._drop()
             raise XenstoreTimeout(f"xenstored did not take a request within {self.timeout:g} s") from None
         except OSError as exc:
@@ -360,7 +205,7 @@ class XsClient:
             return self._list_parts(path)
         return [p.decode("ascii", "replace") for p in raw.split(NUL) if p]
 
-    def _list_parts(self, path: str) -> list[str]:
+    def _list_parts(self, path: str) -> builtins.list[str]:
         """XS_DIRECTORY_PART: ``<path>|<offset>`` → ``<gencnt>|<child>|*`` (+ an empty
         string after the last child). Restarts if the node changed between parts."""
         for _attempt in range(16):
@@ -415,7 +260,7 @@ class XsClient:
     def watch(self, path: str, token: str) -> None:
         self.watch_many([(path, token)])
 
-    def watch_many(self, pairs: list[tuple[str, str]]) -> None:
+    def watch_many(self, pairs: builtins.list[tuple[str, str]]) -> None:
         """Register watches, pipelined. Each fires once on registration."""
         with self._lock:
             conn = self._connect()  # (re-registers the known ones if it reconnected)
@@ -439,7 +284,7 @@ class XsClient:
     def unwatch(self, path: str, token: str) -> None:
         self.unwatch_many([(path, token)])
 
-    def unwatch_many(self, pairs: list[tuple[str, str]]) -> None:
+    def unwatch_many(self, pairs: builtins.list[tuple[str, str]]) -> None:
         with self._lock:
             for pt in pairs:
                 self._watches.pop(pt, None)
@@ -451,7 +296,7 @@ class XsClient:
             except XenstoreError:
                 pass  # replies (ENOENT for an unknown watch) do not matter; a dead link drops them all
 
-    def events(self, timeout: float = 0.0) -> list[tuple[str, str]]:
+    def events(self, timeout: float = 0.0) -> builtins.list[tuple[str, str]]:
         """Watch events received so far, waiting up to ``timeout`` for the first one.
 
         Raises XenstoreError when the connection died (watches are re-registered on the
@@ -483,3 +328,6 @@ class XsClient:
                     self._drop()
             raise XenstoreError(f"xenstored connection lost ({conn.error or 'connection closed'})")
         return out
+
+
+__all__ = ["DEFAULT_TIMEOUT", "READ_OPS", "NoEntry", "Op", "XenstoreError", "XenstoreReplyError", "XenstoreTimeout", "XsClient"]

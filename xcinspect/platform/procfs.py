@@ -20,6 +20,7 @@ handed 0 or -1 (``kill(-1, ...)`` signals every process).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 PROC = "/proc"
@@ -34,7 +35,7 @@ def _read(path: str, limit: int = 65536) -> bytes | None:
         return None
 
 
-def _valid_pid(pid) -> bool:
+def _valid_pid(pid: object) -> bool:
     return isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < PID_MAX
 
 
@@ -107,7 +108,7 @@ def _comm_matches(pid: int, comm: str, proc: str) -> bool:
     return actual == comm[:15]
 
 
-def read_pidfile(paths, proc: str = PROC, comm: str | None = None) -> int | None:
+def read_pidfile(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], proc: str = PROC, comm: str | None = None) -> int | None:
     """The pid from the first pid file in ``paths`` whose process is alive in ``proc``
     (and, with ``comm``, whose task name is ``comm``, guarding against pid reuse).
 

@@ -6,121 +6,17 @@ writes: pages are mapped read-only. Nothing here imports Textual.
 
 from __future__ import annotations
 
-import struct
 import time
-from itertools import compress as _compress
-from itertools import count as _count
-from itertools import repeat as _repeat
-from operator import le as _le
-from operator import ne as _ne
 
-from xcinspect import facts as _facts
-from xcinspect.core import flags as F
-from xcinspect.core import health as H
-from xcinspect.core import ring as R
-from xcinspect.core.model import BackendFacts, DomainInfo, HostInfo
-from xcinspect.discovery import Discovery
-from xcinspect.platform.base import PageMapping, Platform, PlatformError
-from xcinspect.xs import XenstoreError, XsClient
-
-_IDX5 = struct.Struct("<5I")  # the four indices and the 32-bit word at the flag offset
-_IDX_OFF = R.IDX_OFFSET
-_RAW20 = struct.Struct("20s")  # the same 20 bytes, as one bytes object (cheap to compare)
-_INF = float("inf")
-
-
-class Entry:
-    """Everything the monitor knows about one domain's console. Mutated in place."""
-
-    __slots__ = (
-        "info", "mapping", "layout", "track", "facts", "verdict", "idx", "raw", "flag", "error",
-        "map_error", "next_eval", "console_type", "flag_word", "has_tty", "state_since",
-    )
-
-    def __init__(self, info: DomainInfo, layout: str) -> None:
-        self.info = info
-        self.mapping: PageMapping | None = None
-        self.layout = layout
-        self.track = H.Track()
-        self.facts: BackendFacts | None = None
-        self.verdict = H.Verdict(H.IDLE, "not sampled yet")
-        self.idx: tuple | None = None
-        self.flag = F.FlagReading(layout, None, F.NOT_APPLICABLE)
-        self.error: str | None = info.error
-        self.map_error: str | None = None
-        self.raw: tuple | None = None  # last (indices..., flag word) read from the page
-        self.next_eval = 0.0  # re-classify by then even if nothing moved
-        self.console_type = info.console.type if info.console else None
-        self.flag_word = -1  # the 32-bit word at 3088 that ``flag`` was decoded from
-        self.state_since: float | None = None  # when the verdict last changed state
-        self.has_tty = bool(info.console.tty) if info.console else None
-
-    # -- views ------------------------------------------------------------------------
-    @property
-    def domid(self) -> int:
-        return self.info.domid
-
-    @property
-    def name(self) -> str:
-        return self.info.name
-
-    def snapshot(self) -> R.PageSnapshot | None:
-        if self.idx is None:
-            return None
-        in_cons, in_prod, out_cons, out_prod = self.idx
-        return R.PageSnapshot(
-            out=R.RingState(out_cons, out_prod, R.OUT_SIZE),
-            in_=R.RingState(in_cons, in_prod, R.IN_SIZE),
-            flag=self.flag,
-        )
-
-    def unread_out(self, limit: int | None = None) -> bytes:
-        if self.mapping is None:
-            return b""
-        try:
-            return R.unread_out(self.mapping.buf, limit=limit)
-        except (ValueError, OSError):
-            return b""
-
-    def as_dict(self, now: float | None = None) -> dict:
-        snap = self.snapshot()
-        console = self.info.console.as_dict() if self.info.console else None
-        return {
-            "domid": self.info.domid,
-            "name": self.info.name,
-            "console": console,
-            "ring": snap.as_dict() if snap else None,
-            "verdict": self.verdict.as_dict(),
-            "backend": self.facts.as_dict() if self.facts else None,
-            "out_rate": round(self.track.rate_at(self.track.t_last if now is None else now), 1),
-        }
-
-
-class TickResult:
-    """What one tick changed (a plain slotted class: it is built on every tick)."""
-
-    __slots__ = ("appeared", "gone", "changed_state", "moved")
-
-    def __init__(self) -> None:
-        self.appeared: list[int] = []
-        self.gone: list[tuple[int, str]] = []
-        self.changed_state: list[tuple[int, str, str]] = []  # domid, old state, new state
-        self.moved = 0
-
-
-class _Quiet(TickResult):
-    """The result of a tick that changed nothing (shared, immutable: empty tuples)."""
-    __slots__ = ()
-
-    def __init__(self) -> None:
-        for name, value in (("appeared", ()), ("gone", ()), ("changed_state", ()), ("moved", 0)):
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name, value):
-        raise AttributeError("the quiet TickResult is shared and read-only")
-
-
-QUIET = _Quiet()
+from xcinspect.core import flags, health
+from xcinspect.core.errors import UsageError
+from xcinspect.core.model import HostInfo
+from xcinspect.engine import facts
+from xcinspect.engine.discovery import Discovery
+from xcinspect.engine.entry import QUIET, Entry, TickResult
+from xcinspect.engine.fast_path import INDEX_OFFSET, INDICES_AND_FLAG, NEVER, FastPath, positions_changed, positions_due
+from xcinspect.platform.base import Platform, PlatformError
+from xcinspect.platform.xenstore import XenstoreError, XsClient
 
 
 class Monitor:
@@ -130,15 +26,15 @@ class Monitor:
         self,
         platform: Platform,
         *,
-        flag_layout: str = F.AUTO,
+        flag_layout: str = flags.AUTO,
         clock=time.monotonic,
-        stall_after: float = H.STALL_AFTER,
-        idle_after: float = H.IDLE_AFTER,
+        stall_after: float = health.STALL_AFTER,
+        idle_after: float = health.IDLE_AFTER,
         facts_interval: float = 2.0,
         xs_timeout: float = 2.0,
     ) -> None:
-        if flag_layout not in F.CHOICES:
-            raise PlatformError(f"unknown flag layout {flag_layout!r} (choose from {', '.join(F.CHOICES)})")
+        if flag_layout not in flags.CHOICES:
+            raise UsageError(f"unknown flag layout {flag_layout!r} (choose from {', '.join(flags.CHOICES)})")
         self.platform = platform
         self.flag_override = flag_layout
         self.clock = clock
@@ -156,14 +52,7 @@ class Monitor:
         self.ticks = 0
         self._facts_due = 0.0
         self._lost: set[int] = set()  # domains whose page became unreadable: mapped again later
-        self._pairs: list | None = None  # (entry, page buffer) for the full loop; None: rebuild
-        # The fast path's arrays (see tick), valid while _pairs is not None: page buffer per
-        # mapped entry, the index offset per mapped entry, positions (in the entry list)
-        # of the mapped and of the unmapped entries, the entries in order.
-        self._fast: tuple = ([], [], [], [], [])
-        self._snap: list = []  # last (20 bytes,) per mapped entry
-        self._nexts: list[float] = []  # next_eval per mapped entry
-        self._due_at = 0.0  # min(_nexts)
+        self.fast = FastPath()
 
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> None:
@@ -176,7 +65,7 @@ class Monitor:
         self._sync_entries(set(self.discovery.domains))
 
     def close(self) -> None:
-        self._pairs = None
+        self.fast.invalidate()
         for e in self.entries.values():
             if e.mapping is not None:
                 e.mapping.close()
@@ -194,14 +83,14 @@ class Monitor:
 
     @property
     def host_layout(self) -> str:
-        if self.flag_override != F.AUTO:
+        if self.flag_override != flags.AUTO:
             return self.flag_override
-        return self.host.default_layout if self.host else F.NONE
+        return self.host.default_layout if self.host else flags.NONE
 
     def host_dict(self) -> dict:
         assert self.host is not None
         d = self.host.as_dict(self.host_layout)
-        d["flag_layout_source"] = "override" if self.flag_override != F.AUTO else "auto"
+        d["flag_layout_source"] = "override" if self.flag_override != flags.AUTO else "auto"
         d["xenconsoled_pid"] = self.consoled_pid
         d["xenstore_ok"] = self.xs_error is None
         if self.xs_error:
@@ -210,7 +99,7 @@ class Monitor:
 
     # -- entries --------------------------------------------------------------------------
     def _layout_for(self, domid: int) -> str:
-        return F.resolve_layout(self.flag_override, self.platform.domain_flag_hint(domid), self.host_layout)
+        return flags.resolve_layout(self.flag_override, self.platform.domain_flag_hint(domid), self.host_layout)
 
     def _map(self, e: Entry) -> None:
         c = e.info.console
@@ -225,7 +114,7 @@ class Monitor:
 
     def _sync_entries(self, changed: set[int]) -> TickResult:
         res = TickResult()
-        self._pairs = None
+        self.fast.invalidate()
         assert self.discovery is not None
         doms = self.discovery.domains
         for d in sorted(changed):
@@ -290,7 +179,7 @@ class Monitor:
             e.mapping = None
             e.map_error = f"cannot read the console page: {why}"
             self._lost.add(e.domid)
-        self._pairs = None
+        self.fast.invalidate()
 
     def _remap_lost(self) -> None:
         for d in list(self._lost):
@@ -303,20 +192,20 @@ class Monitor:
                 self._lost.discard(d)
                 e.raw = None  # sample it afresh
                 e.next_eval = 0.0
-                self._pairs = None
+                self.fast.invalidate()
 
     def refresh_facts(self, now: float | None = None) -> None:
         now = self.clock() if now is None else now
         if self._lost:
             self._remap_lost()
         self.consoled_pid = self.platform.consoled_pid()
-        table = _facts.FactsTable(self.platform)
+        table = facts.FactsTable(self.platform)
         for e in self.entries.values():
             f = table.facts_for(e.info, self.consoled_pid)
             if f != e.facts:
                 e.facts = f
                 e.next_eval = 0.0
-                self._pairs = None  # the next tick runs the full loop
+                self.fast.invalidate()  # the next tick runs the full loop
         self._facts_due = now + self.facts_interval
         if self.xs is not None and self.xs_error is None:
             # Discovery only talks to xenstored when a watch fires: ask something, so a
@@ -342,27 +231,24 @@ class Monitor:
             lost = self.platform.refresh_pages()
             if lost:
                 self._pages_lost(lost)
-        if self._pairs is not None:
+        fast = self.fast
+        if fast.valid:
             # The fast path: every page's 20 index/flag bytes in one C-level pass, compared
             # with the previous pass as a whole; only consoles that moved or whose
             # deadline passed are evaluated, in entry order, as the full loop would.
-            bufs, offs, mpos, unmapped, ents = self._fast
-            try:
-                snap = list(map(_RAW20.unpack_from, bufs, offs))
-            except (ValueError, OSError, IndexError, TypeError):
-                snap = None  # some page is unreadable: the full loop says which
-            if snap is not None:
+            raw = fast.read()
+            if raw is not None:
                 todo = None
-                if snap != self._snap:
-                    todo = list(_compress(_count(), map(_ne, snap, self._snap)))
-                if now >= self._due_at:
-                    due = list(_compress(_count(), map(_le, self._nexts, _repeat(now))))
+                if raw != fast.last_raw:
+                    todo = positions_changed(raw, fast.last_raw)
+                if now >= fast.due_at:
+                    due = positions_due(fast.deadlines, now)
                     todo = sorted(set(todo).union(due)) if todo else due
-                if todo or unmapped:
+                if todo or fast.unmapped:
                     if res is None:
                         res = TickResult()
-                    self._evaluate_some(todo or [], snap, now, res)
-                self._snap = snap
+                    self._evaluate_some(todo or [], raw, now, res)
+                fast.last_raw = raw
                 self.ticks += 1
                 return res if res is not None else QUIET
         if res is None:
@@ -371,11 +257,12 @@ class Monitor:
         self.ticks += 1
         return res
 
-    def _evaluate_some(self, todo: list[int], snap: list, now: float, res: TickResult) -> None:
-        """Evaluate the mapped consoles ``todo`` (indices into the fast arrays) and every
-        unmapped one, in entry order."""
-        bufs, _, mpos, unmapped, ents = self._fast
-        nexts = self._nexts
+    def _evaluate_some(self, todo: list[int], raw: list, now: float, res: TickResult) -> None:
+        """Evaluate the mapped consoles ``todo`` (positions in the fast path's lists) and
+        every unmapped one, in entry order."""
+        fast = self.fast
+        bufs, mpos, unmapped, ents = fast.buffers, fast.mapped, fast.unmapped, fast.entries
+        nexts = fast.deadlines
         changed_state = res.changed_state
         moved = 0
         if unmapped:
@@ -388,43 +275,34 @@ class Monitor:
             if i is None:
                 self._unmapped_verdict(e, changed_state)
                 continue
-            if self._evaluate(e, bufs[i], _IDX5.unpack(snap[i][0]), now, changed_state):
+            if self._evaluate(e, bufs[i], INDICES_AND_FLAG.unpack(raw[i][0]), now, changed_state):
                 moved += 1
             nexts[i] = e.next_eval
-        self._due_at = min(nexts, default=_INF)
+        fast.due_at = min(nexts, default=NEVER)
         res.moved = moved
 
     def _tick_all(self, now: float, res: TickResult) -> None:
         """The full loop (after the entry set or facts changed, or a page was unreadable);
-        then the fast path's arrays are rebuilt from what it left in the entries."""
-        unpack = _IDX5.unpack_from
+        then the fast path is rebuilt from what it left in the entries."""
+        unpack = INDICES_AND_FLAG.unpack_from
         changed_state = res.changed_state
         moved = 0
-        pairs = self._pairs = [(e, e.mapping.buf if e.mapping is not None else None) for e in self.entries.values()]
+        pairs = [(e, e.mapping.buf if e.mapping is not None else None) for e in self.entries.values()]
         for e, buf in pairs:
             if buf is None:
                 self._unmapped_verdict(e, changed_state)
                 continue
             try:
-                raw = unpack(buf, _IDX_OFF)
+                raw = unpack(buf, INDEX_OFFSET)
             except (ValueError, OSError, IndexError, TypeError) as exc:
-                e.verdict = H.Verdict(H.ERROR, f"cannot read console page: {exc}")
+                e.verdict = health.Verdict(health.ERROR, f"cannot read console page: {exc}")
                 continue
             if raw == e.raw and now < e.next_eval:
                 continue  # nothing moved and no deadline passed: the verdict stands
             if self._evaluate(e, buf, raw, now, changed_state):
                 moved += 1
         res.moved = moved
-        # Fast-path state. A console's previous bytes are its last *classified* indices
-        # (e.raw), so one that could not be read this round is compared with those.
-        mpos = [k for k, (_, buf) in enumerate(pairs) if buf is not None]
-        unmapped = [k for k, (_, buf) in enumerate(pairs) if buf is None]
-        bufs = [pairs[k][1] for k in mpos]
-        self._fast = (bufs, [_IDX_OFF] * len(bufs), mpos, unmapped, [e for e, _ in pairs])
-        mapped = [pairs[k][0] for k in mpos]
-        self._snap = [(_IDX5.pack(*e.raw),) if e.raw is not None else None for e in mapped]
-        self._nexts = [e.next_eval for e in mapped]
-        self._due_at = min(self._nexts, default=_INF)
+        self.fast.rebuild(pairs)
 
     def _evaluate(self, e: Entry, buf, raw: tuple, now: float, changed_state: list) -> bool:
         """Classify one console from freshly read ``raw``; True if an index moved."""
@@ -436,33 +314,33 @@ class Monitor:
             e.idx = idx
             flag = e.flag
             if flag.byte is None or raw[4] != e.flag_word:
-                e.flag = flag = F.decode_word(raw[4], e.layout)
+                e.flag = flag = flags.decode_word(raw[4], e.layout)
                 e.flag_word = raw[4]
             e.track.note_byte(flag.byte, now)
         stall_after, idle_after = self.stall_after, self.idle_after
-        v = H.classify(
+        v = health.classify(
             idx, e.flag.state, e.track, e.facts, now,
             console_type=e.console_type, stall_after=stall_after, idle_after=idle_after,
             flag=e.flag, has_tty=e.has_tty,
         )
         if e.error:
-            v = H.Verdict(H.ERROR, e.error)
+            v = health.Verdict(health.ERROR, e.error)
         if v.state != e.verdict.state or e.state_since is None:
             if v.state != e.verdict.state:
                 changed_state.append((e.domid, e.verdict.state, v.state))
             e.state_since = now
         e.verdict = v
-        e.next_eval = H.next_evaluation(v.state, e.track, now, stall_after, idle_after)
+        e.next_eval = health.next_evaluation(v.state, e.track, now, stall_after, idle_after)
         return moved
 
     @staticmethod
     def _unmapped_verdict(e: Entry, changed_state: list) -> None:
         if e.info.console is None:
-            v = H.Verdict(H.ERROR, "no console in xenstore (no console/ keys)")
+            v = health.Verdict(health.ERROR, "no console in xenstore (no console/ keys)")
         elif e.error:
-            v = H.Verdict(H.ERROR, e.error)
+            v = health.Verdict(health.ERROR, e.error)
         else:
-            v = H.Verdict(H.ERROR, e.map_error or "console page not mapped")
+            v = health.Verdict(health.ERROR, e.map_error or "console page not mapped")
         if v.state != e.verdict.state:
             changed_state.append((e.domid, e.verdict.state, v.state))
         e.verdict = v

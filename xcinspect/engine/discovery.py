@@ -8,7 +8,7 @@ domain's console keys. Works unchanged against the sim xenstored and a real one.
 from __future__ import annotations
 
 from xcinspect.core.model import ConsoleInfo, DomainInfo
-from xcinspect.xs import XsClient
+from xcinspect.platform.xenstore import XsClient
 
 CONSOLE_KEYS = ("ring-ref", "port", "tty", "type", "limit", "output", "backend-id", "backend")
 _INT_KEYS = {"ring-ref": "ring_ref", "port": "port", "limit": "limit", "backend-id": "backend_id"}
@@ -63,7 +63,7 @@ class Discovery:
         self.started = False
 
     # -- reading -----------------------------------------------------------------------
-    def _read_domains(self, domids: list[int]) -> dict[int, DomainInfo]:
+    def read_domains(self, domids: list[int]) -> dict[int, DomainInfo]:
         paths: list[str] = []
         for d in domids:
             base = f"/local/domain/{d}"
@@ -103,7 +103,7 @@ class Discovery:
         if drop:
             self.xs.unwatch_many(drop)
         if new:
-            self.domains.update(self._read_domains(new))
+            self.domains.update(self.read_domains(new))
             self._watched.update(new)
             self._skip_first.update(new)
             # one pipelined batch: 1,000 watch round trips took 0.2-0.3 s
@@ -129,7 +129,7 @@ class Discovery:
             return set()
         relist = False
         reread: set[int] = set()
-        for path, token in events:
+        for _path, token in events:
             if token == "domlist":
                 relist = True
             elif token.startswith("con:"):
@@ -147,7 +147,7 @@ class Discovery:
         reread &= set(self.domains)
         reread -= changed
         if reread:
-            fresh = self._read_domains(sorted(reread))
+            fresh = self.read_domains(sorted(reread))
             for d, info in fresh.items():
                 if info != self.domains.get(d):
                     self.domains[d] = info

@@ -18,9 +18,6 @@ channel, and xcinspect never consumes a ring someone else services.
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import functools
 import getpass
 import json
 import os
@@ -30,63 +27,17 @@ import socket
 import termios
 import time
 import tty
-from dataclasses import dataclass, field
 
-from xcinspect import facts as _facts
-from xcinspect import procfs
-from xcinspect import service
-from xcinspect.core import flags as F
+from xcinspect.core import flags
 from xcinspect.core.model import BackendFacts, DomainInfo
 from xcinspect.core.ring import RingIO
-from xcinspect.discovery import Discovery
+from xcinspect.engine import facts, service
+from xcinspect.engine.discovery import Discovery
+from xcinspect.engine.plans import ActionError, ActionResult, Plan, audited
+from xcinspect.engine.sessions import AttachSession, ConsoleLock, SocketSession, TtySession
+from xcinspect.platform import procfs
 from xcinspect.platform.base import Platform, PlatformError
-from xcinspect.xs import XenstoreError, XsClient
-
-
-class ActionError(PlatformError):
-    """An action was refused or failed; ``message`` says why, in one line."""
-
-    audited = False  # already written to the audit log
-    needs_force = False  # refused only because force was not given (attach: a holder)
-
-
-def _audited(action: str):
-    """Every way out of an action is in the audit log: what ``_refuse`` and the success
-    paths record, and anything else that stops it (the domain vanished, xenstored went
-    away, a bug) as "refused" (ActionError) or "failed"."""
-
-    def deco(fn):
-        @functools.wraps(fn)
-        def wrapper(self, domid, *args, **kw):
-            try:
-                return fn(self, domid, *args, **kw)
-            except Exception as exc:
-                if not getattr(exc, "audited", False):
-                    result = "refused" if isinstance(exc, ActionError) else "failed"
-                    self.audit(action, domid, result, getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
-                    try:
-                        exc.audited = True
-                    except AttributeError:
-                        pass
-                raise
-        return wrapper
-    return deco
-
-
-@dataclass
-class ActionResult:
-    ok: bool
-    message: str
-    detail: dict = field(default_factory=dict)
-
-
-@dataclass
-class Plan:
-    """What an action would do, in words, before it is confirmed."""
-
-    allowed: bool
-    description: str
-    destructive: bool = False
+from xcinspect.platform.xenstore import XenstoreError, XsClient
 
 
 class Actions:
@@ -95,7 +46,7 @@ class Actions:
         platform: Platform,
         xs: XsClient | None = None,
         *,
-        flag_override: str = F.AUTO,
+        flag_override: str = flags.AUTO,
         read_only: bool = False,
         platform_args: list[str] | None = None,
         sync: bool = True,
@@ -111,7 +62,7 @@ class Actions:
     def _info(self, domid: int) -> DomainInfo:
         if self.xs.read(f"/local/domain/{domid}/domid") is None and self.xs.read(f"/local/domain/{domid}/name") is None:
             raise ActionError(f"no domain {domid} in xenstore")
-        return Discovery(self.xs)._read_domains([domid])[domid]
+        return Discovery(self.xs).read_domains([domid])[domid]
 
     def resolve(self, ref: str | int, action: str | None = None) -> int:
         """A domid from a domid or a name; for ``action``, a failure is audited."""
@@ -136,10 +87,10 @@ class Actions:
         raise ActionError(f"no domain named {text!r}")
 
     def facts(self, info: DomainInfo) -> BackendFacts:
-        return _facts.facts_for(self.platform, info)
+        return facts.facts_for(self.platform, info)
 
     def layout(self, domid: int) -> str:
-        return F.resolve_layout(self.flag_override, self.platform.domain_flag_hint(domid), self.platform.default_flag_layout())
+        return flags.resolve_layout(self.flag_override, self.platform.domain_flag_hint(domid), self.platform.default_flag_layout())
 
     def audit(self, action: str, domid: int | None, result: str, detail: str = "", **extra) -> None:
         rec = {
@@ -198,7 +149,7 @@ class Actions:
         return Plan(True, "no backend: xcinspect will bind the event channel, drain the ring to its log "
                     "and serve attach." + unmute)
 
-    @_audited("connect")
+    @audited("connect")
     def connect(self, domid: int, *, wait: float = 3.0) -> ActionResult:
         self._check_writable("connect", domid)
         info = self._info(domid)
@@ -232,17 +183,17 @@ class Actions:
         if not self._muted(domid, info):
             return ""
         try:
-            res = self._write_flag(domid, F.CONNECTED, "connect")
+            res = self._write_flag(domid, flags.CONNECTED, "connect")
         except ActionError as exc:
             return f"; the flag still says disconnected ({exc.message})"
         return "; " + res.message
 
     # -- the connection flag ----------------------------------------------------------------
-    def read_flag(self, domid: int, info: DomainInfo | None = None) -> F.FlagReading:
+    def read_flag(self, domid: int, info: DomainInfo | None = None) -> flags.FlagReading:
         info = info or self._info(domid)
         layout = self.layout(domid)
         with self.platform.map_page(domid, info.console.ring_ref if info.console else None) as m:
-            return F.decode(m.buf, layout)
+            return flags.decode(m.buf, layout)
 
     def _muted(self, domid: int, info: DomainInfo) -> bool:
         """The flag says disconnected under the host's layout, or byte 3088 is 1."""
@@ -252,12 +203,12 @@ class Actions:
             reading = self.read_flag(domid, info)
         except PlatformError:
             return False
-        return reading.state == F.DISCONNECTED or reading.mutes_new_guests
+        return reading.state == flags.DISCONNECTED or reading.mutes_new_guests
 
     def plan_flag(self, domid: int, state: str) -> Plan:
         """What setting the connection flag of ``domid`` to ``state`` would do."""
-        if state not in (F.CONNECTED, F.DISCONNECTED):
-            return Plan(False, f"a flag is set to {F.CONNECTED!r} or {F.DISCONNECTED!r}, not {state!r}")
+        if state not in (flags.CONNECTED, flags.DISCONNECTED):
+            return Plan(False, f"a flag is set to {flags.CONNECTED!r} or {flags.DISCONNECTED!r}, not {state!r}")
         info = self._info(domid)
         name = info.name
         if info.console is None or info.error:
@@ -269,11 +220,11 @@ class Actions:
         except PlatformError as exc:
             return Plan(False, f"cannot read the console page of domain {domid}: {exc.message}")
         layout = reading.layout
-        if layout == F.NONE:
-            if state == F.DISCONNECTED:
+        if layout == flags.NONE:
+            if state == flags.DISCONNECTED:
                 return Plan(False, "this host's flag layout is 'none' (Xen <= 4.20): there is no connection "
                             "flag to set (--flag-layout overrides the layout)")
-            if reading.byte == F.GUEST_CONNECTED_BYTE:
+            if reading.byte == flags.GUEST_CONNECTED_BYTE:
                 return Plan(False, f"byte 3088 of {name} (dom {domid}) is already 0: a Linux >= 7.1 guest "
                             "reads it as connected")
             return Plan(True, f"Write 0 into byte 3088 of {name} (dom {domid}), now {reading.byte}: this host's "
@@ -281,7 +232,7 @@ class Actions:
                         "'disconnected' and throws its console output away until it reads 0.")
         if reading.state == state:
             return Plan(False, f"the {layout} flag of {name} (dom {domid}) already says {state}")
-        if state == F.DISCONNECTED:
+        if state == flags.DISCONNECTED:
             return Plan(True, f"Write 'disconnected' into the {layout} connection flag of {name} (dom {domid}): "
                         "guests that honour it (Linux >= 7.1) will DROP their console output from their "
                         "next write until the flag is set back to connected (U, or "
@@ -290,7 +241,7 @@ class Actions:
                     f"{reading.state} (raw {reading.raw}): a Linux >= 7.1 guest writes its console output "
                     "again from its next write (what it dropped meanwhile is lost).")
 
-    @_audited("flag")
+    @audited("flag")
     def set_flag(self, domid: int, state: str) -> ActionResult:
         """Set the connection flag to ``state``; the audit record has the flag before and
         after, so it can be undone by setting it back."""
@@ -304,14 +255,14 @@ class Actions:
         info = self._info(domid)
         layout = self.layout(domid)
         with self.platform.map_page(domid, info.console.ring_ref if info.console else None, writable=True) as m:
-            before = F.decode(m.buf, layout)
-            ring = RingIO(m.buf, service._fence())
-            if layout == F.NONE:
+            before = flags.decode(m.buf, layout)
+            ring = RingIO(m.buf, service.ring_fence())
+            if layout == flags.NONE:
                 ring.set_guest_byte(state)
             else:
                 ring.set_flag(layout, state)
-            after = F.decode(m.buf, layout)
-        if layout == F.NONE:
+            after = flags.decode(m.buf, layout)
+        if layout == flags.NONE:
             msg = f"set byte 3088 of domain {domid} to {after.byte} ({state}, as Linux >= 7.1 reads it; was {before.byte})"
         else:
             msg = f"set the {layout} flag of domain {domid} to {state} (raw {before.raw} -> {after.raw})"
@@ -347,17 +298,17 @@ class Actions:
             return Plan(True, f"Send SIGTERM to {who}, the console client attached to {name} (dom {domid}). "
                         "Its session ends; the guest and xenconsoled are not touched.", destructive=True)
         if set_flag:
-            return self.plan_flag(domid, F.DISCONNECTED)
+            return self.plan_flag(domid, flags.DISCONNECTED)
         return Plan(False, f"nothing to disconnect on {name} (dom {domid}): no client attached and no "
                     "xcinspect backend")
 
-    @_audited("disconnect")
+    @audited("disconnect")
     def disconnect(self, domid: int, *, force: bool = False, set_flag: bool = False) -> ActionResult:
         self._check_writable("disconnect", domid)
         if set_flag and not force:
             f0 = self.facts(self._info(domid))
             if not f0.xcinspect_backend_pid and not f0.lock_holder_pid:
-                return self._write_flag(domid, F.DISCONNECTED, "disconnect")
+                return self._write_flag(domid, flags.DISCONNECTED, "disconnect")
         plan = self.plan_disconnect(domid, force=force, set_flag=set_flag)
         if not plan.allowed:
             raise self._refuse("disconnect", domid, plan.description)
@@ -385,22 +336,22 @@ class Actions:
             msg = f"ended the console session of pid {pid} ({f.lock_holder_cmd or '?'}) on domain {domid}"
             self.audit("disconnect", domid, "ok", msg, how="kick", target_pid=pid)
             return ActionResult(True, msg, {"how": "kick", "pid": pid})
-        return self._write_flag(domid, F.DISCONNECTED, "disconnect")
+        return self._write_flag(domid, flags.DISCONNECTED, "disconnect")
 
     # -- attach -----------------------------------------------------------------------------
-    @_audited("attach")
-    def attach(self, domid: int, *, force: bool = False, tty_wait: float = 5.0) -> "AttachSession":
+    @audited("attach")
+    def attach(self, domid: int, *, force: bool = False, tty_wait: float = 5.0) -> AttachSession:
         self._check_writable("attach", domid)
         info = self._info(domid)
         f = self.facts(info)
         if f.xcinspect_backend_pid:
-            path = _facts.backend_socket(self.platform, domid)
+            path = facts.backend_socket(self.platform, domid)
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 s.connect(path)
             except OSError as exc:
                 s.close()
-                raise self._refuse("attach", domid, f"cannot reach xcinspect's backend socket {path}: {exc}")
+                raise self._refuse("attach", domid, f"cannot reach xcinspect's backend socket {path}: {exc}") from None
             self.audit("attach", domid, "ok", "via xcinspect backend")
             return SocketSession(s, f"xcinspect backend pid {f.xcinspect_backend_pid}")
         lock = ConsoleLock(self.platform.lock_path(domid))
@@ -413,12 +364,12 @@ class Actions:
                 err = self._refuse("attach", domid, f"console of domain {domid} is attached by {who}; "
                                    "attach with --force to end that session")
                 err.needs_force = True
-                raise err
+                raise err from None
             self.disconnect(domid, force=True)
             try:
                 lock.acquire()
             except BlockingIOError:
-                raise self._refuse("attach", domid, f"console of domain {domid} is still held by {who}")
+                raise self._refuse("attach", domid, f"console of domain {domid} is still held by {who}") from None
         try:
             path = self._wait_tty(domid, tty_wait)
             # console/tty comes from xenstore: open nothing but a pty slave as root (a
@@ -432,7 +383,7 @@ class Actions:
                 raise ActionError(f"console/tty {path!r} is not a terminal: not using it")
         except (OSError, ActionError) as exc:
             lock.release()
-            raise self._refuse("attach", domid, f"cannot open the console of domain {domid}: {getattr(exc, 'message', exc)}")
+            raise self._refuse("attach", domid, f"cannot open the console of domain {domid}: {getattr(exc, 'message', exc)}") from None
         try:
             tty.setraw(fd)
         except termios.error:
@@ -447,7 +398,7 @@ class Actions:
             try:
                 value = self.xs.read(path)
             except XenstoreError as exc:
-                raise ActionError(exc.message)
+                raise ActionError(exc.message) from None
             if value:
                 return value
             if time.monotonic() >= deadline:
@@ -463,136 +414,3 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:
         return str(os.getuid())
-
-
-class ConsoleLock:
-    """``/var/lock/xenconsole.<domid>`` exactly as the xenconsole client takes it."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fd = -1
-
-    def acquire(self) -> None:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        for _ in range(5):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(fd)
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise BlockingIOError(exc.errno, "locked") from None
-                raise
-            # Unlink race: make sure the file we locked is still the one at the path.
-            try:
-                st_path = os.stat(self.path)
-            except FileNotFoundError:
-                os.close(fd)
-                continue
-            st_fd = os.fstat(fd)
-            if (st_path.st_dev, st_path.st_ino) == (st_fd.st_dev, st_fd.st_ino):
-                self.fd = fd
-                return
-            os.close(fd)
-        raise BlockingIOError(errno.EAGAIN, "lock file keeps changing")
-
-    def release(self) -> None:
-        if self.fd >= 0:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
-            os.close(self.fd)
-            self.fd = -1
-
-
-class AttachSession:
-    """A bidirectional byte stream to a guest console."""
-
-    via: str
-
-    def fileno(self) -> int: ...
-
-    def read(self) -> bytes:
-        """Available output (b"" on nothing); raises EOFError when the console went away."""
-        ...
-
-    def write(self, data: bytes) -> None: ...
-
-    def close(self) -> None: ...
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class TtySession(AttachSession):
-    def __init__(self, fd: int, lock: ConsoleLock, path: str) -> None:
-        self.fd = fd
-        self.lock = lock
-        self.via = path
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def read(self) -> bytes:
-        try:
-            data = os.read(self.fd, 65536)
-        except BlockingIOError:
-            return b""
-        except OSError as exc:
-            if exc.errno == errno.EIO:
-                raise EOFError("console pty closed") from None
-            raise
-        if not data:
-            raise EOFError("console pty closed")
-        return data
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        deadline = time.monotonic() + 5
-        while view:
-            try:
-                n = os.write(self.fd, view)
-                view = view[n:]
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise EOFError("console input is not being consumed") from None
-                time.sleep(0.01)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        self.lock.release()
-
-
-class SocketSession(AttachSession):
-    def __init__(self, s: socket.socket, via: str) -> None:
-        self.s = s
-        self.s.setblocking(False)
-        self.via = via
-
-    def fileno(self) -> int:
-        return self.s.fileno()
-
-    def read(self) -> bytes:
-        try:
-            data = self.s.recv(65536)
-        except BlockingIOError:
-            return b""
-        if not data:
-            raise EOFError("xcinspect backend closed the console")
-        return data
-
-    def write(self, data: bytes) -> None:
-        self.s.setblocking(True)
-        try:
-            self.s.sendall(data)
-        finally:
-            self.s.setblocking(False)
-
-    def close(self) -> None:
-        self.s.close()

@@ -22,7 +22,7 @@ import mmap
 import os
 import time
 
-from xcinspect.core import flags as F
+from xcinspect.core import flags
 from xcinspect.core.ring import PAGE_SIZE
 from xcinspect.platform.base import EventChannel, PageMapping, Platform, PlatformError
 
@@ -145,10 +145,10 @@ class SimPlatform(Platform):
 
     def default_flag_layout(self) -> str:
         try:
-            layout = self._world_data().get("default_layout", F.NONE)
+            layout = self._world_data().get("default_layout", flags.NONE)
         except PlatformError:
-            return F.NONE
-        return layout if layout in F.LAYOUTS else F.NONE
+            return flags.NONE
+        return layout if layout in flags.LAYOUTS else flags.NONE
 
     def domain_flag_hint(self, domid: int) -> str | None:
         try:
@@ -156,7 +156,7 @@ class SimPlatform(Platform):
                 layout = f.read().strip()
         except (OSError, UnicodeDecodeError):
             return None
-        return layout if layout in F.LAYOUTS else None
+        return layout if layout in flags.LAYOUTS else None
 
     def map_page(self, domid: int, ring_ref: int | None, *, writable: bool = False) -> PageMapping:
         if writable:

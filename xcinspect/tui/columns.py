@@ -1,0 +1,123 @@
+"""The domain table's columns, as data: one ``Column`` per column says what a cell holds
+(compared between frames: only changed cells are redrawn), how the column sorts, how a
+cell is drawn, how wide it is and from which terminal width it shows (xentop-style: the
+essentials first). Also the filter's matching rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.style import Style
+from rich.text import Text
+
+from xcinspect.core import health, ring
+from xcinspect.tui import render
+from xcinspect.tui.model import Row
+
+# Terminal width from which each priority's columns show.
+PRIORITY_WIDTH = {0: 0, 1: 100, 2: 118}
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int | None  # content width (None: automatic)
+    value: Callable[[Row], Any]  # what the cell shows, as data
+    sort_key: Callable[[Row], tuple]
+    render: Callable[[Row, render.Palette], Text]
+    priority: int = 0  # 0: always shown; higher: only on wider terminals (PRIORITY_WIDTH)
+    sort_label: str = ""  # "sorted by ..." (defaults to the key)
+    sortable_by_key: bool = False  # one of the columns ``s`` cycles through (SORT_ORDER)
+    justify: str = "left"
+
+
+def _flag_style(r: Row, pal: render.Palette) -> Style:
+    return pal["warning"] if r.flag in render.WARN_FLAGS and r.flag_effect != "ignored" else pal["foreground-muted"]
+
+
+def _in_cell(r: Row, pal: render.Palette) -> Text:
+    return Text("-" if r.in_fill is None else str(r.in_fill), justify="right",
+                style=pal["error"] if r.in_fill and r.in_fill > ring.IN_SIZE else Style())
+
+
+def _idx_cell(r: Row, pal: render.Palette) -> Text:
+    if r.out_cons is None:
+        return Text("-", justify="right")
+    return Text(f"{r.out_cons}/{r.out_prod}", justify="right")
+
+
+def _attached_cell(r: Row, pal: render.Palette) -> Text:
+    return Text(render.truncate(r.attached, 10) or "-",
+                style=pal["accent"] if r.attached else pal["foreground-muted"])
+
+
+_COLUMNS = (
+    Column("domid", "dom", 5, value=lambda r: r.domid, sort_key=lambda r: (r.domid,),
+           render=lambda r, pal: Text(str(r.domid), justify="right"),
+           sortable_by_key=True, justify="right"),
+    Column("name", "name", 14, value=lambda r: r.name, sort_key=lambda r: (r.name.lower(), r.domid),
+           render=lambda r, pal: Text(render.truncate(r.name, 14)), sortable_by_key=True),
+    Column("verdict", "verdict", 12, value=lambda r: r.state,
+           sort_key=lambda r: (health.SEVERITY.get(r.state, 99), r.domid),
+           render=lambda r, pal: Text(r.state, style=pal.state(r.state)),
+           sort_label="verdict (most urgent first)", sortable_by_key=True),
+    Column("flag", "flag", 5, value=lambda r: r.flag, sort_key=lambda r: (r.flag, r.domid),
+           render=lambda r, pal: Text(render.FLAG_SHORT.get(r.flag, r.flag), style=_flag_style(r, pal)),
+           priority=1),
+    Column("out", "out fill", 13, value=lambda r: r.out_fill,
+           sort_key=lambda r: (-(r.out_fill if r.out_fill is not None else -1), r.domid),
+           render=lambda r, pal: render.gauge(r.out_fill, ring.OUT_SIZE, 8, pal),
+           sort_label="out fill", sortable_by_key=True),
+    Column("in", "in", 4, value=lambda r: r.in_fill, sort_key=lambda r: (-(r.in_fill or 0), r.domid),
+           render=_in_cell, priority=1, sort_label="in fill", justify="right"),
+    Column("idx", "out cons/prod", 21, value=lambda r: (r.out_cons, r.out_prod),
+           sort_key=lambda r: (r.out_cons or 0, r.domid), render=_idx_cell, priority=2,
+           sort_label="out cons", justify="right"),
+    Column("rate", "B/s", 5, value=lambda r: render.fmt_rate(r.rate), sort_key=lambda r: (-r.rate, r.domid),
+           render=lambda r, pal: Text(render.fmt_rate(r.rate), justify="right"),
+           sort_label="output rate", sortable_by_key=True, justify="right"),
+    Column("moved", "moved", 5, value=lambda r: render.fmt_age(r.quiet),
+           sort_key=lambda r: (-(r.quiet if r.quiet is not None else -1.0), r.domid),  # longest-stuck first
+           render=lambda r, pal: Text(render.fmt_age(r.quiet), justify="right"),
+           sort_label="time since the ring moved", sortable_by_key=True, justify="right"),
+    Column("attached", "attached", 10, value=lambda r: r.attached,
+           sort_key=lambda r: (r.attached == "", r.attached, r.domid), render=_attached_cell),
+)
+
+COLUMNS: dict[str, Column] = {c.key: c for c in _COLUMNS}
+SORT_ORDER = tuple(c.key for c in _COLUMNS if c.sortable_by_key)
+SORT_LABEL = {c.key: c.sort_label or c.key for c in _COLUMNS}
+
+
+def columns_for(width: int) -> tuple[str, ...]:
+    """The columns shown at this terminal width, in table order."""
+    return tuple(c.key for c in _COLUMNS if width >= PRIORITY_WIDTH[c.priority])
+
+
+def sort_key(col: str, r: Row) -> tuple:
+    column = COLUMNS.get(col)
+    return column.sort_key(r) if column is not None else (r.domid,)
+
+
+def cell_value(col: str, r: Row) -> Any:
+    """The data a cell shows (compared between frames: only changed cells update)."""
+    return COLUMNS[col].value(r)
+
+
+def render_cell(col: str, r: Row, pal: render.Palette) -> Text:
+    return COLUMNS[col].render(r, pal)
+
+
+def matches(r: Row, query: str) -> bool:
+    """Filter: every word must match the name, the domid or the verdict."""
+    for word in query.lower().split():
+        neg = word.startswith("!") and len(word) > 1
+        w = word[1:] if neg else word
+        hit = w in r.name.lower() or w == str(r.domid) or r.state.startswith(w)
+        if hit == neg:
+            return False
+    return True

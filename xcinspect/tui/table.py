@@ -1,0 +1,220 @@
+"""The live domain table: rows keyed by domid, only changed cells redrawn, the cursor
+following its domain while rows come, go and move. What each column shows is data in
+``columns``; the DataTable internals it leans on are in ``_textual_hacks``."""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.text import Text
+from textual.reactive import var
+from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey, RowKey
+
+from xcinspect.tui import _textual_hacks, render
+from xcinspect.tui.columns import COLUMNS, columns_for, matches, render_cell, sort_key
+from xcinspect.tui.model import Row
+
+
+class Cell:
+    """A table cell drawn on demand: DataTable renders only the visible rows, so the
+    ``Text`` for a cell is built only when it is on screen (1,000 domains, 10 columns)."""
+
+    __slots__ = ("col", "row", "pal", "domid")
+
+    def __init__(self, col: str, row: Row, pal: render.Palette) -> None:
+        self.col = col
+        self.row = row
+        self.pal = pal
+        self.domid = row.domid
+
+    def __rich__(self) -> Text:
+        return render_cell(self.col, self.row, self.pal)
+
+    def __str__(self) -> str:
+        return render_cell(self.col, self.row, self.pal).plain
+
+
+class DomainTable(DataTable):
+    """The live domain list. Rows are keyed by domid; only changed cells are updated and
+    the cursor follows its domain while rows come, go and move."""
+
+    DEFAULT_CSS = """
+    DomainTable { height: 1fr; }
+    """
+
+    # The table's state, as reactives: whoever changes one (keys, the palette, the filter
+    # line) just sets it, and the table redraws itself; screens watch them for the rest.
+    domains: var[tuple[Row, ...]] = var((), always_update=True, init=False)  # the whole current list
+    sorting: var[tuple[str, bool]] = var(("domid", False), always_update=True, init=False)  # column, reversed
+    query_text: var[str] = var("", always_update=True, init=False)  # the filter
+    selected: var[int | None] = var(None, always_update=True, init=False)  # the domain under the cursor
+
+    def __init__(self, **kw) -> None:
+        # Cells keep their own colours on the cursor row (a full ring stays red).
+        super().__init__(cursor_type="row", zebra_stripes=False, cursor_foreground_priority="renderable", **kw)
+        self.cols: tuple[str, ...] = ()
+        self.shown: dict[int, dict[str, object]] = {}  # domid -> column -> value shown
+        self.drawn: dict[int, Row] = {}  # domid -> the Row object last drawn
+        self.order: list[int] = []
+        self.palette_ = render.PLAIN
+        self._rows: tuple[Row, ...] = ()
+        self._moving_cursor = False
+
+    def on_mount(self) -> None:
+        self.palette_ = getattr(self.app, "pal", render.PLAIN)
+        # A new theme reaches the table as Textual's theme signal (the app has rebuilt its
+        # palette by the time the callback runs: the signal is delivered after a message round).
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, theme) -> None:
+        self.palette_ = getattr(self.app, "pal", self.palette_)
+        self.apply(self._rows, force=True)
+
+    @property
+    def sort_col(self) -> str:
+        return self.sorting[0]
+
+    @property
+    def sort_reverse(self) -> bool:
+        return self.sorting[1]
+
+    def watch_domains(self, rows: tuple[Row, ...]) -> None:
+        self.apply(rows)
+
+    def watch_sorting(self) -> None:
+        self.relabel()
+        self.apply(self._rows)
+
+    def watch_query_text(self) -> None:
+        self.apply(self._rows)
+
+    def watch_selected(self, domid: int | None) -> None:
+        self.restore_cursor()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """The operator moved the cursor (not the table keeping it on its domain)."""
+        if self._moving_cursor or event.row_key is None or event.row_key.value is None:
+            return
+        if event.cursor_row != self.cursor_row:
+            return  # stale: the cursor moved again since (acting on it would ping-pong the selection)
+        domid = int(event.row_key.value)
+        if domid != self.selected:
+            self.selected = domid
+
+    def _update_dimensions(self, new_rows) -> None:
+        """DataTable's hook, replaced: fixed widths, one line per row (see _textual_hacks)."""
+        _textual_hacks.size_without_measuring(self)
+
+    # -- columns --------------------------------------------------------------------------
+    def show_columns_for(self, width: int) -> None:
+        """The columns for this terminal width; everything drawn again if they changed."""
+        if self.set_columns(columns_for(width)):
+            self.apply(self._rows, force=True)
+
+    def set_columns(self, cols: tuple[str, ...]) -> bool:
+        if cols == self.cols:
+            return False
+        self.cols = cols
+        self.clear(columns=True)
+        self.shown.clear()
+        self.drawn.clear()
+        self.order = []
+        for c in cols:
+            col = COLUMNS[c]
+            self.add_column(self._label(c), width=col.width, key=c)
+        return True
+
+    def _label(self, c: str) -> Text:
+        col = COLUMNS[c]
+        label = col.label
+        if c == self.sort_col:
+            label += " ▼" if not self.sort_reverse else " ▲"
+        return Text(label, justify=col.justify, style=Style(bold=True))
+
+    def relabel(self) -> None:
+        for c in self.cols:
+            if c in self.columns:
+                self.columns[c].label = self._label(c)  # type: ignore[index]
+        _textual_hacks.invalidate_everything(self, dimensions=True)
+
+    # -- data -----------------------------------------------------------------------------
+    def apply(self, rows: tuple[Row, ...], force: bool = False) -> None:
+        """Show ``rows`` (the whole current list): filter, diff, sort, keep the cursor."""
+        self._rows = rows
+        pal = self.palette_
+        q = self.query_text
+        visible = [r for r in rows if not q or matches(r, q)]
+        col, reverse = self.sorting
+        visible.sort(key=lambda r: sort_key(col, r), reverse=reverse)
+        want = [r.domid for r in visible]
+        wanted = set(want)
+        # rows that went away
+        for d in [d for d in self.shown if d not in wanted]:
+            self.remove_row(str(d))
+            del self.shown[d]
+            self.drawn.pop(d, None)
+        cols = self.cols
+        values_of = [(c, COLUMNS[c].value) for c in cols]
+        drawn = self.drawn
+        changed: set[tuple[RowKey, ColumnKey]] = set()
+        for r in visible:
+            d = r.domid
+            if not force and drawn.get(d) is r:
+                continue  # the very Row object already on screen: nothing changed
+            drawn[d] = r
+            shown = self.shown.get(d)
+            if shown is None:
+                values = {c: value(r) for c, value in values_of}
+                self.add_row(*(Cell(c, r, pal) for c in cols), key=str(d))
+                self.shown[d] = values
+                continue
+            cells = None
+            for c, value in values_of:
+                v = value(r)
+                if force or shown.get(c) != v:
+                    shown[c] = v
+                    if cells is None:
+                        rk = RowKey(str(d))
+                        cells = _textual_hacks.row_cells(self, rk)
+                    # DataTable.update_cell() refreshes the widget once per cell; set the
+                    # cell and invalidate once per frame instead.
+                    ck = ColumnKey(c)
+                    cells[ck] = Cell(c, r, pal)
+                    changed.add((rk, ck))
+        if changed:
+            if force:
+                _textual_hacks.invalidate_everything(self)
+            else:
+                _textual_hacks.invalidate_cells(self, changed)
+        if want != self.order:
+            pos = {d: i for i, d in enumerate(want)}
+            self.sort(cols[0], key=lambda cell: pos[cell.domid])
+            self.order = want
+        self.restore_cursor()
+
+    def restore_cursor(self) -> None:
+        if not self.order:
+            return
+        if self.selected is None or self.selected not in self.shown:
+            row = min(self.cursor_row, len(self.order) - 1) if self.cursor_row >= 0 else 0
+            # the cursor's domain went away (or none yet): take the row under it, quietly
+            self.set_reactive(DomainTable.selected, self.order[max(0, row)])
+        try:
+            index = self.get_row_index(str(self.selected))
+        except Exception:
+            return
+        if index != self.cursor_row:
+            self._moving_cursor = True
+            self.move_cursor(row=index, animate=False, scroll=True)
+            self._moving_cursor = False
+
+    def row_for(self, domid: int | None) -> Row | None:
+        if domid is None:
+            return None
+        for r in self._rows:
+            if r.domid == domid:
+                return r
+        return None
+
+    def selected_row(self) -> Row | None:
+        return self.row_for(self.selected)
