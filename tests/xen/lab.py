@@ -77,7 +77,7 @@ XEN_CMDLINE_NEW = "console=com1 dom0_mem=2048M,max:2048M loglvl=warning guest_lo
 
 DEFAULT_SCENARIO_TIMEOUT = 120      # seconds, per scenario (a header can override)
 BOOT_BUDGET = 240                   # seconds from QEMU start to the first scenario
-GLOBAL_TIMEOUT_CAP = 840            # a whole run of one host never takes longer (CI budget)
+GLOBAL_TIMEOUT_CAP = 1200           # a whole run of one host never takes longer (CI: 90 min in all)
 EVIDENCE_ALLOWANCE = 30             # seconds per scenario for the runner's own work
                                     # (restore, evidence of a failure: slow under TCG)
 KEEP_RUNS = 3
