@@ -305,7 +305,7 @@ class Backend:
 XS_GONE_AFTER = 3.0  # seconds without xenstored before the backend asks whether its world is gone
 
 
-def spawn(platform_args: list[str], domid: int, *, flag_override: str, sync: bool, timeout: float = 10.0) -> tuple[bool, str]:
+def spawn(platform_args: list[str], domid: int, *, flag_override: str, sync: bool, timeout: float = 30.0) -> tuple[bool, str]:
     """Start a detached backend daemon; wait for its first status line."""
     import subprocess
 
