@@ -69,7 +69,7 @@ def cmd_fleet(args) -> int:
                 for c in snap.problems:
                     fill = "-" if c.fill is None else c.fill
                     print(one_line(f"{c.host} {c.domid:>5} {c.name:<16} {c.verdict:<12} fill {fill:>4} "
-                                f"for {fleet_age(c.seconds)} flag {c.flag}"))
+                                f"for {fleet.age_text(c.seconds)} flag {c.flag}"))
             return snap.exit_code()
     except fleet.FleetError as exc:
         return die(exc.message)
@@ -79,9 +79,3 @@ def cmd_fleet(args) -> int:
                    theme=args.theme)
     app.run()
     return app.return_code or 0
-
-
-def fleet_age(seconds) -> str:
-    from xcinspect.core import health
-
-    return "-" if seconds is None else health.human_duration(seconds)

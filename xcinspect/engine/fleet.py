@@ -116,6 +116,11 @@ class FleetSnapshot:
         return 1 if self.problems or self.hosts_down else 0
 
 
+def age_text(seconds: float | None) -> str:
+    """How long a console has had its verdict, as the fleet view and --batch show it."""
+    return "-" if seconds is None else health.human_duration(seconds)
+
+
 def urgency(c: FleetConsole) -> tuple:
     """Most urgent first: verdict severity, then longest in it, then host and domid."""
     return (health.SEVERITY.get(c.verdict, len(health.STATES)), -(c.seconds or 0.0), c.host, c.domid)
@@ -188,18 +193,19 @@ def gather(prom: Prometheus, host_label: str = DEFAULT_HOST_LABEL, lookback: str
         state = s["metric"].get("xcinspect_console_verdict")
         if k is not None and isinstance(state, str):
             verdicts[k] = (clean(state), _label(s, "name"))
-    fills = {k: v for s in prom.query("xcinspect_console_out_fill_bytes") if (k := key(s)) is not None
-             and (v := _value(s)) is not None}
-    since = {k: v for s in prom.query("xcinspect_console_verdict_seconds") if (k := key(s)) is not None
-             and (v := _value(s)) is not None}
+    def values(expr: str) -> dict[tuple[str, int], float]:
+        """Per-console values of one gauge (series without a domid or a number skipped)."""
+        return {k: v for s in prom.query(expr) if (k := key(s)) is not None and (v := _value(s)) is not None}
+
+    fills = values("xcinspect_console_out_fill_bytes")
+    since = values("xcinspect_console_verdict_seconds")
     flags: dict[tuple[str, int], str] = {}
     for s in prom.query("xcinspect_console_flag == 1"):
         k = key(s)
         state = s["metric"].get("xcinspect_console_flag")
         if k is not None and isinstance(state, str):
             flags[k] = clean(state)
-    bytes_ = {k: v for s in prom.query("xcinspect_console_flag_byte") if (k := key(s)) is not None
-              and (v := _value(s)) is not None}
+    bytes_ = values("xcinspect_console_flag_byte")
 
     consoles = []
     for k, (state, name) in verdicts.items():

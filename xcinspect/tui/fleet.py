@@ -33,12 +33,6 @@ VERDICT_STYLE = {health.ERROR: "bold red", health.CORRUPT: "bold red", health.ST
                  health.SERVICED: "green", health.IDLE: "green"}
 
 
-def ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return health.human_duration(seconds)
-
-
 class FleetApp(App[int]):
     """The fleet view: one row per problem console across all hosts."""
 
@@ -194,7 +188,7 @@ class FleetApp(App[int]):
             fill = "-" if c.fill is None else f"{c.fill}/2048"
             flag = f"byte={c.flag_byte}" if c.flag == "n/a" and c.flag_byte else c.flag
             table.add_row(Text(c.host), str(c.domid), Text(c.name),
-                          Text(c.verdict, style=VERDICT_STYLE.get(c.verdict, "")), fill, ago(c.seconds),
+                          Text(c.verdict, style=VERDICT_STYLE.get(c.verdict, "")), fill, fleet.age_text(c.seconds),
                           Text(flag, style="yellow" if flag in ("disconnected", "byte=1") else ""), key=key)
         if keep in self._row_consoles:
             table.move_cursor(row=table.get_row_index(keep))
