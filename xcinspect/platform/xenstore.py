@@ -131,10 +131,15 @@ class XsClient:
         except OSError as exc:
             self._drop()
             raise XenstoreError(f"xenstored connection lost: {exc.strerror or exc}") from None
-        wait = self.timeout + 0.001 * len(reqs)
-        if not batch.done.wait(wait):
-            self._drop()
-            raise XenstoreTimeout(f"xenstored did not answer within {wait:g} s")
+        # The timeout bounds silence, not the batch: a live xenstored that answers a
+        # thousand reads slowly (a loaded dom0) keeps making progress and is waited for;
+        # one that sends nothing for a whole timeout is stuck.
+        left = batch.left
+        while not batch.done.wait(self.timeout):
+            if batch.left == left:
+                self._drop()
+                raise XenstoreTimeout(f"xenstored did not answer within {self.timeout:g} s")
+            left = batch.left
         if batch.left:
             why = conn.error or "connection closed"
             self._drop()
