@@ -702,6 +702,7 @@ class Result:
     ms: int | None = None
     output: str = ""
     evidence: str = ""
+    leftovers: list[str] = dataclasses.field(default_factory=list)   # what restore() reset
 
     @property
     def passed(self) -> bool:
@@ -711,6 +712,8 @@ class Result:
         parts = [f"=== {self.name}: {self.status}"
                  + (f" (rc {self.rc}, {self.ms / 1000:.1f} s)" if self.ms is not None else ""),
                  "--- scenario output", self.output.rstrip() or "(none)"]
+        if self.leftovers:
+            parts += ["--- left behind (reset before the next scenario): " + " ".join(self.leftovers)]
         if self.evidence:
             parts += ["--- dom0 evidence", self.evidence.rstrip()]
         return "\n".join(parts)
@@ -736,7 +739,8 @@ class RunReport:
                  f"wall time {self.wall:.0f} s, {'completed' if self.done else 'INCOMPLETE'}"]
         lines += [f"SETUP FAIL: {e}" for e in self.setup_errors]
         for r in self.results.values():
-            lines.append(f"  {r.status:7} {r.name}" + (f"  ({r.ms / 1000:.1f} s)" if r.ms else ""))
+            lines.append(f"  {r.status:7} {r.name}" + (f"  ({r.ms / 1000:.1f} s)" if r.ms else "")
+                         + (f"  left: {' '.join(r.leftovers)}" if r.leftovers else ""))
         return "\n".join(lines)
 
 
@@ -803,6 +807,8 @@ class SerialParser:
             self.current = None
             if echo:
                 echo(f"scenario {rest[0]}: {rest[1]}" + (f" ({r.ms / 1000:.1f} s)" if r.ms else ""))
+        elif word == "LEFTOVER" and rest:
+            self.results.setdefault(rest[0], Result(rest[0])).leftovers = rest[1:]
         elif word == "DONE":
             self.done = True
 

@@ -156,6 +156,25 @@ evidence() {
     echo "--- xl dmesg (tail)"; xl dmesg | tail -10
 }
 
+# What a scenario left behind that restore() below puts right (reported, so that a reset
+# cannot hide a bug: a backend that should have stopped, a flag an undo did not restore).
+leftovers() {
+    local p d b
+    for p in $(pgrep -f '/xcinspect|-m xcinspect'); do
+        [ "$p" = $$ ] || echo "xcinspect:$p"
+    done
+    pgrep -x xenconsole >/dev/null && echo "xenconsole-client"
+    pidof xenconsoled >/dev/null || echo "xenconsoled-down"
+    tmux ls >/dev/null 2>&1 && echo "tmux"
+    for d in $XCI_DOMID1 $XCI_DOMID2; do
+        b=$(python3 /opt/xci/ring.py "$d" 2>/dev/null | jq -r .byte3088 2>/dev/null)
+        [ -n "$b" ] && [ "$b" != 0 ] && echo "byte3088=$b:dom$d"
+    done
+    for d in $(xl list | awk 'NR > 2 {print $1}'); do
+        case " $XCI_GUESTS " in *" $d "*) ;; *) echo "domain:$d" ;; esac
+    done
+}
+
 # Back to the reference state between scenarios: no stray clients or backends,
 # xenconsoled running and servicing both guests.
 restore() {
@@ -228,6 +247,8 @@ for f in /opt/xci/scenarios/*.sh; do
         mark EVIDENCE-END "$s"
         mark END "$s" FAIL rc=$rc ms=$ms
     fi
+    left=$(leftovers 2>/dev/null | tr '\n' ' ')
+    [ -n "$left" ] && mark LEFTOVER "$s" $left
     restore >/dev/null 2>&1
 done
 wait_pip
