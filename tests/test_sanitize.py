@@ -73,3 +73,18 @@ def test_unterminated_osc_is_bounded():
 def test_long_lines_pass():
     out = sanitize(b"x" * 100000 + b"\n")
     assert len(out) == 100001
+
+
+def test_one_line_is_the_one_cleaner_of_every_front_end():
+    """Names and labels reach a table cell (TUI), a metrics label and the fleet's batch
+    line through one function: newlines as ^J, tabs as spaces, escapes neutralised."""
+    from xcinspect.core.sanitize import is_safe, one_line
+    from xcinspect.engine.fleet import clean as fleet_clean
+    from xcinspect.metrics import label as metrics_label
+    from xcinspect.tui.model import clean as table_clean
+
+    hostile = "web\t01\n\x1b]0;pwned\x07\x1b[2J\u202e"
+    out = one_line(hostile)
+    assert "\n" not in out and "\t" not in out and "\x1b" not in out and is_safe(out)
+    assert out.startswith("web 01^J")
+    assert fleet_clean(hostile) == metrics_label(hostile) == table_clean(hostile) == out

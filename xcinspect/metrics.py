@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, State
 from xcinspect.core import flags, health
 from xcinspect.core.errors import UsageError
 from xcinspect.core.options import MetricsOptions
-from xcinspect.core.sanitize import sanitize
+from xcinspect.core.sanitize import one_line
 from xcinspect.engine.monitor import Monitor, sample_window
 from xcinspect.platform.base import Platform
 
@@ -31,7 +31,7 @@ def label(text: str) -> str:
     """A guest-controlled string as a label value: the exposition format escapes only
     \\, \" and \n, so anything else (ESC sequences, C1, ...) would reach whoever reads
     the metrics in a terminal (``xcinspect metrics`` prints to one)."""
-    return sanitize(text.encode("utf-8", "surrogateescape")).replace("\n", "^J").replace("\t", " ")
+    return one_line(text)
 
 
 class ConsoleCollector:

@@ -173,6 +173,12 @@ def sanitize(data: bytes) -> str:
     return s.feed(data) + s.flush()
 
 
+def one_line(text: str) -> str:
+    """A guest- or network-controlled string (a xenstore name, a Prometheus label) as one
+    safe line for a table cell, a tab-separated batch line or a label value."""
+    return sanitize(text.encode("utf-8", "surrogateescape")).replace("\n", "^J").replace("\t", " ")
+
+
 def is_safe(text: str) -> bool:
     """True if ``text`` holds only printable characters, newlines and tabs."""
     for ch in text:

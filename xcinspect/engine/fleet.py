@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from xcinspect.core import health
-from xcinspect.core.sanitize import sanitize
+from xcinspect.core.sanitize import one_line
 
 DEFAULT_HOST_LABEL = "instance"
 DEFAULT_LOOKBACK = "1h"  # a host scraped within this window and not now is "down"
@@ -43,7 +43,7 @@ class FleetError(Exception):
 
 
 def clean(text: str) -> str:
-    return sanitize(text.encode("utf-8", "surrogateescape")).replace("\n", "^J")
+    return one_line(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xcinspect.core import health
-from xcinspect.core.sanitize import sanitize
+from xcinspect.core.sanitize import one_line
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,4 +82,4 @@ class OpenFailed:
 
 def clean(text: str) -> str:
     """A xenstore string (name, key value) as one safe line."""
-    return sanitize(text.encode("utf-8", "surrogateescape")).replace("\n", "^J").replace("\t", " ")
+    return one_line(text)
