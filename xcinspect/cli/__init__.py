@@ -265,6 +265,23 @@ def cmd_metrics(args, ctx: Context) -> int:
     return run_metrics(options, ctx.platform)
 
 
+def cmd_check_here(args, ctx: Context) -> int:
+    return cmd_check(args, ctx.platform)
+
+
+# The subcommands that run against this host's platform (sim or dom0), by name.
+COMMANDS = {
+    "connect": cmd_connect,
+    "disconnect": cmd_disconnect,
+    "flag": cmd_flag,
+    "check": cmd_check_here,
+    "attach": cmd_attach,
+    "_backend": cmd_backend,
+    "serve": cmd_serve,
+    "metrics": cmd_metrics,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = normalize_argv(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
@@ -300,22 +317,9 @@ def main(argv: list[str] | None = None) -> int:
             check_theme(args.theme or load_config().theme)
         with Context(args) as ctx:
             ctx.open()
-            if args.command == "connect":
-                return cmd_connect(args, ctx)
-            if args.command == "disconnect":
-                return cmd_disconnect(args, ctx)
-            if args.command == "flag":
-                return cmd_flag(args, ctx)
-            if args.command == "check":
-                return cmd_check(args, ctx.platform)
-            if args.command == "attach":
-                return cmd_attach(args, ctx)
-            if args.command == "_backend":
-                return cmd_backend(args, ctx)
-            if args.command == "serve":
-                return cmd_serve(args, ctx)
-            if args.command == "metrics":
-                return cmd_metrics(args, ctx)
+            command = COMMANDS.get(args.command)
+            if command is not None:
+                return command(args, ctx)
             if args.once or args.json or args.batch:
                 if not (args.json or args.batch):
                     args.batch = True
