@@ -24,6 +24,7 @@ import socket
 import termios
 import time
 import tty
+from typing import Any
 
 from xcinspect.core import flags
 from xcinspect.core.model import BackendFacts, DomainInfo
@@ -89,7 +90,7 @@ class Actions:
     def layout(self, domid: int) -> str:
         return flags.resolve_layout(self.flag_override, self.platform.domain_flag_hint(domid), self.platform.default_flag_layout())
 
-    def audit(self, action: str, domid: int | None, result: str, detail: str = "", **extra) -> None:
+    def audit(self, action: str, domid: int | None, result: str, detail: str = "", **extra: Any) -> None:
         audit.write_record(self.platform, action, domid, result, detail, **extra)
 
     def _refuse(self, action: str, domid: int | None, message: str) -> ActionError:
@@ -133,6 +134,8 @@ class Actions:
         if not plan.allowed:
             raise self._refuse("connect", domid, plan.description)
         f = self.facts(info)
+        if info.console is None:  # gone since the plan was made
+            raise self._refuse("connect", domid, f"domain {domid} has no usable console (no console keys)")
         if f.consoled_alive and f.port_bound is False:
             self._refire(domid)
             deadline = time.monotonic() + wait

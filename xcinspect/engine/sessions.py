@@ -10,6 +10,8 @@ import os
 import re
 import socket
 import time
+from abc import ABC, abstractmethod
+from typing import Self
 
 from xcinspect.engine.plans import ActionError
 
@@ -57,25 +59,28 @@ class ConsoleLock:
             self.fd = -1
 
 
-class AttachSession:
+class AttachSession(ABC):
     """A bidirectional byte stream to a guest console."""
 
     via: str
 
+    @abstractmethod
     def fileno(self) -> int: ...
 
+    @abstractmethod
     def read(self) -> bytes:
         """Available output (b"" on nothing); raises EOFError when the console went away."""
-        ...
 
+    @abstractmethod
     def write(self, data: bytes) -> None: ...
 
+    @abstractmethod
     def close(self) -> None: ...
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
