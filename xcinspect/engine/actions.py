@@ -18,23 +18,21 @@ channel, and xcinspect never consumes a ring someone else services.
 
 from __future__ import annotations
 
-import getpass
-import json
 import os
-import re
 import signal
 import socket
 import termios
 import time
 import tty
+from typing import Any
 
 from xcinspect.core import flags
 from xcinspect.core.model import BackendFacts, DomainInfo
 from xcinspect.core.ring import RingIO
-from xcinspect.engine import facts, service
+from xcinspect.engine import audit, facts, service
 from xcinspect.engine.discovery import Discovery
 from xcinspect.engine.plans import ActionError, ActionResult, Plan, audited
-from xcinspect.engine.sessions import AttachSession, ConsoleLock, SocketSession, TtySession
+from xcinspect.engine.sessions import AttachSession, ConsoleLock, SocketSession, TtySession, open_console_tty
 from xcinspect.platform import procfs
 from xcinspect.platform.base import Platform, PlatformError
 from xcinspect.platform.xenstore import XenstoreError, XsClient
@@ -92,29 +90,8 @@ class Actions:
     def layout(self, domid: int) -> str:
         return flags.resolve_layout(self.flag_override, self.platform.domain_flag_hint(domid), self.platform.default_flag_layout())
 
-    def audit(self, action: str, domid: int | None, result: str, detail: str = "", **extra) -> None:
-        rec = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "user": _user(),
-            "uid": os.getuid(),
-            "pid": os.getpid(),
-            "platform": self.platform.describe(),
-            "action": action,
-            "domid": domid,
-            "result": result,
-            "detail": detail,
-            **extra,
-        }
-        path = self.platform.audit_log_path()
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-            try:
-                os.write(fd, (json.dumps(rec) + "\n").encode())
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
+    def audit(self, action: str, domid: int | None, result: str, detail: str = "", **extra: Any) -> None:
+        audit.write_record(self.platform, action, domid, result, detail, **extra)
 
     def _refuse(self, action: str, domid: int | None, message: str) -> ActionError:
         self.audit(action, domid, "refused", message)
@@ -157,6 +134,8 @@ class Actions:
         if not plan.allowed:
             raise self._refuse("connect", domid, plan.description)
         f = self.facts(info)
+        if info.console is None:  # gone since the plan was made
+            raise self._refuse("connect", domid, f"domain {domid} has no usable console (no console keys)")
         if f.consoled_alive and f.port_bound is False:
             self._refire(domid)
             deadline = time.monotonic() + wait
@@ -372,15 +351,7 @@ class Actions:
                 raise self._refuse("attach", domid, f"console of domain {domid} is still held by {who}") from None
         try:
             path = self._wait_tty(domid, tty_wait)
-            # console/tty comes from xenstore: open nothing but a pty slave as root (a
-            # regular file or a device would take the operator's keystrokes, and merely
-            # opening some devices acts, e.g. a watchdog).
-            if not _PTY_PATH.fullmatch(os.path.realpath(path)):
-                raise ActionError(f"console/tty is {path!r}, not a pty under /dev/pts: not opening it")
-            fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-            if not os.isatty(fd):
-                os.close(fd)
-                raise ActionError(f"console/tty {path!r} is not a terminal: not using it")
+            fd = open_console_tty(path)
         except (OSError, ActionError) as exc:
             lock.release()
             raise self._refuse("attach", domid, f"cannot open the console of domain {domid}: {getattr(exc, 'message', exc)}") from None
@@ -405,12 +376,3 @@ class Actions:
                 raise ActionError(f"no console/tty for domain {domid} in xenstore (is xenconsoled servicing it?)")
             time.sleep(0.1)
 
-
-_PTY_PATH = re.compile(r"/dev/pts/[0-9]+")
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return str(os.getuid())

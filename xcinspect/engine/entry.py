@@ -3,9 +3,13 @@ thread) and what one tick changed (``TickResult``)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from xcinspect.core import flags, health, ring
 from xcinspect.core.model import BackendFacts, DomainInfo
 from xcinspect.platform.base import PageMapping
+
+RawWords = tuple[int, int, int, int, int]  # in_cons, in_prod, out_cons, out_prod, the flag word
 
 
 class Entry:
@@ -23,11 +27,11 @@ class Entry:
         self.track = health.Track()
         self.facts: BackendFacts | None = None
         self.verdict = health.Verdict(health.IDLE, "not sampled yet")
-        self.idx: tuple | None = None
+        self.idx: health.Indices | None = None
         self.flag = flags.FlagReading(layout, None, flags.NOT_APPLICABLE)
         self.error: str | None = info.error
         self.map_error: str | None = None
-        self.raw: tuple | None = None  # last (indices..., flag word) read from the page
+        self.raw: RawWords | None = None  # last (indices..., flag word) read from the page
         self.next_eval = 0.0  # re-classify by then even if nothing moved
         self.console_type = info.console.type if info.console else None
         self.flag_word = -1  # the 32-bit word at 3088 that ``flag`` was decoded from
@@ -61,7 +65,7 @@ class Entry:
         except (ValueError, OSError):
             return b""
 
-    def as_dict(self, now: float | None = None) -> dict:
+    def as_dict(self, now: float | None = None) -> dict[str, Any]:
         snap = self.snapshot()
         console = self.info.console.as_dict() if self.info.console else None
         return {
@@ -95,7 +99,7 @@ class _Quiet(TickResult):
         for name, value in (("appeared", ()), ("gone", ()), ("changed_state", ()), ("moved", 0)):
             object.__setattr__(self, name, value)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("the quiet TickResult is shared and read-only")
 
 

@@ -5,10 +5,12 @@ sampling). Only valid between a full loop and the next ``invalidate()``."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from itertools import compress, count, repeat
 from operator import le, ne
 
 from xcinspect.core import ring
+from xcinspect.core.buffer import WritableBuffer
 from xcinspect.engine.entry import Entry
 
 INDICES_AND_FLAG = struct.Struct("<5I")  # the four indices and the 32-bit word at the flag offset
@@ -17,7 +19,7 @@ RAW_INDICES = struct.Struct("20s")  # the same 20 bytes, as one bytes object (ch
 NEVER = float("inf")
 
 
-def positions_changed(new: list, old: list) -> list[int]:
+def positions_changed(new: Sequence[object], old: Sequence[object]) -> list[int]:
     """Positions where two equally long lists differ, in one C-level pass (the benchmark's
     sampling figure at 1,000 consoles: a Python loop doubled the tick)."""
     return list(compress(count(), map(ne, new, old)))
@@ -43,11 +45,11 @@ class FastPath:
 
     def __init__(self) -> None:
         self.entries: list[Entry] = []
-        self.buffers: list = []
+        self.buffers: list[WritableBuffer] = []
         self.offsets: list[int] = []
         self.mapped: list[int] = []
         self.unmapped: list[int] = []
-        self.last_raw: list = []
+        self.last_raw: Sequence[tuple[bytes] | None] = []
         self.deadlines: list[float] = []
         self.due_at = 0.0
         self.valid = False
@@ -56,13 +58,13 @@ class FastPath:
         """The next tick runs the full loop (which rebuilds this)."""
         self.valid = False
 
-    def rebuild(self, pairs: list[tuple[Entry, object]]) -> None:
+    def rebuild(self, pairs: list[tuple[Entry, WritableBuffer | None]]) -> None:
         """From the full loop's (entry, buffer or None) list and what it left in the
         entries. A console's previous bytes are its last *classified* indices (e.raw), so
         one that could not be read this round is compared with those."""
         self.mapped = [k for k, (_, buf) in enumerate(pairs) if buf is not None]
         self.unmapped = [k for k, (_, buf) in enumerate(pairs) if buf is None]
-        self.buffers = [pairs[k][1] for k in self.mapped]
+        self.buffers = [buf for _, buf in pairs if buf is not None]
         self.offsets = [INDEX_OFFSET] * len(self.buffers)
         self.entries = [e for e, _ in pairs]
         mapped = [pairs[k][0] for k in self.mapped]
@@ -71,7 +73,7 @@ class FastPath:
         self.due_at = min(self.deadlines, default=NEVER)
         self.valid = True
 
-    def read(self) -> list | None:
+    def read(self) -> list[tuple[bytes]] | None:
         """Every mapped page's 20 index/flag bytes in one C-level pass; None if some page
         is unreadable (the full loop says which)."""
         try:

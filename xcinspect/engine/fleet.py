@@ -19,6 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from typing import Any
 
 from xcinspect.core import health
 from xcinspect.core.sanitize import one_line
@@ -28,6 +29,7 @@ DEFAULT_LOOKBACK = "1h"  # a host scraped within this window and not now is "dow
 DEFAULT_COMMAND = "ssh -t {host} xcinspect --select {domid}"
 TIMEOUT = 5.0
 MAX_REPLY = 32 << 20  # bytes; a larger answer is refused, not read into memory
+Sample = dict[str, Any]  # one sample of an instant vector, as Prometheus's JSON has it
 
 # A host name or address as the Enter command may use it (no option-looking values).
 SAFE_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._\-]*|\[[0-9A-Fa-f:.]+\]")
@@ -61,7 +63,7 @@ class FleetConsole:
     def problem(self) -> bool:
         return self.verdict in health.PROBLEM_STATES
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"host": self.host, "domid": self.domid, "name": self.name, "verdict": self.verdict,
                 "out_fill": self.fill, "verdict_seconds": self.seconds, "flag": self.flag,
                 "flag_byte": self.flag_byte}
@@ -73,7 +75,7 @@ class FleetHost:
     up: bool
     why: str = ""  # for a host that is down
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"host": self.host, "up": self.up, "why": self.why}
 
 
@@ -101,7 +103,7 @@ class FleetSnapshot:
             out[c.verdict] = out.get(c.verdict, 0) + 1
         return {k: v for k, v in out.items() if v}
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "hosts": [h.as_dict() for h in self.hosts],
             "hosts_seen": len(self.hosts),
@@ -121,7 +123,7 @@ def age_text(seconds: float | None) -> str:
     return "-" if seconds is None else health.human_duration(seconds)
 
 
-def urgency(c: FleetConsole) -> tuple:
+def urgency(c: FleetConsole) -> tuple[int, float, str, int]:
     """Most urgent first: verdict severity, then longest in it, then host and domid."""
     return (health.SEVERITY.get(c.verdict, len(health.STATES)), -(c.seconds or 0.0), c.host, c.domid)
 
@@ -136,7 +138,7 @@ class Prometheus:
         self.base = url.rstrip("/")
         self.timeout = timeout
 
-    def query(self, expr: str) -> list[dict]:
+    def query(self, expr: str) -> list[Sample]:
         url = f"{self.base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
         try:
             with urllib.request.urlopen(url, timeout=self.timeout) as reply:
@@ -162,14 +164,14 @@ class Prometheus:
         return [r for r in data["result"] if isinstance(r, dict) and isinstance(r.get("metric"), dict)]
 
 
-def _value(sample: dict) -> float | None:
+def _value(sample: Sample) -> float | None:
     try:
         return float(sample["value"][1])
     except (KeyError, IndexError, TypeError, ValueError):
         return None
 
 
-def _label(sample: dict, name: str) -> str:
+def _label(sample: Sample, name: str) -> str:
     v = sample["metric"].get(name)
     return clean(v) if isinstance(v, str) else ""
 
@@ -181,7 +183,7 @@ def gather(prom: Prometheus, host_label: str = DEFAULT_HOST_LABEL, lookback: str
     if not re.fullmatch(r"[0-9]+[smhdw]", lookback):
         raise FleetError(f"--lookback wants a Prometheus duration such as 1h, not {clean(lookback)!r}")
 
-    def key(sample) -> tuple[str, int] | None:
+    def key(sample: Sample) -> tuple[str, int] | None:
         d = sample["metric"].get("domid")
         if not (isinstance(d, str) and d.isdigit()):
             return None

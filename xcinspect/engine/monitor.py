@@ -7,15 +7,18 @@ writes: pages are mapped read-only. Nothing here imports Textual.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 from xcinspect.core import flags, health
+from xcinspect.core.buffer import WritableBuffer
 from xcinspect.core.errors import UsageError
 from xcinspect.core.model import HostInfo
 from xcinspect.engine import facts
 from xcinspect.engine.discovery import Discovery
-from xcinspect.engine.entry import QUIET, Entry, TickResult
+from xcinspect.engine.entry import QUIET, Entry, RawWords, TickResult
 from xcinspect.engine.fast_path import INDEX_OFFSET, INDICES_AND_FLAG, NEVER, FastPath, positions_changed, positions_due
-from xcinspect.platform.base import Platform, PlatformError
+from xcinspect.platform.base import PageMapping, Platform, PlatformError
 from xcinspect.platform.xenstore import XenstoreError, XsClient
 
 
@@ -27,7 +30,7 @@ class Monitor:
         platform: Platform,
         *,
         flag_layout: str = flags.AUTO,
-        clock=time.monotonic,
+        clock: Callable[[], float] = time.monotonic,
         stall_after: float = health.STALL_AFTER,
         idle_after: float = health.IDLE_AFTER,
         facts_interval: float = 2.0,
@@ -78,7 +81,7 @@ class Monitor:
         self.open()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @property
@@ -87,7 +90,7 @@ class Monitor:
             return self.flag_override
         return self.host.default_layout if self.host else flags.NONE
 
-    def host_dict(self) -> dict:
+    def host_dict(self) -> dict[str, Any]:
         assert self.host is not None
         d = self.host.as_dict(self.host_layout)
         d["flag_layout_source"] = "override" if self.flag_override != flags.AUTO else "auto"
@@ -167,13 +170,13 @@ class Monitor:
             self.scrape_errors += 1
             return set()
 
-    def _pages_lost(self, lost: list) -> None:
+    def _pages_lost(self, lost: list[tuple[PageMapping, str]]) -> None:
         """Pages the platform can no longer read (a sim page file truncated or deleted):
         unmap them, say why, and map them again on the facts cadence."""
         by_mapping = {id(e.mapping): e for e in self.entries.values() if e.mapping is not None}
         for m, why in lost:
             e = by_mapping.get(id(m))
-            if e is None:
+            if e is None or e.mapping is None:
                 continue
             e.mapping.close()
             e.mapping = None
@@ -257,7 +260,7 @@ class Monitor:
         self.ticks += 1
         return res
 
-    def _evaluate_some(self, todo: list[int], raw: list, now: float, res: TickResult) -> None:
+    def _evaluate_some(self, todo: list[int], raw: list[tuple[bytes]], now: float, res: TickResult) -> None:
         """Evaluate the mapped consoles ``todo`` (positions in the fast path's lists) and
         every unmapped one, in entry order."""
         fast = self.fast
@@ -304,7 +307,8 @@ class Monitor:
         res.moved = moved
         self.fast.rebuild(pairs)
 
-    def _evaluate(self, e: Entry, buf, raw: tuple, now: float, changed_state: list) -> bool:
+    def _evaluate(self, e: Entry, buf: WritableBuffer, raw: RawWords, now: float,
+                  changed_state: list[tuple[int, str, str]]) -> bool:
         """Classify one console from freshly read ``raw``; True if an index moved."""
         moved = False
         idx = raw[:4]
@@ -334,7 +338,7 @@ class Monitor:
         return moved
 
     @staticmethod
-    def _unmapped_verdict(e: Entry, changed_state: list) -> None:
+    def _unmapped_verdict(e: Entry, changed_state: list[tuple[int, str, str]]) -> None:
         if e.info.console is None:
             v = health.Verdict(health.ERROR, "no console in xenstore (no console/ keys)")
         elif e.error:
@@ -359,7 +363,7 @@ class Monitor:
         known = ", ".join(f"{e.domid}:{e.name}" for e in self.views()[:12])
         raise KeyError(f"no domain {text!r} (known: {known or 'none'})")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         now = self.clock()
         return {"host": self.host_dict(), "domains": [e.as_dict(now) for e in self.views()]}
 

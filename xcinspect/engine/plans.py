@@ -5,7 +5,9 @@ way out of an action in the audit log."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from xcinspect.core.errors import OperatorError
 
@@ -17,14 +19,25 @@ class ActionError(OperatorError):
     needs_force = False  # refused only because force was not given (attach: a holder)
 
 
-def audited(action: str):
+class Audits(Protocol):
+    """What ``audited`` needs of the object whose actions it wraps."""
+
+    def audit(self, action: str, domid: int | None, result: str, detail: str = "", **extra: Any) -> None: ...
+
+
+S = TypeVar("S", bound=Audits)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def audited(action: str) -> Callable[[Callable[Concatenate[S, int, P], R]], Callable[Concatenate[S, int, P], R]]:
     """Every way out of an action is in the audit log: what ``_refuse`` and the success
     paths record, and anything else that stops it (the domain vanished, xenstored went
     away, a bug) as "refused" (ActionError) or "failed"."""
 
-    def deco(fn):
+    def deco(fn: Callable[Concatenate[S, int, P], R]) -> Callable[Concatenate[S, int, P], R]:
         @functools.wraps(fn)
-        def wrapper(self, domid, *args, **kw):
+        def wrapper(self: S, domid: int, /, *args: P.args, **kw: P.kwargs) -> R:
             try:
                 return fn(self, domid, *args, **kw)
             except Exception as exc:
@@ -32,7 +45,7 @@ def audited(action: str):
                     result = "refused" if isinstance(exc, ActionError) else "failed"
                     self.audit(action, domid, result, getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
                     try:
-                        exc.audited = True
+                        exc.__dict__["audited"] = True
                     except AttributeError:
                         pass
                 raise
@@ -44,7 +57,7 @@ def audited(action: str):
 class ActionResult:
     ok: bool
     message: str
-    detail: dict = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -18,13 +18,18 @@ import signal
 import socket
 import sys
 import time
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from xcinspect.core import flags
-from xcinspect.core.ring import IDX, IDX_OFFSET, MASK32, PageError, RingIO
+from xcinspect.core.ring import IDX, IDX_OFFSET, MASK32, Fence, PageError, RingIO
 from xcinspect.engine import facts
 from xcinspect.engine.discovery import Discovery
-from xcinspect.platform.base import BindError, Platform, PlatformError
+from xcinspect.platform.base import BindError, EventChannel, Platform, PlatformError
 from xcinspect.platform.xenstore import XenstoreError, XsClient
+
+if TYPE_CHECKING:
+    from xcinspect.engine.journal import Journal
 
 MAX_CLIENT_BACKLOG = 1 << 20  # bytes queued per attach client before it is dropped
 
@@ -33,7 +38,7 @@ def log_path(platform: Platform, domid: int) -> str:
     return os.path.join(platform.log_dir(), f"console.{domid}.log")
 
 
-def ring_fence():
+def ring_fence() -> Fence | None:
     """The full memory fence a backend puts between reading and releasing ring space."""
     try:
         from xcinspect.platform.fence import full_fence
@@ -136,7 +141,7 @@ class Backend:
         listener.listen(8)
         listener.setblocking(False)
 
-        def on_signal(signum, frame):
+        def on_signal(signum: int, frame: FrameType | None) -> None:
             self.stop = True
 
         signal.signal(signal.SIGTERM, on_signal)
@@ -185,7 +190,7 @@ class Backend:
             os.close(pfd)
         return rc
 
-    def drain(self, ring: RingIO, journal) -> int:
+    def drain(self, ring: RingIO, journal: Journal) -> int:
         """Persist and consume everything in ``out``; returns the byte count."""
         total = 0
         while True:
@@ -211,7 +216,7 @@ class Backend:
                 s.close()
                 del self.clients[fd]
 
-    def loop(self, ring: RingIO, evtchn, journal, listener: socket.socket, xs: XsClient) -> int:
+    def loop(self, ring: RingIO, evtchn: EventChannel, journal: Journal, listener: socket.socket, xs: XsClient) -> int:
         domain_path = f"/local/domain/{self.domid}"
         next_check = 0.0
         xs_down_since: float | None = None

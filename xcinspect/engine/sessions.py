@@ -1,13 +1,21 @@
-"""Attach sessions (the pty of xenconsoled or xcinspect's own backend socket) and the
-console lock every attach takes, exactly as the xenconsole client takes it."""
+"""Attach sessions (the pty of xenconsoled or xcinspect's own backend socket), opening
+that pty safely, and the console lock every attach takes, exactly as the xenconsole
+client takes it."""
 
 from __future__ import annotations
 
 import errno
 import fcntl
 import os
+import re
 import socket
 import time
+from abc import ABC, abstractmethod
+from typing import Self
+
+from xcinspect.engine.plans import ActionError
+
+_PTY_PATH = re.compile(r"/dev/pts/[0-9]+")
 
 
 class ConsoleLock:
@@ -51,26 +59,42 @@ class ConsoleLock:
             self.fd = -1
 
 
-class AttachSession:
+class AttachSession(ABC):
     """A bidirectional byte stream to a guest console."""
 
     via: str
 
+    @abstractmethod
     def fileno(self) -> int: ...
 
+    @abstractmethod
     def read(self) -> bytes:
         """Available output (b"" on nothing); raises EOFError when the console went away."""
-        ...
 
+    @abstractmethod
     def write(self, data: bytes) -> None: ...
 
+    @abstractmethod
     def close(self) -> None: ...
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_console_tty(path: str) -> int:
+    """Open ``console/tty`` (from xenstore) for an attach: non-blocking, no controlling tty.
+    Nothing but a pty slave is opened as root (a regular file or a device would take the
+    operator's keystrokes, and merely opening some devices acts, e.g. a watchdog)."""
+    if not _PTY_PATH.fullmatch(os.path.realpath(path)):
+        raise ActionError(f"console/tty is {path!r}, not a pty under /dev/pts: not opening it")
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    if not os.isatty(fd):
+        os.close(fd)
+        raise ActionError(f"console/tty {path!r} is not a terminal: not using it")
+    return fd
 
 
 class TtySession(AttachSession):

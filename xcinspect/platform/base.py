@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 
+from xcinspect.core.buffer import WritableBuffer
 from xcinspect.core.errors import OperatorError
 
 
@@ -22,9 +23,10 @@ class BindError(PlatformError):
 
 
 class PageMapping(ABC):
-    """A mapped console page. ``buf`` supports the buffer protocol (len 4096)."""
+    """A mapped console page. ``buf`` is its 4096 bytes (an mmap or a memoryview; read-only
+    unless ``writable``: a write through a read-only mapping raises TypeError)."""
 
-    buf: object
+    buf: WritableBuffer
     writable: bool
 
     @abstractmethod

@@ -18,21 +18,20 @@ reported through errno instead.
 
 Seam for tests: ``XenLibs(dlopen=...)`` decides how libraries are loaded (names that do not
 exist give the real "missing library" path), and the dom0 platform takes any object with
-``XenLibs``' methods. Nothing here pretends to be Xen.
+``XenLibs``' methods. Nothing here pretends to be Xen. The objects it hands back (a
+mapped page, a bound port, the error of a failed call) are in ``xen_handles``.
 """
 
 from __future__ import annotations
 
 import errno as _errno
 import mmap as _mmap
-import os
-import select
 import subprocess
 import threading
 import time
 import weakref
 
-from xcinspect.platform.base import BindError, EventChannel, PageMapping, PlatformError
+from xcinspect.platform.base import BindError, PlatformError
 from xcinspect.platform.xen_abi import (  # noqa: F401  (re-exported: the platform and tests use them from here)
     CDEF,
     DOMID_FIRST_RESERVED,
@@ -60,136 +59,12 @@ from xcinspect.platform.xen_abi import (  # noqa: F401  (re-exported: the platfo
     libc,
     parse_lsevtchn,
 )
-
-
-class XenCallError(PlatformError):
-    """A Xen library call failed; ``errno`` says why."""
-
-    def __init__(self, message: str, err: int = 0, hint: str | None = None) -> None:
-        super().__init__(message, hint)
-        self.errno = err
-
-
-def _strerror(err: int) -> str:
-    return os.strerror(err) if err else "unknown error"
-
-
-def _plug_hole(addr: int, writable: bool) -> None:
-    """Put an anonymous page where a console page was unmapped, so that a stale view of
-    the old buffer reads zeros instead of crashing the process. Never replaces anything
-    (MAP_FIXED_NOREPLACE)."""
-    try:
-        c = libc()
-        prot = _mmap.PROT_READ | (_mmap.PROT_WRITE if writable else 0)
-        p = c.mmap(ffi.cast("void *", addr), PAGE_SIZE, prot,
-                   _mmap.MAP_PRIVATE | _mmap.MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
-        got = int(ffi.cast("uintptr_t", p))
-        if got not in (addr, (1 << (8 * ffi.sizeof("void *"))) - 1):
-            c.munmap(p, PAGE_SIZE)  # old kernel: the flag was a hint and it landed elsewhere
-    except (OSError, AttributeError, TypeError, OverflowError):
-        pass  # best effort: a stale view then faults, as it would without this
-
-
-class MappedPage(PageMapping):
-    """A mapped console page. ``buf`` is a memoryview of the 4096 bytes -- read-only
-    (``toreadonly``) unless mapped writable, so no code path can write through a
-    read-only mapping. ``close`` unmaps with the API that mapped it; it is idempotent."""
-
-    def __init__(self, ptr, *, writable: bool, how: str, domid: int, unmap) -> None:
-        self._ptr = ptr
-        self.address = int(ffi.cast("uintptr_t", ptr))
-        self.writable = writable
-        self.how = how  # "grant" | "foreign"
-        self.domid = domid
-        self._unmap = unmap
-        self._raw = memoryview(ffi.buffer(ptr, PAGE_SIZE))
-        self.buf = self._raw if writable else self._raw.toreadonly()
-        self._lock = threading.Lock()
-
-    @property
-    def closed(self) -> bool:
-        return self._ptr is None
-
-    def close(self) -> None:
-        with self._lock:
-            if self._ptr is None:
-                return
-            ptr, self._ptr = self._ptr, None
-        for view in (self.buf, self._raw):
-            try:
-                view.release()
-            except (BufferError, ValueError):
-                pass
-        try:
-            self._unmap(ptr)
-        finally:
-            _plug_hole(self.address, self.writable)
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else ("rw" if self.writable else "ro")
-        return f"<MappedPage dom{self.domid} {self.how} {state} @{self.address:#x}>"
-
-
-class EvtchnPort(EventChannel):
-    """Our end of an interdomain channel, on its own xenevtchn handle (as xenconsoled)."""
-
-    def __init__(self, lib, handle, local_port: int, domid: int, remote_port: int) -> None:
-        self._lib = lib
-        self._h = handle
-        self.local_port = local_port
-        self.domid = domid
-        self.remote_port = remote_port
-        self._fd = lib.xenevtchn_fd(handle)
-        self._lock = threading.Lock()
-
-    @property
-    def closed(self) -> bool:
-        return self._h is None
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def pending(self) -> bool:
-        """Poll the fd first: the header warns xenevtchn_pending can block otherwise."""
-        if self._h is None:
-            return False
-        got = False
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
-        for _ in range(64):
-            if not poller.poll(0):
-                break
-            port = self._lib.xenevtchn_pending(self._h)
-            if port < 0:
-                break
-            got = True  # only our port is bound on this handle
-        return got
-
-    def _call(self, what: str, rc: int) -> None:
-        if rc < 0:
-            err = ffi.errno
-            raise XenCallError(f"{what} on port {self.local_port} (domain {self.domid}) failed: {_strerror(err)}", err)
-
-    def unmask(self) -> None:
-        if self._h is not None:
-            self._call("unmask", self._lib.xenevtchn_unmask(self._h, self.local_port))
-
-    def notify(self) -> None:
-        if self._h is not None:
-            self._call("notify", self._lib.xenevtchn_notify(self._h, self.local_port))
-
-    def close(self) -> None:
-        with self._lock:
-            h, self._h = self._h, None
-        if h is None:
-            return
-        try:
-            self._lib.xenevtchn_unbind(h, self.local_port)
-        finally:
-            self._lib.xenevtchn_close(h)
-
-    def __repr__(self) -> str:
-        return f"<EvtchnPort dom{self.domid}:{self.remote_port} local {self.local_port}{' closed' if self.closed else ''}>"
+from xcinspect.platform.xen_handles import (
+    EvtchnPort,
+    MappedPage,
+    XenCallError,
+    strerror,
+)
 
 
 # -- the libraries ------------------------------------------------------------------------------
@@ -278,7 +153,7 @@ class XenLibs:
                 h = lib.xengnttab_open(self.logger(), 0)
                 if h == ffi.NULL:
                     err = ffi.errno
-                    raise XenCallError(f"cannot open the grant device /dev/xen/gntdev: {_strerror(err)}", err,
+                    raise XenCallError(f"cannot open the grant device /dev/xen/gntdev: {strerror(err)}", err,
                                        hint="load the module: modprobe xen-gntdev")
                 self._gnttab = h
             return lib, self._gnttab
@@ -290,7 +165,7 @@ class XenLibs:
                 h = lib.xenforeignmemory_open(self.logger(), 0)
                 if h == ffi.NULL:
                     err = ffi.errno
-                    raise XenCallError(f"cannot open /dev/xen/privcmd: {_strerror(err)}", err,
+                    raise XenCallError(f"cannot open /dev/xen/privcmd: {strerror(err)}", err,
                                        hint="load the module: modprobe xen-privcmd")
                 self._fmem = h
             return lib, self._fmem
@@ -304,7 +179,7 @@ class XenLibs:
         ptr = lib.xengnttab_map_grant_ref(h, domid, ref, self._prot(writable))
         if ptr == ffi.NULL:
             err = ffi.errno
-            raise XenCallError(f"grant ref {ref}: {_strerror(err)}", err)
+            raise XenCallError(f"grant ref {ref}: {strerror(err)}", err)
         m = MappedPage(ptr, writable=writable, how="grant", domid=domid,
                        unmap=lambda p, _l=lib, _h=h: _l.xengnttab_unmap(_h, p, 1))
         self._live.add(m)
@@ -317,11 +192,11 @@ class XenLibs:
         ptr = lib.xenforeignmemory_map(h, domid, self._prot(writable), 1, arr, errs)
         if ptr == ffi.NULL:
             err = ffi.errno
-            raise XenCallError(f"foreign map of frame {pfn:#x}: {_strerror(err)}", err)
+            raise XenCallError(f"foreign map of frame {pfn:#x}: {strerror(err)}", err)
         if errs[0] != 0:
             err = abs(errs[0])
             lib.xenforeignmemory_unmap(h, ptr, 1)
-            raise XenCallError(f"foreign map of frame {pfn:#x}: {_strerror(err)}", err)
+            raise XenCallError(f"foreign map of frame {pfn:#x}: {strerror(err)}", err)
         m = MappedPage(ptr, writable=writable, how="foreign", domid=domid,
                        unmap=lambda p, _l=lib, _h=h: _l.xenforeignmemory_unmap(_h, p, 1))
         self._live.add(m)
@@ -333,7 +208,7 @@ class XenLibs:
         h = lib.xenevtchn_open(self.logger(), 0)
         if h == ffi.NULL:
             err = ffi.errno
-            raise XenCallError(f"cannot open the event channel device /dev/xen/evtchn: {_strerror(err)}", err,
+            raise XenCallError(f"cannot open the event channel device /dev/xen/evtchn: {strerror(err)}", err,
                                hint="load the module: modprobe xen-evtchn")
         local = lib.xenevtchn_bind_interdomain(h, domid, remote_port)
         if local < 0:
@@ -342,7 +217,7 @@ class XenLibs:
             if err in (_errno.EINVAL, _errno.EBUSY):
                 raise BindError(f"console port {remote_port} of domain {domid} is already bound "
                                 "(xenconsoled or another backend services it)")
-            raise XenCallError(f"cannot bind console port {remote_port} of domain {domid}: {_strerror(err)}", err)
+            raise XenCallError(f"cannot bind console port {remote_port} of domain {domid}: {strerror(err)}", err)
         ch = EvtchnPort(lib, h, local, domid, remote_port)
         self._live.add(ch)
         return ch

@@ -24,23 +24,22 @@ and 4.21 connection-flag changes).
 * ``@releaseDomain``: domains no longer introduced are shut down (evtchn closed, page
   unmapped, pty closed, watch removed).
 * SIGTERM: clean exit (pid file removed). SIGKILL leaves everything as a crash would.
+
+Here: the daemon (world.json, domain discovery, ``create_ring``, the loop); one console
+and its service (page, event channel, pty, log) is ``console.Console``.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
-import mmap
 import os
 import resource
 import select
 import signal
 import sys
 import time
-import tty
 
 from xcinspect.core import flags
-from xcinspect.core.ring import IN_CONS, IN_PROD, IN_SIZE, PAGE_SIZE, U32, PageError, RingIO, RingState
 from xcinspect.platform.base import BindError, PlatformError
 from xcinspect.platform.xenstore import XenstoreError, XsClient
 from xcinspect.sim.common import (
@@ -54,44 +53,11 @@ from xcinspect.sim.common import (
     world_id_for,
     write_pidfile,
 )
+from xcinspect.sim.console import DEFAULT_LIMIT, Console, Epoll
 from xcinspect.sim.evtchn import SimEventChannel
 
-RATE_LIMIT_ALLOWANCE = 30
 RATE_LIMIT_PERIOD = 0.2
-DEFAULT_LIMIT = 1048576
 XS_POLL = 0.05
-LOG_CAP = 8 << 20  # a guest log is truncated when it grows beyond this (sim housekeeping)
-
-
-class Console:
-    def __init__(self, domid: int, layout: str) -> None:
-        self.domid = domid
-        self.layout = layout
-        self.name = f"dom{domid}"
-        self.mm: mmap.mmap | None = None
-        self.ring: RingIO | None = None
-        self.ring_ref: int | None = None
-        self.port: int | None = None
-        self.ev: SimEventChannel | None = None
-        self.master: int | None = None
-        self.slave: int | None = None
-        self.tty: str | None = None
-        self.buf = bytearray()
-        self.limit = DEFAULT_LIMIT
-        self.log = None
-        self.log_size = 0
-        self.event_count = 0
-        self.rate_limited = False
-        self.ev_registered = False
-        self.pty_mask = 0
-        self.drained = 0
-        self.discarded = 0
-
-    def in_free(self) -> int:
-        if self.mm is None:
-            return 0
-        # 0 for corrupt indices, as xenconsoled's "ring is screwed: ignore it"
-        return RingState(U32.unpack_from(self.mm, IN_CONS)[0], U32.unpack_from(self.mm, IN_PROD)[0], IN_SIZE).free
 
 
 class Consoled:
@@ -103,8 +69,7 @@ class Consoled:
         self.served: dict[int, bool] = {}
         self.consoles: dict[int, Console] = {}
         self.ignored: set[int] = set()
-        self.ep = select.epoll()
-        self.fds: dict[int, tuple[str, Console]] = {}
+        self.epoll = Epoll()
         self.xs = XsClient(self.paths.socket, timeout=1.0)
         self.stop = False
         self.need_enum = True
@@ -186,7 +151,7 @@ class Consoled:
             if not self.set_up_for(domid):
                 self.ignored.add(domid)
                 continue
-            con = Console(domid, read_layout(self.paths, domid))
+            con = Console(domid, read_layout(self.paths, domid), self.epoll, self.publish_tty)
             self.consoles[domid] = con
             new.append((f"/local/domain/{domid}/console", f"dom{domid}"))
         self.xs.watch_many(new)  # each fires once: create_ring
@@ -217,43 +182,32 @@ class Consoled:
             con.limit = DEFAULT_LIMIT
         err = False
         if con.mm is not None and ring_ref != con.ring_ref:
-            self.unmap(con)
-        if con.mm is None:
-            try:
-                fd = os.open(self.paths.page(con.domid), os.O_RDWR | os.O_CLOEXEC)
-                try:
-                    if os.fstat(fd).st_size != PAGE_SIZE:
-                        raise OSError(errno.EINVAL, "page file has the wrong size")
-                    con.mm = mmap.mmap(fd, PAGE_SIZE, access=mmap.ACCESS_WRITE)
-                finally:
-                    os.close(fd)
-            except OSError:
-                return  # cannot map: err, nothing more
-            con.ring = RingIO(con.mm)
-            con.ring_ref = ring_ref
+            con.unmap()
+        if not con.map(self.paths.page(con.domid), ring_ref):
+            return  # cannot map: err, nothing more
         if con.layout == flags.RFC_V2:
             con.ring.set_flag(flags.RFC_V2, flags.CONNECTED)  # right after mapping (RFC v2)
         if not (con.ev is not None and port == con.port and not con.ev.closed):
             if con.ev is not None:
-                self.close_evtchn(con)
+                con.close_evtchn()
             try:
                 con.ev = SimEventChannel(self.world_id, con.domid, port)
                 con.port = port
                 con.rate_limited = False
                 con.event_count = 0
-                self.register_evtchn(con)
+                con.register_evtchn()
             except (BindError, PlatformError):
                 con.ev = None
                 err = True  # retried when the console watch fires again
             if not err and con.master is None:
                 try:
-                    self.create_pty(con)
+                    con.create_pty()
                 except OSError as exc:
                     # As xenconsoled's console_create_tty failing (ENOSPC past
                     # kernel.pty.max): log it, close the event channel, no service.
                     print(f"xenconsoled: failed to create tty for domain-{con.domid}: {exc.strerror}",
                           file=sys.stderr, flush=True)
-                    self.close_evtchn(con)
+                    con.close_evtchn()
                     err = True
             if not err:
                 if con.tty:
@@ -264,196 +218,26 @@ class Consoled:
         if not err and con.mm is not None and con.layout == flags.XEN_421:
             con.ring.set_flag(flags.XEN_421, flags.CONNECTED)
 
-    def create_pty(self, con: Console) -> None:
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        os.set_inheritable(master, False)
-        os.set_inheritable(slave, False)
-        con.master, con.slave = master, slave
-        con.tty = os.ttyname(slave)
-        con.pty_mask = 0
-        self.fds[master] = ("pty", con)
-        self.update_pty(con)
-
     def open_log(self, con: Console) -> None:
-        if self.log_mode != "guest" or con.log is not None:
-            return
-        try:
-            con.log = open(self.paths.guest_log(con.name), "ab", buffering=0)
-            con.log_size = con.log.tell()
-        except OSError:
-            con.log = None
+        if self.log_mode == "guest":
+            con.open_log(self.paths.guest_log(con.name))
 
-    # -- epoll bookkeeping ---------------------------------------------------------------------------
-    def register_evtchn(self, con: Console) -> None:
-        if con.ev is None or con.ev_registered:
-            return
-        fd = con.ev.fileno()
-        self.ep.register(fd, select.EPOLLIN)
-        self.fds[fd] = ("ev", con)
-        con.ev_registered = True
-
-    def unregister_evtchn(self, con: Console) -> None:
-        if con.ev is None or not con.ev_registered or con.ev.closed:
-            con.ev_registered = False
-            return
-        fd = con.ev.fileno()
+    def publish_tty(self, con: Console) -> None:
+        """The pty of ``con`` was recreated (broken tty): its name into ``console/tty``."""
         try:
-            self.ep.unregister(fd)
-        except OSError:
+            self.xs.write(f"/local/domain/{con.domid}/console/tty", con.tty or "")
+        except XenstoreError:
             pass
-        self.fds.pop(fd, None)
-        con.ev_registered = False
-
-    def update_pty(self, con: Console) -> None:
-        if con.master is None:
-            return
-        mask = 0
-        if con.buf:
-            mask |= select.EPOLLOUT
-        if con.ring is not None and con.in_free() > 0:
-            mask |= select.EPOLLIN
-        if mask == con.pty_mask:
-            return
-        try:
-            if con.pty_mask == 0:
-                self.ep.register(con.master, mask)
-            elif mask == 0:
-                self.ep.unregister(con.master)
-            else:
-                self.ep.modify(con.master, mask)
-        except OSError:
-            pass
-        con.pty_mask = mask
 
     # -- teardown -------------------------------------------------------------------------------
-    def close_evtchn(self, con: Console) -> None:
-        self.unregister_evtchn(con)
-        if con.ev is not None:
-            con.ev.close()
-        con.ev = None
-
-    def unmap(self, con: Console) -> None:
-        con.ring = None
-        if con.mm is not None:
-            try:
-                con.mm.close()
-            except (BufferError, ValueError):
-                pass
-        con.mm = None
-        con.ring_ref = None
-
-    def close_pty(self, con: Console) -> None:
-        if con.master is not None:
-            if con.pty_mask:
-                try:
-                    self.ep.unregister(con.master)
-                except OSError:
-                    pass
-            self.fds.pop(con.master, None)
-            os.close(con.master)
-        if con.slave is not None:
-            os.close(con.slave)
-        con.master = con.slave = None
-        con.pty_mask = 0
-
     def shutdown_domain(self, con: Console) -> None:
         try:
             self.xs.unwatch_many([(f"/local/domain/{con.domid}/console", f"dom{con.domid}")])
         except XenstoreError:
             pass
-        self.close_evtchn(con)
-        self.unmap(con)
-        self.close_pty(con)
-        if con.log is not None:
-            con.log.close()
-            con.log = None
+        con.close()
 
     # -- service ----------------------------------------------------------------------------------
-    def handle_ring_read(self, con: Console) -> None:
-        if con.ev is None or not con.ev.pending():
-            return
-        con.event_count += 1
-        self.buffer_append(con)
-        if con.event_count < RATE_LIMIT_ALLOWANCE:
-            con.ev.unmask()
-        else:
-            con.rate_limited = True  # stays masked until the next period
-            self.unregister_evtchn(con)
-
-    def buffer_append(self, con: Console) -> None:
-        if con.ring is None:
-            return
-        try:
-            data, new_cons = con.ring.peek_out()
-        except PageError:
-            return  # ring is screwed: ignore it
-        if data:
-            con.buf += data
-            con.ring.commit_out(new_cons)
-            con.drained += len(data)
-            if con.ev is not None:
-                con.ev.notify()
-            if con.log is not None:
-                try:
-                    if con.log_size > LOG_CAP:
-                        con.log.truncate(0)
-                        con.log.seek(0)
-                        con.log_size = 0
-                    con.log.write(data)
-                    con.log_size += len(data)
-                except OSError:
-                    pass
-            self.discard_overflow(con)
-        self.handle_tty_write(con)
-        self.update_pty(con)
-
-    def discard_overflow(self, con: Console) -> None:
-        cap = con.limit
-        if cap and len(con.buf) > 5 * cap // 4:
-            over = len(con.buf) - cap
-            # keep the oldest (cap - over) and the newest `over` bytes: the middle goes
-            del con.buf[cap - over: cap]
-            con.discarded += over
-
-    def handle_tty_write(self, con: Console) -> None:
-        if con.master is None or not con.buf:
-            return
-        try:
-            n = os.write(con.master, con.buf)
-            del con.buf[:n]
-        except BlockingIOError:
-            pass
-        except OSError:
-            self.close_pty(con)
-            self.create_pty(con)  # console_handle_broken_tty(recreate)
-            try:
-                self.xs.write(f"/local/domain/{con.domid}/console/tty", con.tty or "")
-            except XenstoreError:
-                pass
-
-    def handle_tty_read(self, con: Console) -> None:
-        if con.ring is None or con.master is None:
-            return
-        free = con.in_free()
-        if free <= 0:
-            return
-        try:
-            data = os.read(con.master, min(free, 80))
-        except BlockingIOError:
-            return
-        except OSError:
-            return
-        if not data:
-            return
-        try:
-            con.ring.write_in(data)
-        except PageError:
-            return
-        if con.ev is not None:
-            con.ev.notify()
-
     def period(self, now: float) -> None:
         self.next_period = now + RATE_LIMIT_PERIOD
         for con in self.consoles.values():
@@ -461,7 +245,7 @@ class Consoled:
                 con.rate_limited = False
                 if con.ev is not None:
                     con.ev.unmask()
-                    self.register_evtchn(con)
+                    con.register_evtchn()
             con.event_count = 0
 
     # -- main -----------------------------------------------------------------------------------
@@ -471,7 +255,7 @@ class Consoled:
     def run(self) -> int:
         # SIGINT: the world controller decides
         r, w = signal_wakeup(self._request_stop, ignore=(signal.SIGINT, signal.SIGHUP))
-        self.ep.register(r.fileno(), select.EPOLLIN)
+        self.epoll.ep.register(r.fileno(), select.EPOLLIN)
         wake_fd = r.fileno()
         self.reload_world()
         while True:
@@ -488,36 +272,32 @@ class Consoled:
                 self.period(now)
             timeout = max(0.0, min(self.next_period - now, XS_POLL))
             try:
-                events = self.ep.poll(timeout)
+                events = self.epoll.ep.poll(timeout)
             except InterruptedError:
                 continue
             for fd, mask in events:
                 if fd == wake_fd:
                     drain_wakeup(r)
                     continue
-                entry = self.fds.get(fd)
+                entry = self.epoll.fds.get(fd)
                 if entry is None:
                     continue
                 kind, con = entry
                 if kind == "ev":
-                    self.handle_ring_read(con)
-                    self.update_pty(con)
+                    con.handle_ring_read()
+                    con.update_pty()
                 else:
                     if mask & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
-                        self.handle_tty_read(con)
+                        con.handle_tty_read()
                     if mask & select.EPOLLOUT:
-                        self.handle_tty_write(con)
-                    self.update_pty(con)
+                        con.handle_tty_write()
+                    con.update_pty()
             self.poll_xs()
         return 0
 
     def close(self) -> None:
         for con in list(self.consoles.values()):
-            self.close_evtchn(con)
-            self.unmap(con)
-            self.close_pty(con)
-            if con.log is not None:
-                con.log.close()
+            con.close()
         self.consoles.clear()
         self.xs.close()
 

@@ -1,7 +1,7 @@
-"""The sim world's scenarios: which domains a world starts with (``demo``, ``scale``) and
-what each one is, as a typed domain spec. The controller (``world``) builds them; the
-world description (``world.json``) records each spec with what the controller added
-(page, ports, store mfn)."""
+"""The sim world's scenarios: which domains a world starts with (``demo``, ``scale``),
+what each one is, as a typed domain spec, and the timeline (what appears or dies later).
+The controller (``world``) builds them; the world description (``world.json``) records
+each spec with what the controller added (page, ports, store mfn)."""
 
 from __future__ import annotations
 
@@ -89,3 +89,33 @@ def scale_domains(n: int) -> dict[int, DomainSpec]:
         else:
             out[d] = domain_spec(name, tick=tick, behaviour="quiet" if d % 5 == 0 else "normal", shows="healthy")
     return out
+
+
+def timeline(demo: bool, domains: dict[int, DomainSpec]) -> list[tuple[float, str, object]]:
+    """What happens once the world is ready, seconds after it: a domain appears at +10 s
+    and one dies at +20 s (the demo's latecomer and ephemeral, else one past the last
+    domain and the last one)."""
+    if demo:
+        return [(10.0, "create", DEMO_LATECOMER), (20.0, "destroy", DEMO_EPHEMERAL)]
+    last = max(domains)
+    return [(10.0, "create", (last + 1, domain_spec(f"late{last + 1:04d}", shows="appears later"))),
+            (20.0, "destroy", last)]
+
+
+def summary(domains: dict[int, DomainSpec], timeline: list[tuple[float, str, object]]) -> list[str]:
+    """The world's domains and what each shows (up to 20 one a line, else counted by what
+    they show), and the timeline, as the controller prints them once the world is ready."""
+    lines = []
+    if len(domains) <= 20:
+        for d, c in sorted(domains.items()):
+            backend = "xenconsoled" if c.get("consoled", True) else "none"
+            lines.append(f"  {d:>4}  {c['name']:<12} {c['kernel']:<9} {c['layout']:<9} {backend:<12} {c.get('shows', '')}")
+        lines.insert(0, f"  {'dom':>4}  {'name':<12} {'kernel':<9} {'layout':<9} {'backend':<12} shows")
+    else:
+        kinds: dict[str, int] = {}
+        for c in domains.values():
+            kinds[c.get("shows", "")] = kinds.get(c.get("shows", ""), 0) + 1
+        lines += [f"  {n:>5}  {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])]
+    if timeline:
+        lines.append("  timeline: " + ", ".join(f"{a} at +{t:g} s" for t, a, _ in timeline))
+    return lines

@@ -9,41 +9,31 @@ Python API (tests, ``xcinspect --sim``; in ``sim.handle``, the scenarios in ``si
 
     world = start_world(dir, domains=None, scenario="demo", timeline=True)
     world.dir, world.xenstore_path, world.domains, world.pids()
-    world.control("destroy 8")        # the control socket, see below
+    world.control("destroy 8")        # the control socket (sim.world_control)
     world.stop()                      # every process of the world is gone afterwards
 
 The controller is started in its own session; all the world's processes share its
 process group, so ``World.stop()`` can always clean up (even after the controller was
 SIGKILLed); the children also get SIGTERM from the kernel when the controller dies.
 
-Control socket ``DIR/run/world.sock`` (one line in, one line out)::
-
-    ping                                   -> ok
-    status                                 -> ok {json}
-    destroy DOMID                          -> ok           (the domain dies)
-    create NAME [key=value ...]            -> ok DOMID     (kernel=, layout=, behaviour=,
-                                                            consoled=0|1, tick=, flag=)
-    guest DOMID set KEY VALUE              -> ok           (e.g. behaviour chatty)
-    xenstored stall|stall-mid SECONDS | drop   -> ok       (fault injection via XS_CONTROL)
+Beside it: the control socket ``DIR/run/world.sock`` and its commands (``world_control``),
+what the toolstack does for a domain (``toolstack``: config, page, xenstore keys), the
+child processes (``world_processes``), the scenarios and their timeline (``scenarios``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
 
 from xcinspect.core import flags
-from xcinspect.core.ring import blank_page
 from xcinspect.core.xs_wire import Op
-from xcinspect.sim import scenarios
+from xcinspect.sim import scenarios, toolstack, world_control, world_processes
 from xcinspect.sim.common import (
     WORLD_VERSION,
     Paths,
@@ -54,21 +44,13 @@ from xcinspect.sim.common import (
     write_world,
 )
 from xcinspect.sim.handle import WorldError, running_controller
+from xcinspect.sim.toolstack import XENSTORE_PORT
+from xcinspect.sim.world_processes import GuestProc
 
-CONSOLE_PORT = 2  # the console's guest-side event channel (port 1 is xenstore's)
-XENSTORE_PORT = 1
 GUESTS_PER_PROCESS = 64
-CONSOLE_LIMIT = 1048576
 
 
 # -- the controller ------------------------------------------------------------------------------
-class GuestProc:
-    def __init__(self, proc: subprocess.Popen, domids: list[int]) -> None:
-        self.proc = proc
-        self.domids = set(domids)
-        self.buf = b""
-
-
 class Controller:
     def __init__(self, directory: str, scenario: str = "demo", domains: int | None = None,
                  timeline: bool = True, log: str | None = None) -> None:
@@ -92,8 +74,7 @@ class Controller:
         self.sel = selectors.DefaultSelector()
         self.stop = False
         self.wire = None
-        self.listener: socket.socket | None = None
-        self.clients: dict[int, tuple[socket.socket, bytes]] = {}
+        self.control_socket = world_control.ControlSocket(self.paths.control, self.sel)
         self.next_health = 0.0
         self.refused = False
 
@@ -104,9 +85,6 @@ class Controller:
             print(f"[{t:7.2f}] {msg}", flush=True)
         except (BrokenPipeError, OSError):
             pass
-
-    def child_log(self, name: str):
-        return open(os.path.join(self.paths.run, f"{name}.log"), "ab", buffering=0)
 
     # -- world.json -------------------------------------------------------------------------------
     def save(self) -> None:
@@ -155,7 +133,7 @@ class Controller:
             self._fill_cfg(d, cfg)
         self.initial = set(self.domains)
         self.save()
-        self.start_control()
+        self.control_socket.open()
         self.start_xenstored()
         from xcinspect.sim.xswire import WireClient
 
@@ -174,19 +152,11 @@ class Controller:
         self.start_guests(sorted(self.domains))
         self.save()
         if self.timeline_on:
-            if self.scenario == "demo" and not self.n:
-                self.timeline = [(10.0, "create", scenarios.DEMO_LATECOMER), (20.0, "destroy", scenarios.DEMO_EPHEMERAL)]
-            else:
-                last = max(self.domains)
-                self.timeline = [(10.0, "create", (last + 1, scenarios.domain_spec(f"late{last + 1:04d}", shows="appears later"))),
-                                 (20.0, "destroy", last)]
+            self.timeline = scenarios.timeline(self.scenario == "demo" and not self.n, self.domains)
         self.say(f"world {self.dir}: {len(self.domains)} domains, waiting for the guests to boot")
 
     def _fill_cfg(self, d: int, cfg: dict) -> None:
-        cfg.setdefault("port", CONSOLE_PORT)
-        cfg.setdefault("ring_ref", 0x9F000 + d * 0x41)  # a fake frame number (GFN), as libxl writes
-        cfg.setdefault("store_mfn", 0x9E000 + d * 0x41)
-        cfg.setdefault("uuid", str(uuid.uuid5(uuid.NAMESPACE_URL, f"xcinspect-sim:{self.world_id}/{d}/{cfg['name']}")))
+        toolstack.fill_config(self.world_id, d, cfg)
 
     def xs(self, method: str, *args):
         """A call on the controller's xenstore connection, reconnecting once if xenstored
@@ -205,21 +175,8 @@ class Controller:
                 if attempt:
                     raise
 
-    def start_control(self) -> None:
-        ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        ls.bind(self.paths.control)
-        ls.listen(16)
-        ls.setblocking(False)
-        self.listener = ls
-        self.sel.register(ls, selectors.EVENT_READ, "listen")
-
     def _spawn(self, args: list[str], name: str, **kw) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", *args, "--world", self.dir, "--parent-pid", str(os.getpid())]
-        log = self.child_log(name)
-        try:
-            return subprocess.Popen(cmd, stderr=log, close_fds=True, **kw)
-        finally:
-            log.close()
+        return world_processes.spawn(self.paths, args, name, **kw)
 
     def start_xenstored(self) -> None:
         from xcinspect.sim.xenstored import wait_for_socket
@@ -235,39 +192,11 @@ class Controller:
         self.consoled = self._spawn(args, "xenconsoled", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
     def make_page(self, d: int) -> None:
-        cfg = self.domains[d]
-        layout = cfg["layout"]
-        # libxenguest: a zeroed page; >= 4.21 sets connection = 1 (disconnected).
-        flag = cfg.get("flag") or (flags.DISCONNECTED if layout == flags.XEN_421 else None)
-        page = blank_page(layout, flag)
-        tmp = self.paths.page(d) + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(page)
-        os.replace(tmp, self.paths.page(d))
-        with open(self.paths.layout(d), "w", encoding="ascii") as f:
-            f.write(layout + "\n")
+        toolstack.write_page(self.paths, d, self.domains[d])
 
     def populate(self, domids: list[int]) -> None:
         """What libxl writes for a domain (the console keys before the introduce)."""
-        items: list[tuple[str, str]] = []
-        for d in domids:
-            cfg = self.domains[d]
-            base = f"/local/domain/{d}"
-            back = f"/local/domain/0/backend/console/{d}/0"
-            vm = f"/vm/{cfg['uuid']}"
-            items += [
-                (f"{vm}/uuid", cfg["uuid"]), (f"{vm}/name", cfg["name"]),
-                (f"{base}/name", cfg["name"]), (f"{base}/domid", str(d)), (f"{base}/vm", vm),
-                (f"{base}/memory/target", str(1048576 * (1 + d % 4))),
-                (f"{base}/cpu/0/availability", "online"),
-                (f"{base}/store/ring-ref", str(cfg["store_mfn"])), (f"{base}/store/port", str(XENSTORE_PORT)),
-                (f"{back}/frontend", f"{base}/console"), (f"{back}/frontend-id", str(d)),
-                (f"{back}/online", "1"), (f"{back}/state", "1"), (f"{back}/protocol", "vt100"),
-                (f"{base}/console/backend", back), (f"{base}/console/backend-id", "0"),
-                (f"{base}/console/limit", str(CONSOLE_LIMIT)), (f"{base}/console/type", "xenconsoled"),
-                (f"{base}/console/output", "pty"), (f"{base}/console/tty", ""),
-                (f"{base}/console/port", str(cfg["port"])), (f"{base}/console/ring-ref", str(cfg["ring_ref"])),
-            ]
+        items = toolstack.domain_keys(self.domains, domids)
         for i in range(0, len(items), 4000):
             self.xs("write_many", items[i: i + 4000])
 
@@ -321,14 +250,14 @@ class Controller:
         for g in self.guests:
             if d in g.domids:
                 g.domids.discard(d)
-                self.guest_command(g, f"stop {d}")
+                g.tell(f"stop {d}")
                 if not g.domids:
-                    self._stop_proc(g.proc, 3.0)
+                    world_processes.stop(g.proc, 3.0)
         try:
             self.xs("release", d)
         except Exception:
             pass
-        for path in (f"/local/domain/{d}", f"/vm/{cfg.get('uuid')}", f"/local/domain/0/backend/console/{d}"):
+        for path in toolstack.domain_paths(d, cfg):
             try:
                 self.xs("rm", path)
             except Exception:
@@ -343,107 +272,25 @@ class Controller:
         self.save()
         self.say(f"domain {d} ({cfg['name']}) destroyed")
 
-    def guest_command(self, g: GuestProc, line: str) -> None:
-        try:
-            g.proc.stdin.write((line + "\n").encode())
-            g.proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
-            pass
-
     # -- control socket --------------------------------------------------------------------------------
     def control(self, line: str) -> str:
-        words = line.split()
-        if not words:
-            return "err empty command"
-        cmd = words[0]
-        try:
-            if cmd == "ping":
-                return "ok"
-            if cmd == "status":
-                return "ok " + json.dumps({
-                    "ready": self.ready, "domains": sorted(self.domains), "booted": sorted(self.booted),
-                    "pids": self.pid_map(),
-                })
-            if cmd == "destroy" and len(words) == 2:
-                self.destroy_domain(int(words[1]))
-                return "ok"
-            if cmd == "create" and len(words) >= 2:
-                cfg = scenarios.domain_spec(words[1])
-                for kv in words[2:]:
-                    k, _, v = kv.partition("=")
-                    if k == "consoled":
-                        cfg[k] = v not in ("0", "false", "no")
-                    elif k == "tick":
-                        cfg[k] = float(v)
-                    elif k == "domid":
-                        continue
-                    elif k in cfg:
-                        cfg[k] = v
-                    else:
-                        return f"err unknown key {k}"
-                want = next((int(kv[6:]) for kv in words[2:] if kv.startswith("domid=")), None)
-                return f"ok {self.create_domain(want, cfg)}"
-            if cmd == "guest" and len(words) >= 5 and words[2] == "set":
-                d = int(words[1])
-                for g in self.guests:
-                    if d in g.domids:
-                        self.guest_command(g, "set " + " ".join(words[1:2] + words[3:]))
-                        if words[3] in ("behaviour", "kernel", "tick"):
-                            self.domains[d][words[3]] = float(words[4]) if words[3] == "tick" else words[4]
-                            self.save()
-                        return "ok"
-                return f"err no guest {d}"
-            if cmd == "xenstored" and len(words) >= 2:
-                reply = self.xs("control", *words[1:])
-                return "ok " + reply.rstrip(b"\0").decode()
-        except Exception as exc:  # a bad command must not take the world down
-            return f"err {exc}"
-        return f"err unknown command {line.strip()!r}"
-
-    def on_control_client(self, s: socket.socket) -> None:
-        fd = s.fileno()
-        sock, buf = self.clients[fd]
-        try:
-            chunk = s.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            chunk = b""
-        if not chunk:
-            self.sel.unregister(s)
-            del self.clients[fd]
-            s.close()
-            return
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            reply = self.control(line.decode(errors="replace"))
-            try:
-                s.setblocking(True)
-                s.sendall(reply.encode() + b"\n")
-                s.setblocking(False)
-            except OSError:
-                pass
-        self.clients[fd] = (sock, buf)
+        """One command of the control socket (``world_control.answer``): its reply line."""
+        return world_control.answer(self, line)
 
     # -- main loop --------------------------------------------------------------------------------------
     def on_guest_output(self, g: GuestProc) -> None:
         try:
-            chunk = os.read(g.proc.stdout.fileno(), 65536)
+            lines = g.read_lines()
         except BlockingIOError:
             return
-        except OSError:
-            chunk = b""
-        if not chunk:
+        if lines is None:
             try:
                 self.sel.unregister(g.proc.stdout)
             except (KeyError, ValueError):
                 pass
             return
-        g.buf += chunk
-        while b"\n" in g.buf:
-            line, g.buf = g.buf.split(b"\n", 1)
-            words = line.decode(errors="replace").split()
+        for line in lines:
+            words = line.split()
             if len(words) == 2 and words[0] == "booted":
                 self.booted.add(int(words[1]))
         if not self.ready and self.initial <= self.booted:
@@ -455,19 +302,7 @@ class Controller:
             self.print_summary()
 
     def print_summary(self) -> None:
-        lines = []
-        if len(self.domains) <= 20:
-            for d, c in sorted(self.domains.items()):
-                backend = "xenconsoled" if c.get("consoled", True) else "none"
-                lines.append(f"  {d:>4}  {c['name']:<12} {c['kernel']:<9} {c['layout']:<9} {backend:<12} {c.get('shows', '')}")
-            lines.insert(0, f"  {'dom':>4}  {'name':<12} {'kernel':<9} {'layout':<9} {'backend':<12} shows")
-        else:
-            kinds: dict[str, int] = {}
-            for c in self.domains.values():
-                kinds[c.get("shows", "")] = kinds.get(c.get("shows", ""), 0) + 1
-            lines += [f"  {n:>5}  {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])]
-        if self.timeline:
-            lines.append("  timeline: " + ", ".join(f"{a} at +{t:g} s" for t, a, _ in self.timeline))
+        lines = scenarios.summary(self.domains, self.timeline)
         lines.append(f"  watch it with: xcinspect --sim {self.dir}    (Ctrl-C here stops the world)")
         try:
             print("\n".join(lines), flush=True)
@@ -498,15 +333,9 @@ class Controller:
                     if key.data == "wake":
                         drain_wakeup(r)
                     elif key.data == "listen":
-                        try:
-                            s, _ = self.listener.accept()
-                            s.setblocking(False)
-                            self.clients[s.fileno()] = (s, b"")
-                            self.sel.register(s, selectors.EVENT_READ, "client")
-                        except OSError:
-                            pass
+                        self.control_socket.accept()
                     elif key.data == "client":
-                        self.on_control_client(key.fileobj)
+                        self.control_socket.on_readable(key.fileobj, self.control)
                     else:
                         self.on_guest_output(key.data)
                 now = time.monotonic()
@@ -527,55 +356,25 @@ class Controller:
         return 0
 
     def check_children(self) -> None:
-        for name, proc in (("xenstored", self.xenstored), ("xenconsoled", self.consoled)):
-            if proc is not None and proc.poll() is not None and not getattr(proc, "_reported", False):
-                proc._reported = True
-                self.say(f"{name} exited with status {proc.returncode}")
-
-    @staticmethod
-    def _stop_proc(proc: subprocess.Popen | None, timeout: float) -> None:
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            proc.terminate()
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        except OSError:
-            pass
+        world_processes.report_exits(self.say, [("xenstored", self.xenstored), ("xenconsoled", self.consoled)])
 
     def teardown(self) -> None:
         if self.refused:  # another controller owns this directory: touch nothing
-            if self.listener is not None:
-                self.listener.close()
+            self.control_socket.close()
             return
         self.say("stopping the world")
-        for g in self.guests:
-            if g.proc.poll() is None:
-                try:
-                    g.proc.terminate()
-                except OSError:
-                    pass
-        for g in self.guests:
-            self._stop_proc(g.proc, 3.0)
-            for f in (g.proc.stdin, g.proc.stdout):
-                try:
-                    f.close()
-                except Exception:
-                    pass
-        self._stop_proc(self.consoled, 3.0)
+        world_processes.stop_guests(self.guests, 3.0)
+        world_processes.stop(self.consoled, 3.0)
         if self.wire is not None:
             self.wire.close()
-        self._stop_proc(self.xenstored, 3.0)
+        world_processes.stop(self.xenstored, 3.0)
         for path in (self.paths.socket, self.paths.control, self.paths.ready,
                      self.paths.xenstored_pid, self.paths.consoled_pid):
             try:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-        if self.listener is not None:
-            self.listener.close()
+        self.control_socket.close()
         try:
             data = read_world(self.dir)
             data["controller_pid"] = None
@@ -584,9 +383,6 @@ class Controller:
         except (OSError, ValueError):
             pass
         self.say("world stopped")
-
-
-# -- the Python API ----------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,10 @@
 
 ``python -m xcinspect.sim.xenstored --world DIR`` serves ``DIR/xenstored/socket``.
 
+Here: the sockets (framing, replies, the oversized-payload drop), the main loop and
+XS_CONTROL. What each request does is ``xenstore_requests`` (on the tree of
+``xenstore_tree``, firing the watches of ``xenstore_watches``).
+
 Wire format (xs_wire.h): a 16-byte header ``<IIII`` (type, req_id, tx_id, len) and a
 payload of at most 4096 bytes. Replies echo req_id and tx_id; watch events carry
 req_id 0 and tx_id 0. A client that sends an oversized payload is dropped.
@@ -39,11 +43,15 @@ import time
 
 from xcinspect.core.xs_wire import HEADER, PAYLOAD_MAX, Op
 from xcinspect.sim.common import Paths, die_with_parent, drain_wakeup, remove_pidfile, signal_wakeup, write_pidfile
-from xcinspect.sim.xenstore_tree import VALID_PATH_BYTES, Store, Transaction, XsErr
+from xcinspect.sim.xenstore_requests import Requests, args
+from xcinspect.sim.xenstore_tree import Transaction, XsErr
 
-SPECIAL = ("@introduceDomain", "@releaseDomain")
 INTRODUCED_BATCH = 500
+
+
 class Conn:
+    """One client connection: its buffers, its watches and its open transactions."""
+
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.inbuf = bytearray()
@@ -64,17 +72,9 @@ class Conn:
 class Server:
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
-        self.store = Store()
-        for p in ("/local/domain/0", "/tool", "/vm"):
-            self.store.mkdir(p)
-        self.store.write("/local/domain/0/name", b"Domain-0")
-        self.store.write("/local/domain/0/domid", b"0")
-        self.introduced: dict[int, tuple[int, int]] = {0: (0, 0)}
+        self.requests = Requests()
         self.sel = selectors.DefaultSelector()
         self.conns: dict[int, Conn] = {}
-        # watch path (absolute, or a special @name) -> list of (conn, token, path as given)
-        self.watches: dict[str, list[tuple[Conn, str, str]]] = {}
-        self.next_tid = 1
         self.stall_until = 0.0
         self.mid_stall: float | None = None
         self.long_replies = False  # oxenstored's way: replies over PAYLOAD_MAX are sent whole
@@ -235,8 +235,7 @@ class Server:
         except Exception:
             pass
         self.conns.pop(conn.sock.fileno(), None)
-        for wpath, token in list(conn.watches):
-            self._remove_watch(conn, wpath, token)
+        self.requests.watches.remove_all(conn)
         conn.txs.clear()
         try:
             conn.sock.close()
@@ -271,79 +270,10 @@ class Server:
             return
         conn.queue(data)
 
-    def event(self, conn: Conn, path: str, token: str) -> None:
-        payload = path.encode() + b"\0" + token.encode() + b"\0"
-        conn.queue(HEADER.pack(Op.WATCH_EVENT, 0, 0, len(payload)) + payload)
-
-    def fire(self, path: str, recurse: bool) -> None:
-        seen: set[tuple[int, str]] = set()
-
-        def emit(conn: Conn, token: str, given: str, epath: str) -> None:
-            key = (id(conn), token)
-            if key in seen or conn.closed:
-                return
-            seen.add(key)
-            if not given.startswith("/") and not given.startswith("@"):
-                rel = "/local/domain/0/"
-                epath = epath[len(rel):] if epath.startswith(rel) else epath
-            self.event(conn, epath, token)
-
-        p = path
-        while True:
-            for conn, token, given in self.watches.get(p, ()):
-                emit(conn, token, given, path)
-            if p == "/":
-                break
-            p = Store.parent(p)
-        if recurse:
-            prefix = path + "/"
-            for wpath, lst in self.watches.items():
-                if wpath.startswith(prefix):
-                    for conn, token, given in lst:
-                        emit(conn, token, given, wpath)
-
-    def fire_special(self, name: str) -> None:
-        for conn, token, _given in list(self.watches.get(name, ())):
-            self.event(conn, name, token)
-
-    def _remove_watch(self, conn: Conn, wpath: str, token: str) -> None:
-        conn.watches.discard((wpath, token))
-        lst = self.watches.get(wpath)
-        if lst:
-            lst[:] = [w for w in lst if not (w[0] is conn and w[1] == token)]
-            if not lst:
-                del self.watches[wpath]
-
     # -- requests ---------------------------------------------------------------------------
-    @staticmethod
-    def args(payload: bytes, n: int | None = None) -> list[bytes]:
-        parts = payload.split(b"\0")
-        if parts and parts[-1] == b"":
-            parts.pop()
-        if n is not None and len(parts) < n:
-            raise XsErr("EINVAL")
-        return parts
-
-    @staticmethod
-    def path(raw: bytes, *, watch: bool = False) -> str:
-        if watch and raw.decode("ascii", "replace") in SPECIAL:
-            return raw.decode()
-        if not raw or any(b not in VALID_PATH_BYTES for b in raw) or b"//" in raw:
-            raise XsErr("EINVAL")
-        p = raw.decode("ascii")
-        if "@" in p:
-            raise XsErr("EINVAL")
-        if not p.startswith("/"):
-            p = "/local/domain/0/" + p
-        if len(p) > 1 and p.endswith("/"):
-            raise XsErr("EINVAL")
-        if len(p) > 3072:
-            raise XsErr("ENAMETOOLONG")
-        return p
-
     def request(self, conn: Conn, op: int, rid: int, tid: int, payload: bytes) -> None:
         try:
-            reply = self.dispatch(conn, op, rid, tid, payload)
+            reply = self.dispatch(conn, op, tid, payload)
         except XsErr as exc:
             self.send(conn, Op.ERROR, rid, tid, exc.code.encode() + b"\0")
             return
@@ -356,145 +286,10 @@ class Server:
             if after is not None:
                 after()
 
-    def _store_for(self, conn: Conn, tid: int) -> tuple[Store, Transaction | None]:
-        if tid == 0:
-            return self.store, None
-        tx = conn.txs.get(tid)
-        if tx is None:
-            raise XsErr("ENOENT")
-        return tx.view, tx
-
-    def _mutate(self, conn: Conn, tid: int, name: str, *a) -> None:
-        store, tx = self._store_for(conn, tid)
-        firings = getattr(store, name)(*a)
-        if tx is None:
-            for path, recurse in firings:
-                self.fire(path, recurse)
-        else:
-            tx.touched.add(a[0])
-            tx.ops.append((name, a))
-
-    def dispatch(self, conn: Conn, op: int, rid: int, tid: int, payload: bytes):
-        OK = b"OK\0"
-        if op == Op.READ:
-            p = self.path(self.args(payload, 1)[0])
-            store, tx = self._store_for(conn, tid)
-            if tx:
-                tx.touched.add(p)
-            return Op.READ, store.read(p), None
-        if op == Op.DIRECTORY:
-            p = self.path(self.args(payload, 1)[0])
-            store, tx = self._store_for(conn, tid)
-            if tx:
-                tx.touched.add(p)
-            names = store.directory(p)
-            return Op.DIRECTORY, b"".join(n.encode() + b"\0" for n in names), None
-        if op == Op.DIRECTORY_PART:
-            raw = self.args(payload)
-            if len(raw) != 2 or not raw[1].isdigit():
-                raise XsErr("EINVAL")
-            p = self.path(raw[0])
-            store, tx = self._store_for(conn, tid)
-            if tx:
-                tx.touched.add(p)
-            return Op.DIRECTORY_PART, store.directory_part(p, int(raw[1])), None
-        if op == Op.WRITE:
-            i = payload.find(b"\0")
-            if i < 0:
-                raise XsErr("EINVAL")
-            p = self.path(payload[:i])
-            self._mutate(conn, tid, "write", p, payload[i + 1:])
-            return Op.WRITE, OK, None
-        if op == Op.MKDIR:
-            self._mutate(conn, tid, "mkdir", self.path(self.args(payload, 1)[0]))
-            return Op.MKDIR, OK, None
-        if op == Op.RM:
-            self._mutate(conn, tid, "rm", self.path(self.args(payload, 1)[0]))
-            return Op.RM, OK, None
-        if op == Op.GET_PERMS:
-            p = self.path(self.args(payload, 1)[0])
-            store, _ = self._store_for(conn, tid)
-            return Op.GET_PERMS, b"".join(x + b"\0" for x in store.get_perms(p)), None
-        if op == Op.SET_PERMS:
-            parts = self.args(payload, 2)
-            self._mutate(conn, tid, "set_perms", self.path(parts[0]), parts[1:])
-            return Op.SET_PERMS, OK, None
-        if op == Op.WATCH:
-            parts = self.args(payload, 2)
-            given = parts[0].decode("ascii")
-            wpath = self.path(parts[0], watch=True)
-            token = parts[1].decode("ascii")
-            if (wpath, token) in conn.watches:
-                raise XsErr("EEXIST")
-            conn.watches.add((wpath, token))
-            self.watches.setdefault(wpath, []).append((conn, token, given))
-            return Op.WATCH, OK, lambda: self.event(conn, given, token)
-        if op == Op.UNWATCH:
-            parts = self.args(payload, 2)
-            wpath = self.path(parts[0], watch=True)
-            token = parts[1].decode("ascii")
-            if (wpath, token) not in conn.watches:
-                raise XsErr("ENOENT")
-            self._remove_watch(conn, wpath, token)
-            return Op.UNWATCH, OK, None
-        if op == Op.RESET_WATCHES:
-            for wpath, token in list(conn.watches):
-                self._remove_watch(conn, wpath, token)
-            return Op.RESET_WATCHES, OK, None
-        if op == Op.TRANSACTION_START:
-            if tid != 0:
-                raise XsErr("EBUSY")
-            t = self.next_tid
-            self.next_tid = self.next_tid % 0xFFFFFFF0 + 1
-            conn.txs[t] = Transaction(t, self.store)
-            return Op.TRANSACTION_START, str(t).encode() + b"\0", None
-        if op == Op.TRANSACTION_END:
-            arg = self.args(payload, 1)[0]
-            tx = conn.txs.pop(tid, None)
-            if tx is None:
-                raise XsErr("ENOENT")
-            if arg == b"F":
-                return Op.TRANSACTION_END, OK, None
-            if arg != b"T":
-                raise XsErr("EINVAL")
-            if any(self.store.mod.get(p, 0) > tx.start_gen for p in tx.touched):
-                raise XsErr("EAGAIN")
-            for name, a in tx.ops:
-                try:
-                    for path, recurse in getattr(self.store, name)(*a):
-                        self.fire(path, recurse)
-                except XsErr:
-                    pass
-            return Op.TRANSACTION_END, OK, None
-        if op == Op.INTRODUCE:
-            parts = self.args(payload, 3)
-            domid, mfn, port = int(parts[0]), int(parts[1]), int(parts[2])
-            if domid <= 0 or domid >= 0x7FF0:
-                raise XsErr("EINVAL")
-            self.introduced[domid] = (mfn, port)
-            return Op.INTRODUCE, OK, lambda: self.fire_special("@introduceDomain")
-        if op == Op.RELEASE:
-            domid = int(self.args(payload, 1)[0])
-            if domid == 0:
-                raise XsErr("EINVAL")
-            if domid not in self.introduced:
-                raise XsErr("ENOENT")
-            del self.introduced[domid]
-            return Op.RELEASE, OK, lambda: self.fire_special("@releaseDomain")
-        if op == Op.GET_DOMAIN_PATH:
-            domid = int(self.args(payload, 1)[0])
-            return Op.GET_DOMAIN_PATH, f"/local/domain/{domid}".encode() + b"\0", None
-        if op == Op.IS_DOMAIN_INTRODUCED:
-            domid = int(self.args(payload, 1)[0])
-            return Op.IS_DOMAIN_INTRODUCED, (b"T\0" if domid in self.introduced else b"F\0"), None
-        if op == Op.RESUME:
-            domid = int(self.args(payload, 1)[0])
-            if domid not in self.introduced:
-                raise XsErr("ENOENT")
-            return Op.RESUME, OK, None
+    def dispatch(self, conn: Conn, op: int, tid: int, payload: bytes):
         if op == Op.CONTROL:
-            return self.control(conn, self.args(payload))
-        raise XsErr("EINVAL")
+            return self.control(conn, args(payload))
+        return self.requests.dispatch(conn, op, tid, payload)
 
     def control(self, conn: Conn, words: list[bytes]):
         if not words:
@@ -537,7 +332,7 @@ class Server:
             # In batches, as xc_domain_getinfo(first_domid, max) is called: at most 500
             # domids from the given first one (5,000 domids do not fit one reply).
             first = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
-            ids = [d for d in sorted(self.introduced) if d >= first][:INTRODUCED_BATCH]
+            ids = [d for d in sorted(self.requests.introduced) if d >= first][:INTRODUCED_BATCH]
             return Op.CONTROL, " ".join(str(d) for d in ids).encode() + b"\0", None
         raise XsErr("EINVAL")
 
