@@ -112,7 +112,7 @@ class AttachScreen(Screen):
 
     # -- keys -----------------------------------------------------------------------------
     def check_action(self, action: str, parameters) -> bool | None:
-        if action in ("search", "search_next", "search_prev", "save", "copy", "live"):
+        if action in ("search", "search_next", "search_prev", "save", "copy", "live", "toggle_wrap"):
             return not self.live
         return True
 
@@ -136,6 +136,7 @@ class AttachScreen(Screen):
         self.live = live
         self.console.show_cursor = live and self.closed_reason is None
         if live:
+            self.console.wrap = True  # live output never loses the end of a line
             self.console.follow = True
             self.console.term = ""
             self.console.refresh()
@@ -156,6 +157,9 @@ class AttachScreen(Screen):
 
     def action_live(self) -> None:
         self.set_live(True)
+
+    def action_toggle_wrap(self) -> None:
+        self.console.wrap = not self.console.wrap
 
     def action_search(self) -> None:
         s = self.query_one("#search", Input)

@@ -83,6 +83,8 @@ ATTACH = (
     Spec("search-prev", "N", "search_prev", "Prev", "Scroll mode: previous match", group="Next/prev"),
     Spec("save", "s", "save", "Save", "Scroll mode: save the scrollback to a file"),
     Spec("copy", "y", "copy", "Copy", "Scroll mode: copy the current match or the visible lines (OSC 52)"),
+    Spec("wrap", "w", "toggle_wrap", "Wrap", "Scroll mode: wrap long lines (as live) or scroll sideways",
+         show=False),
     Spec("live", "i,escape", "live", "Type", "Scroll mode: back to typing to the guest", key_display="i"),
 )
 

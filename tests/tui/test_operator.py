@@ -1,0 +1,79 @@
+"""Operator experience (issue #13): what a person at the terminal reads -- long console
+lines, who holds a console, notifications, Home/End, the screenshot command."""
+
+from __future__ import annotations
+
+import io
+import time
+
+from conftest import ready
+from fakes import FakeSession
+from rich.console import Console
+
+
+def screen_text(app) -> str:
+    """The screen as plain text, row by row, as the terminal shows it."""
+    w, h = app.size
+    console = Console(width=w, height=h, file=io.StringIO(), force_terminal=True, record=True,
+                      color_system="truecolor", legacy_windows=False)
+    console.print(app.screen._compositor.render_update(full=True))
+    return console.export_text()
+
+
+async def attached(app, pilot, data: bytes, until: str):
+    from xcinspect.tui.attach_screen import AttachScreen
+
+    session = FakeSession(via="/dev/pts/1")
+    row = app.main.table.row_for(1)
+    app.push_screen(AttachScreen(row, session, scrollback=1000, escape_display="^]"))
+    await pilot.pause()
+    session.guest.sendall(data)
+    screen = app.screen
+    deadline = time.monotonic() + 5
+    while until not in screen.console.text() and time.monotonic() < deadline:
+        await pilot.pause(0.02)
+    await pilot.pause()
+    return screen, session
+
+
+OOPS = (b"[   12.345678] BUG: unable to handle page fault for address: ffffc90000abc000 "
+        b"#PF: supervisor read access in kernel mode, error_code(0x0000) - not-present page "
+        b"RIP: 0010:xen_console_bug+0x42/0x99 END-OF-OOPS\r\n")
+
+
+async def test_attach_wraps_long_lines_like_xl_console(frozen_app):
+    app = frozen_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        screen, session = await attached(app, pilot, b"boot\r\n" + OOPS + b"login: ", "login:")
+        text = screen_text(app)
+        flat = "".join(line.rstrip("\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588\u258a\u258c\u258e▊▌▎ ")
+                       for line in text.splitlines())
+        assert "END-OF-OOPS" in text
+        assert OOPS.decode().strip() in flat  # every character, in order, over the rows
+        assert screen.console.line_at(1) == OOPS.decode().strip()  # still one line
+        # scroll mode: w turns wrapping off (a sideways view), and on again
+        await pilot.press("f2", "w")
+        assert not screen.console.wrap
+        assert "END-OF-OOPS" not in screen_text(app)
+        await pilot.press("w")
+        assert screen.console.wrap
+        await pilot.press("i")
+        screen.io.stop()
+    session.guest.close()
+
+
+async def test_attach_wrapped_search_and_copy_keep_whole_lines(frozen_app):
+    app = frozen_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        screen, session = await attached(app, pilot, b"boot\r\n" + OOPS + b"login: ", "login:")
+        await pilot.press("f2", "slash", *"END-OF", "enter")
+        c = screen.console
+        assert c.current_match() == 1
+        await pilot.pause()
+        assert "END-OF-OOPS" in screen_text(app)
+        await pilot.press("y")
+        assert OOPS.decode().strip() in app.clipboard.splitlines()
+        screen.io.stop()
+    session.guest.close()
