@@ -4,8 +4,12 @@ lines, who holds a console, notifications, Home/End, the screenshot command."""
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import time
 
+import pytest
 from conftest import ready
 from fakes import FakeSession
 from rich.console import Console
@@ -77,3 +81,76 @@ async def test_attach_wrapped_search_and_copy_keep_whole_lines(frozen_app):
         assert OOPS.decode().strip() in app.clipboard.splitlines()
         screen.io.stop()
     session.guest.close()
+
+
+# -- who holds the console ----------------------------------------------------------------
+XL_CONSOLE = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+os.set_inheritable(fd, True)
+print("locked", flush=True)
+# what `xl console 2` leaves running: xl execs xenconsole, which holds the lock
+os.execv("/bin/sleep", ["/usr/lib/xen/bin/xenconsole", "60"])
+"""
+
+
+@pytest.fixture
+def held_world(tmp_path):
+    from static_world import Dom, StaticWorld
+
+    w = StaticWorld(str(tmp_path / "w"), [Dom(1, "web", 0, 0), Dom(2, "db", 0, 0)]).start()
+    path = w.platform().lock_path(2)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    p = subprocess.Popen([sys.executable, "-c", XL_CONSOLE, path], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "locked"
+    yield w, p
+    p.kill()
+    p.wait()
+    p.stdout.close()
+    w.stop()
+
+
+@pytest.mark.parametrize("width", [80, 160])
+async def test_attached_names_the_holder_and_its_pid(held_world, width):
+    from test_confirm import make, wait_for
+
+    from xcinspect.tui.modals import ConfirmModal
+
+    world, holder = held_world
+    app, mon = make(world)
+    try:
+        async with app.run_test(size=(width, 40)) as pilot:
+            await ready(pilot)
+            await pilot.press("down")
+            await pilot.pause()
+            text = screen_text(app)
+            table_row = next(line for line in text.splitlines() if " db " in line)
+            if width >= 140:
+                assert table_row.rstrip().endswith(f"xl console (pid {holder.pid})")
+            else:
+                assert table_row.rstrip().endswith("xl console")
+            assert f"attached xl console (pid {holder.pid})" in text  # the detail panel
+            await pilot.press("a")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            body = str(app.screen.query_one("#confirm-body").render())
+            assert f"is attached by xl console (pid {holder.pid})." in body
+            await pilot.press("escape")
+    finally:
+        mon.actions.xs.close()
+        mon.close()
+
+
+@pytest.mark.parametrize("cmd, who", [
+    ("/usr/lib/xen/bin/xenconsole 7 --num 0 --type pv", "xl console"),
+    ("xl console 7", "xl console"),
+    ("/usr/bin/python3 /usr/local/bin/xcinspect attach 7", "xcinspect attach"),
+    ("/usr/bin/python3 -m xcinspect --sim", "xcinspect"),
+    ("/usr/bin/python3 -m xcinspect attach --force 7", "xcinspect attach"),
+    ("/usr/bin/python3 /opt/tools/holdit.py 7", "holdit.py"),
+    ("[kworker/0:1]", "[kworker/0:1]"),
+])
+def test_holder_names(cmd, who):
+    from xcinspect.tui.poller import holder_name
+
+    assert holder_name(cmd) == who

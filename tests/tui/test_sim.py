@@ -87,7 +87,7 @@ async def test_attach_round_trip(sim_app, tmp_path):
         await until(pilot, lambda: isinstance(app.screen, AttachScreen), what="attach screen")
         screen = app.screen
         await until(pilot, lambda: "login" in screen.console.text(), what="console output")
-        await until(pilot, lambda: "this tui" in (row(app, "web01").attached or ""), what="lock held by us")
+        await until(pilot, lambda: "this TUI" in (row(app, "web01").attached or ""), what="lock held by us")
         await pilot.press(*"uname -a", "enter")
         await until(pilot, lambda: "Linux web01" in screen.console.text(), what="uname output")
         # keys a terminal sends reach the guest, not the app

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from xcinspect.core.errors import OperatorError
 from xcinspect.tui.model import Row, clean
+from xcinspect.tui.poller import THIS_TUI
 
 if TYPE_CHECKING:
     from xcinspect.tui.app import XcApp
@@ -143,7 +144,7 @@ class ActionWorkers:
 
             acts = self.actions
             force = False
-            if r.attached and r.attached != "this tui":
+            if r.attached and r.attached != THIS_TUI:
                 if not await self._force_confirmed(r, f"The console of dom {r.domid} ({r.name}) is attached "
                                                       f"by {r.attached}."):
                     return
