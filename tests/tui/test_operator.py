@@ -154,3 +154,32 @@ def test_holder_names(cmd, who):
     from xcinspect.tui.poller import holder_name
 
     assert holder_name(cmd) == who
+
+
+# -- notifications -------------------------------------------------------------------------
+async def test_notifications_coalesce_and_stay_off_the_last_output(frozen_app):
+    from textual.widgets._toast import Toast
+
+    app = frozen_app()
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await ready(pilot)
+        await pilot.press("plus", "plus", "plus", "minus", "s", "space")
+        await pilot.pause()
+        await pilot.pause()
+        toasts = [t for t in app.screen.query(Toast) if t.is_mounted]
+        texts = [str(t.render()) for t in toasts]
+        assert sum("refresh every" in t for t in texts) == 1, texts  # the latest only
+        assert "refresh every 0.5 s" in texts, texts  # 1 s, faster (+) thrice, slower once
+        assert len(toasts) <= 3, texts
+        output = app.screen.query_one("#output")
+        assert output.region.height > 0
+        for t in toasts:
+            assert not t.region.overlaps(output.region), (t.region, output.region)
+        # errors are kept longest: the oldest information makes room
+        app.notify("console of dom 3 (legacy-stuck) stalled", severity="error")
+        for i in range(4):
+            app.notify(f"note {i}")
+        await pilot.pause()
+        messages = [n.message for n in app._notifications]
+        assert "console of dom 3 (legacy-stuck) stalled" in messages
+        assert len(messages) == 3

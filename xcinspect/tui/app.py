@@ -17,10 +17,11 @@ from textual.binding import Binding
 from textual.color import Color
 from textual.css.query import NoMatches
 from textual.message import Message
+from textual.notifications import Notification
 
 from xcinspect.core.options import UiOptions
 from xcinspect.platform.base import PlatformError
-from xcinspect.tui import bindings, render
+from xcinspect.tui import _textual_hacks, bindings, render
 from xcinspect.tui.action_workers import ActionWorkers
 from xcinspect.tui.commands import DomainCommands
 from xcinspect.tui.config import Config, load_config
@@ -30,6 +31,7 @@ from xcinspect.tui.themes import load_themes, resolve_theme, textual_themes
 
 INTERVALS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 MAX_NOTES = 3  # events of one kind per frame shown one by one; more are summed up
+MAX_TOASTS = 3  # notifications shown at once (the oldest information goes first)
 
 
 class FrameReady(Message):
@@ -82,6 +84,32 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
         self.pal = render.PLAIN
         self.main = None
         self.last_result: str | None = None
+        self._toasts: dict[object, Notification] = {}  # key -> the notification shown for it
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = True, key: object = None) -> None:
+        """Textual's ``notify``, coalesced: a notification with the same ``key`` (default:
+        the same words) replaces the one still shown, and at most ``MAX_TOASTS`` show at
+        once -- the oldest information goes first, warnings and errors stay longest."""
+        if threading.current_thread() is not threading.main_thread():
+            self.call_from_thread(self.notify, message, title=title, severity=severity, timeout=timeout,
+                                  markup=markup, key=key)
+            return
+        note = Notification(message, title, severity, self.NOTIFICATION_TIMEOUT if timeout is None else timeout,
+                            markup=markup)
+        key = (severity, title, message) if key is None else key
+        shown = self._toasts
+        for k in [k for k, n in shown.items() if n.has_expired]:
+            del shown[k]
+        old = shown.pop(key, None)
+        if old is not None:
+            _textual_hacks.unnotify(self, old)
+        while len(shown) >= MAX_TOASTS:
+            victim = next((k for k, n in shown.items() if n.severity == "information"), next(iter(shown)))
+            _textual_hacks.unnotify(self, shown.pop(victim))
+        shown[key] = note
+        _textual_hacks.add_notification(self, note)  # now, not a message later: the next
+        # key (+ + +) must find this one to replace it
 
     # -- start and stop -------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -210,7 +238,7 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
         st.paused = not st.paused
         self.poller.wake()
         self.notify("paused: the table is frozen (r samples once)" if st.paused else "sampling resumed",
-                    timeout=2, markup=False)
+                    timeout=2, markup=False, key="pause")
         if self.main is not None:
             self.main.update_status()
 
@@ -224,7 +252,7 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
             larger = [i for i in INTERVALS if i > cur + 1e-9]
             st.interval = larger[0] if larger else INTERVALS[-1]
         self.poller.wake()
-        self.notify(f"refresh every {st.interval:g} s", timeout=2, markup=False)
+        self.notify(f"refresh every {st.interval:g} s", timeout=2, markup=False, key="interval")
         if self.main is not None:
             self.main.update_status()
 

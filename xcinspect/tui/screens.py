@@ -125,7 +125,8 @@ class MainScreen(Screen):
         self.update_status()
         col, reverse = sorting
         direction = "reversed" if reverse else ""
-        self.app.notify(f"sorted by {SORT_LABEL.get(col, col)} {direction}".strip(), timeout=2, markup=False)
+        self.app.notify(f"sorted by {SORT_LABEL.get(col, col)} {direction}".strip(), timeout=2, markup=False,
+                        key="sort")
 
     def _query_changed(self, query: str) -> None:
         self.update_status()
