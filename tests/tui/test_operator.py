@@ -183,3 +183,27 @@ async def test_notifications_coalesce_and_stay_off_the_last_output(frozen_app):
         messages = [n.message for n in app._notifications]
         assert "console of dom 3 (legacy-stuck) stalled" in messages
         assert len(messages) == 3
+
+
+# -- the palette's Screenshot -----------------------------------------------------------------
+async def test_palette_screenshot_saves_where_it_can_and_says_where(frozen_app, tmp_path, monkeypatch):
+    home = tmp_path / "root-home"  # root's home on a dom0: no ~/Downloads
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_DOWNLOAD_DIR", raising=False)
+    app = frozen_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+p", *"Screenshot")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        deadline = time.monotonic() + 5
+        while not list(tmp_path.glob("*.svg")) and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        saved = list(tmp_path.glob("*.svg"))
+        assert len(saved) == 1, [n.message for n in app._notifications]
+        assert "<svg" in saved[0].read_text()
+        await pilot.pause()
+        messages = [n.message for n in app._notifications]
+        assert any(str(saved[0]) in m for m in messages), messages
+        assert not any("Failed" in m for m in messages), messages

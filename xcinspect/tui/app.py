@@ -277,8 +277,13 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
         self.push_screen(HelpScreen(self.config.effective_keymap(), self.read_only, self.config.path))
 
     def get_system_commands(self, screen):
-        """Textual's own entries, then one per binding of the table (``bindings.MAIN``)."""
-        yield from super().get_system_commands(screen)
+        """Textual's own entries (its Screenshot replaced), then one per binding of the
+        table (``bindings.MAIN``)."""
+        for command in super().get_system_commands(screen):
+            if command.title == "Screenshot":
+                command = SystemCommand(command.title, "Save an SVG picture of the screen (in ~/Downloads or "
+                                        "the current directory)", lambda: self.set_timer(0.1, self.save_picture))
+            yield command
         main = self.main
         if main is None:
             return
@@ -292,6 +297,35 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
             if spec.command is None or (spec.writes and self.read_only):
                 continue
             yield SystemCommand(spec.command, spec.command_help, lambda a=spec.action: main.do(a))
+
+    def save_picture(self) -> None:
+        """The palette's Screenshot: Textual writes to ~/Downloads, which root on a dom0
+        seldom has. Here: ~/Downloads if it exists, else the current directory, else the
+        temporary one; the notification says where (or why not)."""
+        if self.is_web:  # served: the browser downloads it
+            self.deliver_screenshot()
+            return
+        import os
+        import tempfile
+        import time
+
+        svg = self.export_screenshot()
+        name = f"xcinspect-{time.strftime('%Y%m%d-%H%M%S')}.svg"
+        tried = []
+        for d in (os.path.expanduser("~/Downloads"), os.getcwd(), tempfile.gettempdir()):
+            if not os.path.isdir(d):
+                continue
+            path = os.path.join(d, name)
+            try:
+                with open(path, "x", encoding="utf-8") as f:
+                    f.write(svg)
+            except OSError as exc:
+                tried.append(f"{d}: {exc.strerror or exc}")
+                continue
+            self.notify(f"saved to {path}", title="Screenshot", timeout=8, markup=False)
+            return
+        self.notify("; ".join(tried) or "no directory to save in", title="Screenshot failed", severity="error",
+                    markup=False)
 
     def domain_command(self, action: str, domid: int) -> None:
         """A palette command for one domain: select it, then act."""
