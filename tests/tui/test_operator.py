@@ -207,3 +207,20 @@ async def test_palette_screenshot_saves_where_it_can_and_says_where(frozen_app, 
         messages = [n.message for n in app._notifications]
         assert any(str(saved[0]) in m for m in messages), messages
         assert not any("Failed" in m for m in messages), messages
+
+
+# -- Home / End ------------------------------------------------------------------------------
+async def test_home_and_end_move_the_table_cursor(frozen_app):
+    app = frozen_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        t = app.main.table
+        first, last = t.order[0], t.order[-1]
+        await pilot.press("down", "down")
+        assert t.selected not in (first, last)
+        await pilot.press("end")
+        await pilot.pause()
+        assert t.selected == last and t.cursor_row == len(t.order) - 1
+        await pilot.press("home")
+        await pilot.pause()
+        assert t.selected == first and t.cursor_row == 0
