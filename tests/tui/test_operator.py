@@ -224,3 +224,62 @@ async def test_home_and_end_move_the_table_cursor(frozen_app):
         await pilot.press("home")
         await pilot.pause()
         assert t.selected == first and t.cursor_row == 0
+
+
+# -- cosmetics --------------------------------------------------------------------------------
+async def test_footer_groups_are_spaced_and_the_header_keeps_its_modes(frozen_app):
+    app = frozen_app(read_only=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("space")  # paused
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+        header, footer = lines[0], lines[-1]
+        assert "READ-ONLY" in header and "PAUSED" in header, header
+        assert "Delay ? Help" in footer and "Delay?" not in footer, footer
+
+
+async def test_footer_fits_80_columns(frozen_app):
+    app = frozen_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        footer = screen_text(app).splitlines()[-1]
+        assert footer.rstrip().endswith("q Quit"), footer
+
+
+async def test_attach_scroll_mode_footer_is_spaced(frozen_app):
+    app = frozen_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        screen, session = await attached(app, pilot, b"boot\r\nlogin: ", "login:")
+        await pilot.press("f2")
+        await pilot.pause()
+        footer = screen_text(app).splitlines()[-1]
+        assert "Next/prev s Save" in footer, footer
+        screen.io.stop()
+    session.guest.close()
+
+
+async def test_zoom_at_80_columns_gives_the_output_the_width_and_unzoom_the_arrows(frozen_app):
+    app = frozen_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("z")
+        await pilot.pause()
+        output = app.screen.query_one("#output")
+        assert output.region.width >= 70, output.region
+        text = screen_text(app)
+        assert "[    2.500000] evil: ^[]52;c;cm0gLXJmIC8K^G clipboard write" in text  # not cut at 40
+        await pilot.press("z", "down")
+        await pilot.pause()
+        assert app.main.table.selected == app.main.table.order[1]
+
+
+def test_last_output_leaves_out_blank_lines():
+    from xcinspect.tui import render
+    from xcinspect.tui.detail import output_text
+    from xcinspect.tui.model import Detail
+
+    d = Detail(1, (), "\nDebian GNU/Linux 12 web01 hvc0\n\n", "web01 login: root\n\n~ # ", (), {})
+    assert output_text(d, 4, 60, render.PLAIN).plain.split("\n") == [
+        "Debian GNU/Linux 12 web01 hvc0", "web01 login: root", "~ # "]

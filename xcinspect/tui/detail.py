@@ -63,9 +63,8 @@ def output_text(d: Detail | None, lines: int, width: int, pal: render.Palette) -
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(d.consumed.expandtabs(8), style=pal["foreground-muted"])
     t.append(d.unread.expandtabs(8))
-    parts = t.split("\n", allow_blank=True)
-    if parts and not parts[-1].plain:
-        parts = parts[:-1]
+    # blank lines left out: the panel has a few rows, each should carry output
+    parts = [p for p in t.split("\n", allow_blank=True) if p.plain.strip()]
     parts = parts[-lines:] if lines > 0 else []
     out = Text(no_wrap=True, overflow="ellipsis")
     for i, p in enumerate(parts):

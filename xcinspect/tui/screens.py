@@ -76,6 +76,7 @@ class MainScreen(Screen):
     def _layout_for(self, width: int, height: int) -> None:
         self.set_class(height < 32, "-short")
         self.set_class(width >= 160, "-wide")
+        self.set_class(width < 120, "-narrow")  # zoomed: the last output under the rings, full width
         self.table.show_columns_for(width)
         self.call_after_refresh(self.show_detail)
 
@@ -253,6 +254,8 @@ class MainScreen(Screen):
 
     def action_zoom(self) -> None:
         self.toggle_class("-zoom")
+        if not self.has_class("-zoom"):
+            self.table.focus()  # hidden while zoomed, it lost the focus: the arrows move it again
         self.call_after_refresh(self.show_detail)
 
     def action_help(self) -> None:
