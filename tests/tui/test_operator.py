@@ -283,3 +283,23 @@ def test_last_output_leaves_out_blank_lines():
     d = Detail(1, (), "\nDebian GNU/Linux 12 web01 hvc0\n\n", "web01 login: root\n\n~ # ", (), {})
     assert output_text(d, 4, 60, render.PLAIN).plain.split("\n") == [
         "Debian GNU/Linux 12 web01 hvc0", "web01 login: root", "~ # "]
+
+
+# -- next problem --------------------------------------------------------------------------
+async def test_n_and_N_go_to_the_next_and_previous_problem(frozen_app):
+    app = frozen_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        t = app.main.table
+        problems = [d for d in t.order if t.row_for(d).problem]
+        assert len(problems) >= 3 and t.selected not in problems
+        seen = []
+        for _ in problems:
+            await pilot.press("n")
+            seen.append(t.selected)
+        assert seen == problems
+        await pilot.press("n")
+        assert t.selected == problems[0]  # round again
+        await pilot.press("N")
+        assert t.selected == problems[-1]
+        assert "legacy-stuck" in screen_text(app)  # the detail follows

@@ -240,6 +240,22 @@ class MainScreen(Screen):
         t = self.table
         t.sorting = (t.sort_col, not t.sort_reverse)
 
+    def action_next_problem(self, step: int = 1) -> None:
+        t = self.table
+        order = t.order
+        if not order:
+            return
+        here = order.index(t.selected) if t.selected in order else (-1 if step > 0 else 0)
+        for k in range(1, len(order) + 1):
+            r = t.row_for(order[(here + step * k) % len(order)])
+            if r is not None and r.problem:
+                t.selected = r.domid
+                return
+        self.app.notify("no console has a problem", timeout=2, markup=False, key="problem")
+
+    def action_prev_problem(self) -> None:
+        self.action_next_problem(-1)
+
     def action_toggle_pause(self) -> None:
         self.app.toggle_pause()
 
