@@ -303,3 +303,20 @@ async def test_n_and_N_go_to_the_next_and_previous_problem(frozen_app):
         await pilot.press("N")
         assert t.selected == problems[-1]
         assert "legacy-stuck" in screen_text(app)  # the detail follows
+
+
+async def test_scroll_mode_search_says_which_match_of_how_many(frozen_app):
+    app = frozen_app()
+    async with app.run_test(size=(120, 24)) as pilot:
+        await ready(pilot)
+        log = b"".join(b"[ %d.0] tick %d\r\n" % (i, i) for i in range(1, 6)) + b"login: "
+        screen, session = await attached(app, pilot, log, "login:")
+        await pilot.press("f2", "slash", *"tick", "enter")
+        await pilot.pause()
+        header = screen_text(app).splitlines()[0]
+        assert "'tick': 5 of 5" in header, header  # the newest first (search goes backwards)
+        await pilot.press("N")
+        await pilot.pause()
+        assert "'tick': 4 of 5" in screen_text(app).splitlines()[0]
+        screen.io.stop()
+    session.guest.close()

@@ -103,6 +103,10 @@ class AttachScreen(Screen):
             t.append(" · keys go to the guest", style=pal["success"])
         else:
             t.append(" · SCROLL MODE (i: type again)", style=pal["warning"] + Style(bold=True))
+            if self.console.term:
+                which, total = self.console.match_count()
+                t.append(f" · {self.console.term!r}: " + (f"{which} of {total}" if which else f"{total} lines"),
+                         style=pal["accent"])
         t.append(" · Escape character is ")
         t.append(self.escape_display, style=pal["accent"] + Style(bold=True))
         via = getattr(self.session, "via", "")
@@ -177,9 +181,11 @@ class AttachScreen(Screen):
         if not term:
             self.console.term = ""
             self.console.refresh()
+            self.update_status()
             return
         if self.console.find(term, None, -1) is None:
             self.app.notify(f"not found: {term}", severity="warning", timeout=3, markup=False)
+        self.update_status()
 
     def on_descendant_blur(self, event) -> None:
         s = self.query_one("#search", Input)
@@ -190,11 +196,13 @@ class AttachScreen(Screen):
         c = self.console
         if c.term and c.find(c.term, c.current_match(), +1) is None:
             self.app.notify(f"not found: {c.term}", severity="warning", timeout=3, markup=False)
+        self.update_status()
 
     def action_search_prev(self) -> None:
         c = self.console
         if c.term and c.find(c.term, c.current_match(), -1) is None:
             self.app.notify(f"not found: {c.term}", severity="warning", timeout=3, markup=False)
+        self.update_status()
 
     def action_copy(self) -> None:
         c = self.console

@@ -208,6 +208,21 @@ class ConsoleView(ScrollView, can_focus=True):
         self.refresh()
         return None
 
+    def match_count(self) -> tuple[int, int]:
+        """(which, of how many): the current match among the lines holding the term."""
+        if not self.term:
+            return 0, 0
+        low = self.term.lower()
+        cur = self.current_match()
+        which = total = 0
+        for i in range(len(self.lines) + 1):
+            line = self.line_at(i)
+            if line is not None and low in line.lower():
+                total += 1
+                if i == cur:
+                    which = total
+        return which, total
+
     def current_match(self) -> int | None:
         if self.match_line is None:
             return None
