@@ -320,3 +320,51 @@ async def test_scroll_mode_search_says_which_match_of_how_many(frozen_app):
         assert "'tick': 4 of 5" in screen_text(app).splitlines()[0]
         screen.io.stop()
     session.guest.close()
+
+
+# -- connecting... -------------------------------------------------------------------------
+class SlowConnect:
+    """The engine's Actions for connect only, whose connect takes as long as the test says
+    (a backend that needs seconds to report): the UI is what is under test."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.go = threading.Event()
+
+    def plan_connect(self, domid):
+        from xcinspect.engine.plans import Plan
+
+        return Plan(True, f"Start xcinspect's backend for dom {domid}.")
+
+    def connect(self, domid):
+        from xcinspect.engine.plans import ActionResult
+
+        assert self.go.wait(10)
+        return ActionResult(True, f"connected dom {domid}")
+
+    def audit(self, *a, **kw) -> None:
+        pass
+
+
+async def test_connect_says_connecting_while_it_runs(frozen_app):
+    from test_confirm import wait_for
+
+    from xcinspect.tui.modals import ConfirmModal
+
+    acts = SlowConnect()
+    app = frozen_app(actions=acts)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("down", "down")  # dom 3: no backend
+        await pilot.press("c")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await pilot.press("y")
+        assert await wait_for(pilot, lambda: "connecting dom 3" in screen_text(app).splitlines()[0])
+        assert any("connecting dom 3 (legacy-stuck)" in n.message for n in app._notifications)
+        acts.go.set()
+        assert await wait_for(pilot, lambda: app.ops == 0)
+        await pilot.pause()
+        assert "connecting" not in screen_text(app).splitlines()[0]
+        messages = [n.message for n in app._notifications]
+        assert "connected dom 3" in messages and not any("connecting" in m for m in messages), messages

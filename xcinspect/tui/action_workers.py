@@ -62,6 +62,18 @@ class ActionWorkers:
 
         return await asyncio.to_thread(locked)
 
+    def _under_way(self: XcApp, r: Row, doing: str | None) -> None:
+        """Say (status line, a notification) what is under way on ``r`` until it ends."""
+        key = ("under-way", r.domid)
+        if doing:
+            self.under_way[r.domid] = f"{doing} dom {r.domid}…"
+            self.notify(f"{doing} dom {r.domid} ({r.name})…", timeout=60, markup=False, key=key)
+        else:
+            self.under_way.pop(r.domid, None)
+            self.dismiss_notification(key)
+        if self.main is not None:
+            self.main.update_status()
+
     def _action_failed(self: XcApp, what: str, message: str) -> None:
         self.last_result = f"{what} failed: {message}"
         self.notify(clean(message), title=f"{what} failed", severity="error", timeout=8, markup=False)
@@ -95,7 +107,12 @@ class ActionWorkers:
                 return
             if await self._confirmed(f"Connect the console of dom {r.domid} ({r.name})?", plan.description,
                                      "Connect", False):
-                self._action_done("connect", await self._blocking(lambda: acts.connect(r.domid)))
+                self._under_way(r, "connecting")  # a backend's start can take many seconds
+                try:
+                    result = await self._blocking(lambda: acts.connect(r.domid))
+                finally:
+                    self._under_way(r, None)
+                self._action_done("connect", result)
 
         self._run_action("connect", r.domid, connect)
 

@@ -85,6 +85,13 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
         self.main = None
         self.last_result: str | None = None
         self._toasts: dict[object, Notification] = {}  # key -> the notification shown for it
+        self.under_way: dict[int, str] = {}  # domid -> "connecting dom 3…" (the status line says it)
+
+    def dismiss_notification(self, key: object) -> None:
+        """Take the notification shown for ``key`` away (if it still is)."""
+        note = self._toasts.pop(key, None)
+        if note is not None:
+            _textual_hacks.unnotify(self, note)
 
     def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
                markup: bool = True, key: object = None) -> None:

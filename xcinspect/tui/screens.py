@@ -106,7 +106,8 @@ class MainScreen(Screen):
         self.query_one(StatusBar).update(status_text(
             self.host, self.rows, len(t.order), interval=app.poller_state.interval,
             paused=app.poller_state.paused, query=t.query_text, sort=t.sort_col, reverse=t.sort_reverse,
-            read_only=app.read_only, error=self.error, pal=app.pal, width=self.size.width or 80))
+            read_only=app.read_only, error=self.error, pal=app.pal, width=self.size.width or 80,
+            under_way=" ".join(getattr(app, "under_way", {}).values())))
 
     def show_detail(self) -> None:
         r = self.table.selected_row()
