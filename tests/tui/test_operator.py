@@ -368,3 +368,30 @@ async def test_connect_says_connecting_while_it_runs(frozen_app):
         assert "connecting" not in screen_text(app).splitlines()[0]
         messages = [n.message for n in app._notifications]
         assert "connected dom 3" in messages and not any("connecting" in m for m in messages), messages
+
+
+# -- the palette offers what would be done, not refused -------------------------------------
+async def test_palette_hides_actions_that_would_be_refused(frozen_app):
+    from xcinspect.tui.commands import DomainCommands
+
+    app = frozen_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        provider = DomainCommands(app.screen)
+
+        async def offered(query: str) -> set[str]:
+            return {h.text async for h in provider.search(query)}
+
+        assert "Connect dom 3 (legacy-stuck)" in await offered("connect dom 3")  # no backend
+        assert "Connect dom 1 (web-01)" not in await offered("connect dom 1")  # xenconsoled has it
+        assert "Attach dom 1 (web-01)" in await offered("attach dom 1")
+        assert "Attach dom 3 (legacy-stuck)" not in await offered("attach dom 3")  # connect first
+        assert "Attach dom 7 (hvm-qemu)" not in await offered("attach dom 7")  # QEMU's
+        assert "Force-disconnect dom 1 (web-01)" not in await offered("force-disconnect dom 1")  # nobody
+        assert "Show dom 1 (web-01)" in await offered("show dom 1")
+        # the "... selected" entries follow the cursor's domain
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert "Attach selected" in titles and "Connect selected" not in titles  # dom 1
+        await pilot.press("down", "down")  # dom 3
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert "Connect selected" in titles and "Attach selected" not in titles

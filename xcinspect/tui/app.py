@@ -23,7 +23,7 @@ from xcinspect.core.options import UiOptions
 from xcinspect.platform.base import PlatformError
 from xcinspect.tui import _textual_hacks, bindings, render
 from xcinspect.tui.action_workers import ActionWorkers
-from xcinspect.tui.commands import DomainCommands
+from xcinspect.tui.commands import DomainCommands, refused
 from xcinspect.tui.config import Config, load_config
 from xcinspect.tui.model import Detail, DetailGone, Frame, OpenFailed
 from xcinspect.tui.poller import Poller, PollerState
@@ -303,6 +303,9 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
                                         lambda c=col: main.sort_by(c, False))
             if spec.command is None or (spec.writes and self.read_only):
                 continue
+            selected = main.table.selected_row()
+            if spec.writes and selected is not None and refused(spec.action, selected):
+                continue  # "Connect selected" on a serviced console: not offered
             yield SystemCommand(spec.command, spec.command_help, lambda a=spec.action: main.do(a))
 
     def save_picture(self) -> None:
