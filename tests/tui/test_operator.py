@@ -385,7 +385,7 @@ async def test_palette_hides_actions_that_would_be_refused(frozen_app):
         assert "Connect dom 3 (legacy-stuck)" in await offered("connect dom 3")  # no backend
         assert "Connect dom 1 (web-01)" not in await offered("connect dom 1")  # xenconsoled has it
         assert "Attach dom 1 (web-01)" in await offered("attach dom 1")
-        assert "Attach dom 3 (legacy-stuck)" not in await offered("attach dom 3")  # connect first
+        assert "Attach dom 3 (legacy-stuck)" in await offered("attach dom 3")  # connect, then attach
         assert "Attach dom 7 (hvm-qemu)" not in await offered("attach dom 7")  # QEMU's
         assert "Force-disconnect dom 1 (web-01)" not in await offered("force-disconnect dom 1")  # nobody
         assert "Show dom 1 (web-01)" in await offered("show dom 1")
@@ -394,4 +394,4 @@ async def test_palette_hides_actions_that_would_be_refused(frozen_app):
         assert "Attach selected" in titles and "Connect selected" not in titles  # dom 1
         await pilot.press("down", "down")  # dom 3
         titles = {c.title for c in app.get_system_commands(app.screen)}
-        assert "Connect selected" in titles and "Attach selected" not in titles
+        assert "Connect selected" in titles and "Force-disconnect selected" not in titles

@@ -150,16 +150,27 @@ class ActionWorkers:
             self.notify(f"dom {r.domid}: console type {r.console_type} belongs to QEMU; xcinspect will not attach",
                         severity="warning", markup=False)
             return
-        if r.action == "connect":
-            key = self.keys_for_hint()["connect"]
-            self.notify(f"nobody services the console of dom {r.domid}: press {key} to connect it first",
-                        title="cannot attach yet", severity="warning", markup=False)
-            return
+        connect_first = r.action == "connect"  # nobody services it: offer to connect, then attach
 
         async def attach() -> None:
             from xcinspect.tui.attach_screen import AttachScreen
 
             acts = self.actions
+            if connect_first:
+                plan = await self._blocking(lambda: acts.plan_connect(r.domid))
+                if not plan.allowed:
+                    self._refused("connect", "connect", r.domid, plan)
+                    return
+                if not await self._confirmed(f"Connect dom {r.domid} ({r.name}) and attach?",
+                                             f"Nobody services this console. {plan.description} "
+                                             "Then this TUI attaches to it.", "Connect and attach", False):
+                    return
+                self._under_way(r, "connecting")
+                try:
+                    result = await self._blocking(lambda: acts.connect(r.domid))
+                finally:
+                    self._under_way(r, None)
+                self._action_done("connect", result)
             force = False
             if r.attached and r.attached != THIS_TUI:
                 if not await self._force_confirmed(r, f"The console of dom {r.domid} ({r.name}) is attached "

@@ -23,8 +23,6 @@ def refused(action: str, r) -> bool:
         return True  # QEMU's console: xcinspect does not act on it
     if action == "connect":
         return bool(r.serviced_by)  # already serviced (xenconsoled, xcinspect, or the port bound)
-    if action == "attach":
-        return r.action == "connect"  # nobody services it: connect first
     if action == "force_disconnect":
         return not r.attached and r.serviced_by != "xcinspect"  # nothing to disconnect
     return False
