@@ -147,6 +147,7 @@ async def test_attached_names_the_holder_and_its_pid(held_world, width):
     ("/usr/bin/python3 /usr/local/bin/xcinspect attach 7", "xcinspect attach"),
     ("/usr/bin/python3 -m xcinspect --sim", "xcinspect"),
     ("/usr/bin/python3 -m xcinspect attach --force 7", "xcinspect attach"),
+    ("/venv/bin/python3 /venv/bin/xcinspect --sim /tmp/xcinspect-sim-nvu550ei attach 1", "xcinspect attach"),
     ("/usr/bin/python3 /opt/tools/holdit.py 7", "holdit.py"),
     ("[kworker/0:1]", "[kworker/0:1]"),
 ])

@@ -88,9 +88,9 @@ _COLUMNS = (
     Column("attached", "attached", 10, value=lambda r: r.attached,
            sort_key=lambda r: (r.attached == "", r.attached, r.domid), render=_attached_cell,
            until=PRIORITY_WIDTH[3]),
-    Column("attached-pid", "attached", 23, value=lambda r: r.attached,
+    Column("attached-pid", "attached", 28, value=lambda r: r.attached,  # xcinspect attach (pid 4194304)
            sort_key=lambda r: (r.attached == "", r.attached, r.domid),
-           render=lambda r, pal: _attached_cell(r, pal, 23), priority=3),
+           render=lambda r, pal: _attached_cell(r, pal, 28), priority=3),
 )
 
 COLUMNS: dict[str, Column] = {c.key: c for c in _COLUMNS}

@@ -70,8 +70,7 @@ def holder_name(cmd: str) -> str:
         return "xl console"
     for i, n in enumerate(names[:4]):
         if n == "xcinspect" or n.startswith("xcinspect."):
-            sub = next((a for a in args[i + 1:] if not a.startswith("-")), "")
-            return "xcinspect attach" if sub == "attach" else "xcinspect"
+            return "xcinspect attach" if "attach" in args[i + 1:] else "xcinspect"  # (after --sim DIR too)
     prog = names[0]
     if prog.startswith("python") and len(names) > 1 and not args[1].startswith("-"):
         prog = names[1]
