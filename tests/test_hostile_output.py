@@ -476,7 +476,8 @@ def check_tui_stream(stream: bytes, guest_from: int) -> None:
 def test_the_stream_checks_catch_a_leak():
     """The checkers above, against streams where a guest sequence did get through."""
     textual = b"\x1b[?1049h\x1b[1;1H\x1b[38;2;1;2;3m\x1b]22;default\x07"
-    clean = textual + b"".join(b"<@%02d|" % i + sanitize(h.data)[:30].encode() for i, h in enumerate(CORPUS))
+    clean = textual + b"".join(b"<@%02d|" % i + sanitize(h.data)[:30].encode() + b" |%02d@>" % i
+                               for i, h in enumerate(CORPUS))
     check_tui_stream(clean, len(textual))
     for leak in (b"<@00|\x1b[6n", b"\x1b]52;c;QQ==\x07", b"\x1bP$qm\x1b\\", b"\xc2\x9b6n", b"\x07", b"\x00",
                  b"\x1b]0;pwned\x07", b"\x1bc"):
