@@ -156,3 +156,114 @@ def test_chromium_screenshot_and_keypress(server, tmp_path):
     keep = os.environ.get("XCINSPECT_SCREENSHOT_DIR")
     if keep:
         shutil.copy(out_png, os.path.join(keep, "browser.png"))
+
+
+class Forward:
+    """A TCP port-forward on another local port (what ``ssh -L 9999:127.0.0.1:8000``
+    gives the browser): the page must work through it, knowing nothing of the real port."""
+
+    def __init__(self, target: int) -> None:
+        import threading
+
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((client, upstream), (upstream, client)):
+                self.threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_page_has_relative_urls_only(server):
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{server}/", timeout=10) as r:
+        html = r.read().decode()
+    assert "textual-terminal" in html
+    assert f":{server}" not in html and "127.0.0.1" not in html  # nothing of the server's own address
+    assert "googleapis" not in html and "https://" not in html
+    for attr in ("src=", "href=", "url("):
+        for part in html.split(attr)[1:]:
+            value = part.lstrip("\"'(")
+            assert not value.startswith(("http:", "https:", "ws:", "wss:", "//")), part[:80]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+def test_chromium_through_a_tunnel_on_another_port_and_offline(server):
+    """The browser reaches the page on another port (an SSH tunnel) and nothing but that
+    address: every other request (a font from the internet, the server's own port) is
+    refused, as on an offline dom0."""
+    pytest.importorskip("playwright", reason="pip install playwright (no browser download needed)")
+    from playwright.sync_api import sync_playwright
+
+    fwd = Forward(server)
+    origin = f"127.0.0.1:{fwd.port}"
+    frames: list[bytes] = []
+    elsewhere: list[str] = []
+    sockets: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1000, "height": 600})
+
+                def route(r):
+                    if r.request.url.split("/")[2] == origin:
+                        r.continue_()
+                    else:
+                        elsewhere.append(r.request.url)
+                        r.abort()
+
+                page.route("**/*", route)
+
+                def on_ws(ws):
+                    sockets.append(ws.url)
+                    ws.on("framereceived", lambda payload: frames.append(
+                        payload if isinstance(payload, bytes) else payload.encode()))
+
+                page.on("websocket", on_ws)
+                page.goto(f"http://{origin}/")
+                page.wait_for_selector(".textual-terminal.-connected", timeout=30000)
+                deadline = time.monotonic() + 30
+                while b"stuck-boot" not in b"".join(frames):
+                    assert time.monotonic() < deadline, f"the table never arrived; websockets: {sockets}"
+                    page.wait_for_timeout(100)
+                page.mouse.click(500, 300)
+                n = len(frames)
+                page.keyboard.press("?")
+                while b"xcinspect keys" not in b"".join(frames[n:]):
+                    assert time.monotonic() < deadline, "the help screen never arrived"
+                    page.wait_for_timeout(100)
+                fonts = page.evaluate("document.fonts.check('16px \"Roboto Mono\"')")
+            finally:
+                browser.close()
+    finally:
+        fwd.close()
+    assert sockets and all(u.startswith(f"ws://{origin}/ws") for u in sockets), sockets
+    assert elsewhere == []
+    assert fonts  # the bundled font, not Google's

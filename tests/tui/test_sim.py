@@ -87,7 +87,7 @@ async def test_attach_round_trip(sim_app, tmp_path):
         await until(pilot, lambda: isinstance(app.screen, AttachScreen), what="attach screen")
         screen = app.screen
         await until(pilot, lambda: "login" in screen.console.text(), what="console output")
-        await until(pilot, lambda: "this tui" in (row(app, "web01").attached or ""), what="lock held by us")
+        await until(pilot, lambda: "this TUI" in (row(app, "web01").attached or ""), what="lock held by us")
         await pilot.press(*"uname -a", "enter")
         await until(pilot, lambda: "Linux web01" in screen.console.text(), what="uname output")
         # keys a terminal sends reach the guest, not the app
@@ -123,15 +123,30 @@ async def test_attach_round_trip(sim_app, tmp_path):
         await until(pilot, lambda: row(app, "web01").attached == "", what="lock released")
 
 
-async def test_attach_stuck_console_says_connect_first(sim_app):
+async def test_attach_stuck_console_offers_to_connect_first(sim_app):
     app = sim_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: row(app, "stuck-boot") is not None and row(app, "stuck-boot").action == "connect")
         await select(pilot, app, "stuck-boot")
         await pilot.press("a")
-        await pilot.pause()
-        assert isinstance(app.screen, MainScreen)
-        assert any("press c to connect it first" in m for m in notes(app))
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog")
+        body = str(app.screen.query_one("#confirm-body").render())
+        assert "Nobody services this console" in body and "Then this TUI attaches" in body
+        await pilot.press("n")  # no: nothing happens
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.ops == 0)
+        assert "xcinspect" not in row(app, "stuck-boot").backend
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog")
+        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, AttachScreen), timeout=30, what="attach screen")
+        await until(pilot, lambda: "xcinspect" in row(app, "stuck-boot").backend, timeout=20, what="our backend")
+        await pilot.press("ctrl+right_square_bracket")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen), what="back to the table")
+        await pilot.press("d")  # and stop the backend again
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog")
+        await pilot.press("y")
+        await until(pilot, lambda: "xcinspect" not in row(app, "stuck-boot").backend, timeout=20,
+                    what="backend stopped")
 
 
 async def test_connect_then_disconnect_through_confirm(sim_app):

@@ -69,3 +69,16 @@ def invalidate_cells(table: DataTable, cells: set[CellKey]) -> None:
 def update_count(table: DataTable) -> int:
     """How many whole-table invalidations there were (tests check partial repaints)."""
     return table._update_count
+
+
+def unnotify(app, notification) -> None:
+    """Take a notification off the screen now (``App._unnotify``; Textual has no public
+    way: the app coalesces repeated notifications with it)."""
+    app._unnotify(notification)
+
+
+def add_notification(app, notification) -> None:
+    """Show a notification now, on the UI thread (what ``App._on_notify`` does with the
+    message ``App.notify`` posts), so that the next one can replace it at once."""
+    app._notifications.add(notification)
+    app._refresh_notifications()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from xcinspect.core.errors import OperatorError
 from xcinspect.tui.model import Row, clean
+from xcinspect.tui.poller import THIS_TUI
 
 if TYPE_CHECKING:
     from xcinspect.tui.app import XcApp
@@ -61,6 +62,18 @@ class ActionWorkers:
 
         return await asyncio.to_thread(locked)
 
+    def _under_way(self: XcApp, r: Row, doing: str | None) -> None:
+        """Say (status line, a notification) what is under way on ``r`` until it ends."""
+        key = ("under-way", r.domid)
+        if doing:
+            self.under_way[r.domid] = f"{doing} dom {r.domid}…"
+            self.notify(f"{doing} dom {r.domid} ({r.name})…", timeout=60, markup=False, key=key)
+        else:
+            self.under_way.pop(r.domid, None)
+            self.dismiss_notification(key)
+        if self.main is not None:
+            self.main.update_status()
+
     def _action_failed(self: XcApp, what: str, message: str) -> None:
         self.last_result = f"{what} failed: {message}"
         self.notify(clean(message), title=f"{what} failed", severity="error", timeout=8, markup=False)
@@ -94,7 +107,12 @@ class ActionWorkers:
                 return
             if await self._confirmed(f"Connect the console of dom {r.domid} ({r.name})?", plan.description,
                                      "Connect", False):
-                self._action_done("connect", await self._blocking(lambda: acts.connect(r.domid)))
+                self._under_way(r, "connecting")  # a backend's start can take many seconds
+                try:
+                    result = await self._blocking(lambda: acts.connect(r.domid))
+                finally:
+                    self._under_way(r, None)
+                self._action_done("connect", result)
 
         self._run_action("connect", r.domid, connect)
 
@@ -132,18 +150,29 @@ class ActionWorkers:
             self.notify(f"dom {r.domid}: console type {r.console_type} belongs to QEMU; xcinspect will not attach",
                         severity="warning", markup=False)
             return
-        if r.action == "connect":
-            key = self.keys_for_hint()["connect"]
-            self.notify(f"nobody services the console of dom {r.domid}: press {key} to connect it first",
-                        title="cannot attach yet", severity="warning", markup=False)
-            return
+        connect_first = r.action == "connect"  # nobody services it: offer to connect, then attach
 
         async def attach() -> None:
             from xcinspect.tui.attach_screen import AttachScreen
 
             acts = self.actions
+            if connect_first:
+                plan = await self._blocking(lambda: acts.plan_connect(r.domid))
+                if not plan.allowed:
+                    self._refused("connect", "connect", r.domid, plan)
+                    return
+                if not await self._confirmed(f"Connect dom {r.domid} ({r.name}) and attach?",
+                                             f"Nobody services this console. {plan.description} "
+                                             "Then this TUI attaches to it.", "Connect and attach", False):
+                    return
+                self._under_way(r, "connecting")
+                try:
+                    result = await self._blocking(lambda: acts.connect(r.domid))
+                finally:
+                    self._under_way(r, None)
+                self._action_done("connect", result)
             force = False
-            if r.attached and r.attached != "this tui":
+            if r.attached and r.attached != THIS_TUI:
                 if not await self._force_confirmed(r, f"The console of dom {r.domid} ({r.name}) is attached "
                                                       f"by {r.attached}."):
                     return

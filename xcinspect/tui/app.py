@@ -17,12 +17,13 @@ from textual.binding import Binding
 from textual.color import Color
 from textual.css.query import NoMatches
 from textual.message import Message
+from textual.notifications import Notification
 
 from xcinspect.core.options import UiOptions
 from xcinspect.platform.base import PlatformError
-from xcinspect.tui import bindings, render
+from xcinspect.tui import _textual_hacks, bindings, render
 from xcinspect.tui.action_workers import ActionWorkers
-from xcinspect.tui.commands import DomainCommands
+from xcinspect.tui.commands import DomainCommands, refused
 from xcinspect.tui.config import Config, load_config
 from xcinspect.tui.model import Detail, DetailGone, Frame, OpenFailed
 from xcinspect.tui.poller import Poller, PollerState
@@ -30,6 +31,7 @@ from xcinspect.tui.themes import load_themes, resolve_theme, textual_themes
 
 INTERVALS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 MAX_NOTES = 3  # events of one kind per frame shown one by one; more are summed up
+MAX_TOASTS = 3  # notifications shown at once (the oldest information goes first)
 
 
 class FrameReady(Message):
@@ -82,6 +84,39 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
         self.pal = render.PLAIN
         self.main = None
         self.last_result: str | None = None
+        self._toasts: dict[object, Notification] = {}  # key -> the notification shown for it
+        self.under_way: dict[int, str] = {}  # domid -> "connecting dom 3…" (the status line says it)
+
+    def dismiss_notification(self, key: object) -> None:
+        """Take the notification shown for ``key`` away (if it still is)."""
+        note = self._toasts.pop(key, None)
+        if note is not None:
+            _textual_hacks.unnotify(self, note)
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = True, key: object = None) -> None:
+        """Textual's ``notify``, coalesced: a notification with the same ``key`` (default:
+        the same words) replaces the one still shown, and at most ``MAX_TOASTS`` show at
+        once -- the oldest information goes first, warnings and errors stay longest."""
+        if threading.current_thread() is not threading.main_thread():
+            self.call_from_thread(self.notify, message, title=title, severity=severity, timeout=timeout,
+                                  markup=markup, key=key)
+            return
+        note = Notification(message, title, severity, self.NOTIFICATION_TIMEOUT if timeout is None else timeout,
+                            markup=markup)
+        key = (severity, title, message) if key is None else key
+        shown = self._toasts
+        for k in [k for k, n in shown.items() if n.has_expired]:
+            del shown[k]
+        old = shown.pop(key, None)
+        if old is not None:
+            _textual_hacks.unnotify(self, old)
+        while len(shown) >= MAX_TOASTS:
+            victim = next((k for k, n in shown.items() if n.severity == "information"), next(iter(shown)))
+            _textual_hacks.unnotify(self, shown.pop(victim))
+        shown[key] = note
+        _textual_hacks.add_notification(self, note)  # now, not a message later: the next
+        # key (+ + +) must find this one to replace it
 
     # -- start and stop -------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -210,7 +245,7 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
         st.paused = not st.paused
         self.poller.wake()
         self.notify("paused: the table is frozen (r samples once)" if st.paused else "sampling resumed",
-                    timeout=2, markup=False)
+                    timeout=2, markup=False, key="pause")
         if self.main is not None:
             self.main.update_status()
 
@@ -224,7 +259,7 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
             larger = [i for i in INTERVALS if i > cur + 1e-9]
             st.interval = larger[0] if larger else INTERVALS[-1]
         self.poller.wake()
-        self.notify(f"refresh every {st.interval:g} s", timeout=2, markup=False)
+        self.notify(f"refresh every {st.interval:g} s", timeout=2, markup=False, key="interval")
         if self.main is not None:
             self.main.update_status()
 
@@ -249,8 +284,13 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
         self.push_screen(HelpScreen(self.config.effective_keymap(), self.read_only, self.config.path))
 
     def get_system_commands(self, screen):
-        """Textual's own entries, then one per binding of the table (``bindings.MAIN``)."""
-        yield from super().get_system_commands(screen)
+        """Textual's own entries (its Screenshot replaced), then one per binding of the
+        table (``bindings.MAIN``)."""
+        for command in super().get_system_commands(screen):
+            if command.title == "Screenshot":
+                command = SystemCommand(command.title, "Save an SVG picture of the screen (in ~/Downloads or "
+                                        "the current directory)", lambda: self.set_timer(0.1, self.save_picture))
+            yield command
         main = self.main
         if main is None:
             return
@@ -263,7 +303,39 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
                                         lambda c=col: main.sort_by(c, False))
             if spec.command is None or (spec.writes and self.read_only):
                 continue
+            selected = main.table.selected_row()
+            if spec.writes and selected is not None and refused(spec.action, selected):
+                continue  # "Connect selected" on a serviced console: not offered
             yield SystemCommand(spec.command, spec.command_help, lambda a=spec.action: main.do(a))
+
+    def save_picture(self) -> None:
+        """The palette's Screenshot: Textual writes to ~/Downloads, which root on a dom0
+        seldom has. Here: ~/Downloads if it exists, else the current directory, else the
+        temporary one; the notification says where (or why not)."""
+        if self.is_web:  # served: the browser downloads it
+            self.deliver_screenshot()
+            return
+        import os
+        import tempfile
+        import time
+
+        svg = self.export_screenshot()
+        name = f"xcinspect-{time.strftime('%Y%m%d-%H%M%S')}.svg"
+        tried = []
+        for d in (os.path.expanduser("~/Downloads"), os.getcwd(), tempfile.gettempdir()):
+            if not os.path.isdir(d):
+                continue
+            path = os.path.join(d, name)
+            try:
+                with open(path, "x", encoding="utf-8") as f:
+                    f.write(svg)
+            except OSError as exc:
+                tried.append(f"{d}: {exc.strerror or exc}")
+                continue
+            self.notify(f"saved to {path}", title="Screenshot", timeout=8, markup=False)
+            return
+        self.notify("; ".join(tried) or "no directory to save in", title="Screenshot failed", severity="error",
+                    markup=False)
 
     def domain_command(self, action: str, domid: int) -> None:
         """A palette command for one domain: select it, then act."""

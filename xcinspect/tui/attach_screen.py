@@ -103,6 +103,10 @@ class AttachScreen(Screen):
             t.append(" · keys go to the guest", style=pal["success"])
         else:
             t.append(" · SCROLL MODE (i: type again)", style=pal["warning"] + Style(bold=True))
+            if self.console.term:
+                which, total = self.console.match_count()
+                t.append(f" · {self.console.term!r}: " + (f"{which} of {total}" if which else f"{total} lines"),
+                         style=pal["accent"])
         t.append(" · Escape character is ")
         t.append(self.escape_display, style=pal["accent"] + Style(bold=True))
         via = getattr(self.session, "via", "")
@@ -112,7 +116,7 @@ class AttachScreen(Screen):
 
     # -- keys -----------------------------------------------------------------------------
     def check_action(self, action: str, parameters) -> bool | None:
-        if action in ("search", "search_next", "search_prev", "save", "copy", "live"):
+        if action in ("search", "search_next", "search_prev", "save", "copy", "live", "toggle_wrap"):
             return not self.live
         return True
 
@@ -136,6 +140,7 @@ class AttachScreen(Screen):
         self.live = live
         self.console.show_cursor = live and self.closed_reason is None
         if live:
+            self.console.wrap = True  # live output never loses the end of a line
             self.console.follow = True
             self.console.term = ""
             self.console.refresh()
@@ -157,6 +162,9 @@ class AttachScreen(Screen):
     def action_live(self) -> None:
         self.set_live(True)
 
+    def action_toggle_wrap(self) -> None:
+        self.console.wrap = not self.console.wrap
+
     def action_search(self) -> None:
         s = self.query_one("#search", Input)
         s.add_class("-active")
@@ -173,9 +181,11 @@ class AttachScreen(Screen):
         if not term:
             self.console.term = ""
             self.console.refresh()
+            self.update_status()
             return
         if self.console.find(term, None, -1) is None:
             self.app.notify(f"not found: {term}", severity="warning", timeout=3, markup=False)
+        self.update_status()
 
     def on_descendant_blur(self, event) -> None:
         s = self.query_one("#search", Input)
@@ -186,11 +196,13 @@ class AttachScreen(Screen):
         c = self.console
         if c.term and c.find(c.term, c.current_match(), +1) is None:
             self.app.notify(f"not found: {c.term}", severity="warning", timeout=3, markup=False)
+        self.update_status()
 
     def action_search_prev(self) -> None:
         c = self.console
         if c.term and c.find(c.term, c.current_match(), -1) is None:
             self.app.notify(f"not found: {c.term}", severity="warning", timeout=3, markup=False)
+        self.update_status()
 
     def action_copy(self) -> None:
         c = self.console

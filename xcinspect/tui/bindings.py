@@ -51,6 +51,11 @@ MAIN = (
          "Write 'connected' into the connection flag: the undo of D (confirm first)", show=False, writes=True,
          command="Set flag connected on selected", command_help=ON_SELECTED, domain_verb="Set flag connected on",
          domain_help="write 'connected' into the connection flag (confirm first)"),
+    Spec("next-problem", "n", "next_problem", "Next problem",
+         "Move the cursor to the next console with a problem (stalled, backlog, ...)", show=False,
+         command="Next problem", command_help="Select the next console that needs attention"),
+    Spec("prev-problem", "N", "prev_problem", "Prev problem", "Move the cursor to the previous console with a problem",
+         show=False),
     Spec("filter", "slash", "filter", "Filter", "Filter by name, domid or verdict (esc clears)",
          command="Filter", command_help="Filter domains by name, domid or verdict"),
     # the palette has one "Sort by <column>" entry per sortable column instead (SORT_BY)
@@ -83,6 +88,8 @@ ATTACH = (
     Spec("search-prev", "N", "search_prev", "Prev", "Scroll mode: previous match", group="Next/prev"),
     Spec("save", "s", "save", "Save", "Scroll mode: save the scrollback to a file"),
     Spec("copy", "y", "copy", "Copy", "Scroll mode: copy the current match or the visible lines (OSC 52)"),
+    Spec("wrap", "w", "toggle_wrap", "Wrap", "Scroll mode: wrap long lines (as live) or scroll sideways",
+         show=False),
     Spec("live", "i,escape", "live", "Type", "Scroll mode: back to typing to the guest", key_display="i"),
 )
 

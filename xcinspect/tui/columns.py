@@ -18,7 +18,7 @@ from xcinspect.tui import render
 from xcinspect.tui.model import Row
 
 # Terminal width from which each priority's columns show.
-PRIORITY_WIDTH = {0: 0, 1: 100, 2: 118}
+PRIORITY_WIDTH = {0: 0, 1: 100, 2: 118, 3: 140}
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Column:
     sort_label: str = ""  # "sorted by ..." (defaults to the key)
     sortable_by_key: bool = False  # one of the columns ``s`` cycles through (SORT_ORDER)
     justify: str = "left"
+    until: int | None = None  # shown only below this terminal width (a wider column replaces it)
 
 
 def _flag_style(r: Row, pal: render.Palette) -> Style:
@@ -50,9 +51,9 @@ def _idx_cell(r: Row, pal: render.Palette) -> Text:
     return Text(f"{r.out_cons}/{r.out_prod}", justify="right")
 
 
-def _attached_cell(r: Row, pal: render.Palette) -> Text:
-    return Text(render.truncate(r.attached, 10) or "-",
-                style=pal["accent"] if r.attached else pal["foreground-muted"])
+def _attached_cell(r: Row, pal: render.Palette, width: int = 10) -> Text:
+    who = r.attached if width > 10 else r.attached.split(" (pid ")[0]  # narrow: who, not the pid
+    return Text(render.truncate(who, width) or "-", style=pal["accent"] if r.attached else pal["foreground-muted"])
 
 
 _COLUMNS = (
@@ -85,7 +86,11 @@ _COLUMNS = (
            render=lambda r, pal: Text(render.fmt_age(r.quiet), justify="right"),
            sort_label="time since the ring moved", sortable_by_key=True, justify="right"),
     Column("attached", "attached", 10, value=lambda r: r.attached,
-           sort_key=lambda r: (r.attached == "", r.attached, r.domid), render=_attached_cell),
+           sort_key=lambda r: (r.attached == "", r.attached, r.domid), render=_attached_cell,
+           until=PRIORITY_WIDTH[3]),
+    Column("attached-pid", "attached", 28, value=lambda r: r.attached,  # xcinspect attach (pid 4194304)
+           sort_key=lambda r: (r.attached == "", r.attached, r.domid),
+           render=lambda r, pal: _attached_cell(r, pal, 28), priority=3),
 )
 
 COLUMNS: dict[str, Column] = {c.key: c for c in _COLUMNS}
@@ -95,7 +100,8 @@ SORT_LABEL = {c.key: c.sort_label or c.key for c in _COLUMNS}
 
 def columns_for(width: int) -> tuple[str, ...]:
     """The columns shown at this terminal width, in table order."""
-    return tuple(c.key for c in _COLUMNS if width >= PRIORITY_WIDTH[c.priority])
+    return tuple(c.key for c in _COLUMNS
+                 if width >= PRIORITY_WIDTH[c.priority] and (c.until is None or width < c.until))
 
 
 def sort_key(col: str, r: Row) -> tuple:

@@ -16,6 +16,18 @@ PER_DOMAIN = tuple((s.action, s.domain_verb, s.domain_help, s.writes) for s in b
 )
 
 
+def refused(action: str, r) -> bool:
+    """Would the engine (or the app) refuse ``action`` on this row as it stands? Then the
+    palette does not offer it (the key still says why, when pressed)."""
+    if action in ("connect", "attach", "set_flag", "set_flag_connected") and r.qemu:
+        return True  # QEMU's console: xcinspect does not act on it
+    if action == "connect":
+        return bool(r.serviced_by)  # already serviced (xenconsoled, xcinspect, or the port bound)
+    if action == "force_disconnect":
+        return not r.attached and r.serviced_by != "xcinspect"  # nothing to disconnect
+    return False
+
+
 def highlight(matcher, text: str) -> Text:
     """Like ``Matcher.highlight`` but never parses ``text`` as markup (it holds guest names)."""
     t = Text(text)
@@ -38,7 +50,7 @@ class DomainCommands(Provider):
         app = self.app
         for r in self._rows():
             for action, verb, help_text, writes in PER_DOMAIN:
-                if writes and app.read_only:
+                if writes and (app.read_only or refused(action, r)):
                     continue
                 text = f"{verb} dom {r.domid} ({r.name})"
                 yield text, partial(app.domain_command, action, r.domid), f"{r.state}: {help_text}"

@@ -27,7 +27,10 @@ FLAG_MEANING = {
 
 def facts_text(r: Row, pal: render.Palette) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
-    t.append("flag ", style=Style(bold=True))
+    # who holds the console first: the flag's explanation may be cut at the panel's edge
+    t.append("attached ", style=Style(bold=True))
+    t.append(r.attached or "nobody", style=pal["accent"] if r.attached else Style())
+    t.append(" · flag ", style=Style(bold=True))
     t.append(f"{r.flag} ({r.flag_layout})",
              style=pal["warning"] if r.flag in render.WARN_FLAGS and r.flag_effect != "ignored" else Style())
     meaning = FLAG_MEANING.get(r.flag_effect or "")
@@ -35,8 +38,6 @@ def facts_text(r: Row, pal: render.Palette) -> Text:
         meaning = "xenconsoled connected once; says nothing about now"
     if meaning:
         t.append(f": {meaning}", style=Style(italic=True))
-    t.append(" · attached ", style=Style(bold=True))
-    t.append(r.attached or "nobody", style=pal["accent"] if r.attached else Style())
     return t
 
 
@@ -62,9 +63,8 @@ def output_text(d: Detail | None, lines: int, width: int, pal: render.Palette) -
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(d.consumed.expandtabs(8), style=pal["foreground-muted"])
     t.append(d.unread.expandtabs(8))
-    parts = t.split("\n", allow_blank=True)
-    if parts and not parts[-1].plain:
-        parts = parts[:-1]
+    # blank lines left out: the panel has a few rows, each should carry output
+    parts = [p for p in t.split("\n", allow_blank=True) if p.plain.strip()]
     parts = parts[-lines:] if lines > 0 else []
     out = Text(no_wrap=True, overflow="ellipsis")
     for i, p in enumerate(parts):

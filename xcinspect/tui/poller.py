@@ -53,13 +53,37 @@ def name_of_type(con) -> str | None:
     return t
 
 
+THIS_TUI = "this TUI"
+
+
+def holder_name(cmd: str) -> str:
+    """Who holds a console lock, as an operator says it, from its command line:
+    ``xl console`` (xl execs xenconsole), ``xcinspect attach``, ``xcinspect``, else the
+    program's name (a script's, for an interpreter)."""
+    args = cmd.split()
+    if not args:
+        return "?"
+    if args[0].startswith("["):  # a kernel thread or a zombie: [comm]
+        return args[0][:24]
+    names = [a.rsplit("/", 1)[-1] for a in args]
+    if names[0] == "xenconsole" or names[:2] == ["xl", "console"]:
+        return "xl console"
+    for i, n in enumerate(names[:4]):
+        if n == "xcinspect" or n.startswith("xcinspect."):
+            return "xcinspect attach" if "attach" in args[i + 1:] else "xcinspect"  # (after --sim DIR too)
+    prog = names[0]
+    if prog.startswith("python") and len(names) > 1 and not args[1].startswith("-"):
+        prog = names[1]
+    return prog[:24] or "?"
+
+
 def _attached(facts, own_pid: int) -> str:
+    """``xl console (pid 14098)``, ``this TUI``, or "" when nobody holds the lock."""
     if facts is None or not facts.lock_holder_pid:
         return ""
     if facts.lock_holder_pid == own_pid:
-        return "this tui"
-    cmd = clean(facts.lock_holder_cmd or "?")
-    return f"{cmd} {facts.lock_holder_pid}"
+        return THIS_TUI
+    return f"{holder_name(clean(facts.lock_holder_cmd or '?'))} (pid {facts.lock_holder_pid})"
 
 
 def recent_output(entry, limit: int = ring.OUT_SIZE) -> tuple[bytes, bytes]:

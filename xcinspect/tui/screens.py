@@ -76,6 +76,7 @@ class MainScreen(Screen):
     def _layout_for(self, width: int, height: int) -> None:
         self.set_class(height < 32, "-short")
         self.set_class(width >= 160, "-wide")
+        self.set_class(width < 120, "-narrow")  # zoomed: the last output under the rings, full width
         self.table.show_columns_for(width)
         self.call_after_refresh(self.show_detail)
 
@@ -105,7 +106,8 @@ class MainScreen(Screen):
         self.query_one(StatusBar).update(status_text(
             self.host, self.rows, len(t.order), interval=app.poller_state.interval,
             paused=app.poller_state.paused, query=t.query_text, sort=t.sort_col, reverse=t.sort_reverse,
-            read_only=app.read_only, error=self.error, pal=app.pal, width=self.size.width or 80))
+            read_only=app.read_only, error=self.error, pal=app.pal, width=self.size.width or 80,
+            under_way=" ".join(getattr(app, "under_way", {}).values())))
 
     def show_detail(self) -> None:
         r = self.table.selected_row()
@@ -125,7 +127,8 @@ class MainScreen(Screen):
         self.update_status()
         col, reverse = sorting
         direction = "reversed" if reverse else ""
-        self.app.notify(f"sorted by {SORT_LABEL.get(col, col)} {direction}".strip(), timeout=2, markup=False)
+        self.app.notify(f"sorted by {SORT_LABEL.get(col, col)} {direction}".strip(), timeout=2, markup=False,
+                        key="sort")
 
     def _query_changed(self, query: str) -> None:
         self.update_status()
@@ -238,6 +241,22 @@ class MainScreen(Screen):
         t = self.table
         t.sorting = (t.sort_col, not t.sort_reverse)
 
+    def action_next_problem(self, step: int = 1) -> None:
+        t = self.table
+        order = t.order
+        if not order:
+            return
+        here = order.index(t.selected) if t.selected in order else (-1 if step > 0 else 0)
+        for k in range(1, len(order) + 1):
+            r = t.row_for(order[(here + step * k) % len(order)])
+            if r is not None and r.problem:
+                t.selected = r.domid
+                return
+        self.app.notify("no console has a problem", timeout=2, markup=False, key="problem")
+
+    def action_prev_problem(self) -> None:
+        self.action_next_problem(-1)
+
     def action_toggle_pause(self) -> None:
         self.app.toggle_pause()
 
@@ -252,6 +271,8 @@ class MainScreen(Screen):
 
     def action_zoom(self) -> None:
         self.toggle_class("-zoom")
+        if not self.has_class("-zoom"):
+            self.table.focus()  # hidden while zoomed, it lost the focus: the arrows move it again
         self.call_after_refresh(self.show_detail)
 
     def action_help(self) -> None:

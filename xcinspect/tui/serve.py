@@ -8,6 +8,7 @@ tunnel (``ssh -L 8000:127.0.0.1:8000 dom0``). Each app process watches the same 
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 
@@ -16,6 +17,9 @@ from xcinspect.core.options import ServeOptions, UiOptions
 from xcinspect.platform.base import PlatformError
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+# textual-serve's page, with relative URLs and no fetches from the internet (its own
+# writes http://HOST:PORT/ into the page and loads a font from Google)
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve_templates")
 
 
 def app_command(options: UiOptions, platform_args: list[str]) -> list[str]:
@@ -59,5 +63,5 @@ def serve(options: ServeOptions, ctx) -> int:
     command = shlex.join(app_command(options.ui, list(ctx.platform_args)))
     where = f"[{host}]" if ":" in host else host
     print(f"xcinspect: serving on http://{where}:{port}/ (loopback only; Ctrl+C stops)", file=sys.stderr)
-    Server(command, host=host, port=port, title="xcinspect").serve()
+    Server(command, host=host, port=port, title="xcinspect", templates_path=TEMPLATES).serve()
     return 0

@@ -19,9 +19,16 @@ class StatusBar(Static):
 
 def status_text(host: dict, rows: tuple[Row, ...], shown: int, *, interval: float, paused: bool,
                 query: str, sort: str, reverse: bool, read_only: bool, error: str | None,
-                pal: render.Palette, width: int = 80) -> Text:
+                pal: render.Palette, width: int = 80, under_way: str = "") -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append("xcinspect", style=pal["primary"] + Style(bold=True))
+    # the modes first: the end of the line is what an 80-column terminal cuts
+    if read_only:
+        t.append("  READ-ONLY", style=pal["accent"] + Style(bold=True))
+    if paused:
+        t.append("  PAUSED", style=pal["warning"] + Style(bold=True, reverse=True))
+    if under_way:
+        t.append(f"  {under_way}", style=pal["accent"] + Style(bold=True))
     kind = host.get("kind")
     if kind:
         ver = host.get("xen_version", "?")
@@ -43,10 +50,6 @@ def status_text(host: dict, rows: tuple[Row, ...], shown: int, *, interval: floa
     if query:
         t.append(f"  filter '{query}': {shown}", style=pal["accent"])
     t.append(f"  every {interval:g}s")
-    if paused:
-        t.append("  PAUSED", style=pal["warning"] + Style(bold=True, reverse=True))
-    if read_only:
-        t.append("  READ-ONLY", style=pal["accent"] + Style(bold=True))
     if error:
         t.append(f"  {error}", style=pal["error"])
     return t

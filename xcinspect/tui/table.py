@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.reactive import var
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
@@ -41,6 +42,9 @@ class DomainTable(DataTable):
     DEFAULT_CSS = """
     DomainTable { height: 1fr; }
     """
+    # DataTable's home/end scroll sideways in row mode: here they go to the first/last row.
+    BINDINGS = [Binding("home", "scroll_top", "First", show=False),
+                Binding("end", "scroll_bottom", "Last", show=False)]
 
     # The table's state, as reactives: whoever changes one (keys, the palette, the filter
     # line) just sets it, and the table redraws itself; screens watch them for the rest.
