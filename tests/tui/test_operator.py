@@ -276,6 +276,20 @@ async def test_zoom_at_80_columns_gives_the_output_the_width_and_unzoom_the_arro
         assert app.main.table.selected == app.main.table.order[1]
 
 
+@pytest.mark.parametrize("size", [(120, 40), (160, 50)])
+async def test_no_blank_band_between_a_short_table_and_the_panel(frozen_app, size):
+    """Eight domains on a tall terminal: the table is as tall as its rows and the detail
+    panel starts right below it (it was ~16 blank rows at 160x50)."""
+    app = frozen_app()
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        table = app.main.table
+        detail = app.screen.query_one("#detail")
+        assert table.region.height <= table.row_count + 2, (table.region, table.row_count)
+        assert detail.region.y == table.region.bottom, (table.region, detail.region)
+        assert detail.region.bottom >= size[1] - 2  # the panel takes the room
+
+
 def test_last_output_leaves_out_blank_lines():
     from xcinspect.tui import render
     from xcinspect.tui.detail import output_text
