@@ -17,6 +17,17 @@ def backend_socket(platform: Platform, domid: int) -> str:
     return os.path.join(platform.state_dir(), f"backend.{domid}.sock")
 
 
+def declined_marker(platform: Platform, domid: int) -> str:
+    """Written by connect when xenconsoled ran but did not bind the console after its watch
+    was re-fired (so xcinspect's backend took over): stopping that backend leaves the
+    console to nobody."""
+    return os.path.join(platform.state_dir(), f"backend.{domid}.consoled-declined")
+
+
+def consoled_declined(platform: Platform, domid: int) -> bool:
+    return os.path.exists(declined_marker(platform, domid))
+
+
 def backend_pid(platform: Platform, domid: int) -> int | None:
     """Pid of xcinspect's own backend daemon for ``domid`` (it holds a lock on its pid file)."""
     path = backend_pidfile(platform, domid)
