@@ -4,7 +4,9 @@ View-only (``engine/tail.py``): the page is mapped read-only and sampled every
 ``--interval``; ``out_cons`` is never moved, the event channel never bound, so it works
 under ``--read-only`` and beside any backend. Guest bytes go to stdout through the
 sanitizer; what the tail could not see (the guest wrote more than the 2048-byte ring
-between two samples) is said on stderr, one line per gap, as are corrupt indices.
+between two samples) is said on stderr, one line per gap, as are corrupt indices. At a
+gap, stdout gets a line break when it is mid-line, so the pieces on either side of a gap
+are never spliced into one line that the guest never wrote.
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ def cmd_tail(args, ctx: Context) -> int:
     if not args.quiet:
         print(one_line(f"xcinspect: dom {domid} ({tail.name}): {HEADER}"), file=sys.stderr, flush=True)
 
+    at_line_start = True
+
+    def emit(text: str) -> None:
+        nonlocal at_line_start
+        if text:
+            out.write(text.encode())
+            at_line_start = text.endswith("\n")
+
     def note(line: str) -> None:
         out.flush()
         print(one_line(f"xcinspect: {line}"), file=sys.stderr, flush=True)
@@ -53,10 +63,12 @@ def cmd_tail(args, ctx: Context) -> int:
                     note(f"dom {domid}: {chunk.problem}")
                 last_problem = chunk.problem
             if chunk.missed:
-                out.write(san.flush().encode())
+                emit(san.flush())
+                if not at_line_start:
+                    emit("\n")
                 note(f"dom {domid}: {gap_line(chunk.missed)}")
             if chunk.data:
-                out.write(san.feed(chunk.data).encode())
+                emit(san.feed(chunk.data))
                 out.flush()
             now = time.monotonic()
             if deadline is not None and now >= deadline:
@@ -64,13 +76,13 @@ def cmd_tail(args, ctx: Context) -> int:
             if now >= next_alive:
                 next_alive = now + ALIVE_CHECK
                 if not tail.alive():
-                    out.write(san.flush().encode())
+                    emit(san.flush())
                     note(f"domain {domid} is gone")
                     break
             time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - now)))
     finally:
         try:
-            out.write(san.flush().encode())
+            emit(san.flush())
             out.flush()
         except BrokenPipeError:
             pass
