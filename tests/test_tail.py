@@ -58,6 +58,14 @@ def test_first_sample_shows_what_a_young_ring_holds_then_only_new_bytes():
     assert (c.data, c.missed) == (b"world\n", 0)
 
 
+def test_history_of_consumed_output_starts_at_a_whole_line():
+    p = Producer()
+    p.write(b"".join(b"line %04d\r\n" % i for i in range(400)))  # 4400 bytes: wrapped twice
+    c = RingTail().feed(p.sample())
+    assert c.missed == 0 and c.data.startswith(b"line ") and c.data.endswith(b"line 0399\r\n")
+    assert bytes(p.stream).endswith(c.data) and len(c.data) > OUT_SIZE - 64 - 11
+
+
 def test_new_only_skips_the_history():
     p = Producer()
     p.write(b"old stuff")

@@ -70,8 +70,8 @@ def gap_line(missed: int) -> str:
 class RingTail:
     """New bytes from successive samples, with gaps reported as gaps.
 
-    ``history``: the first sample yields what the ring still holds (else nothing: only
-    bytes written from then on)."""
+    ``history``: the first sample yields what the ring still holds, from the first whole
+    line of the already-consumed part (else nothing: only bytes written from then on)."""
 
     def __init__(self, *, history: bool = True, guard: int = GUARD) -> None:
         self.history = history
@@ -91,6 +91,7 @@ class RingTail:
         # The oldest index whose byte the copy surely holds.
         keep = max(size - self.guard, (s.prod_after - s.cons_after) & MASK32)
         oldest = (s.prod_after - keep) & MASK32
+        first = self.seen is None
         if self.seen is None:
             if not self.history:
                 self.seen = s.prod
@@ -110,6 +111,12 @@ class RingTail:
             start = s.prod
         missed = ahead(start, self.seen)
         data = ring_bytes(s.ring, 0, size, start, s.prod)
+        consumed = ahead(s.cons, start)
+        if first and start != 0 and consumed > 0:
+            # History that begins where older output was overwritten starts mid-line (or
+            # mid escape sequence): begin at the next line. Unread bytes are all kept.
+            cut = data.find(b"\n", 0, consumed)
+            data = data[cut + 1:] if cut >= 0 else data[consumed:]
         self.seen = s.prod
         self.total += len(data)
         self.total_missed += missed
