@@ -150,25 +150,12 @@ class Actions:
         ok, detail = service.spawn(self.platform_args, domid, flag_override=self.flag_override, sync=self.sync)
         if not ok:
             raise self._refuse("connect", domid, f"could not service domain {domid}: {detail}")
-        self._mark_declined(domid, declined)
+        facts.mark_declined(self.platform, domid, declined)
         fields = dict(kv.split("=", 1) for kv in detail.split() if "=" in kv)
         msg = f"xcinspect now services the console of domain {domid} (backend pid {fields.get('pid')})"
         msg += self._unmute_after_connect(domid, info)
         self.audit("connect", domid, "ok", msg, how="backend", consoled_declined=declined, **fields)
         return ActionResult(True, msg, {"how": "backend", **fields})
-
-    def _mark_declined(self, domid: int, declined: bool) -> None:
-        """Remember (for the disconnect plan) that xenconsoled did not take this console."""
-        path = facts.declined_marker(self.platform, domid)
-        try:
-            if declined:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "w", encoding="ascii") as fh:
-                    fh.write(f"{time.time():.0f}\n")
-            elif os.path.exists(path):
-                os.unlink(path)
-        except OSError:
-            pass
 
     def _out_fill(self, domid: int, info: DomainInfo) -> int | None:
         """Unread bytes in the out ring now (None when the page cannot be read)."""
@@ -289,7 +276,7 @@ class Actions:
             stop = (f"Stop xcinspect's backend (pid {f.xcinspect_backend_pid}) for {name} (dom {domid}): "
                     "the event channel is released and the flag is left as it is (xenconsoled never "
                     "writes 'disconnected' either); ")
-            nobody = self._nobody_else(domid, f)
+            nobody = facts.nobody_else(self.platform, domid, f)
             if nobody is None:
                 return Plan(True, stop + "xenconsoled's watch is re-fired so it can bind again (if it does not, "
                             f"the guest stalls again once its {OUT_SIZE // 1024} KiB out ring fills).")
@@ -310,17 +297,6 @@ class Actions:
         return Plan(False, f"nothing to disconnect on {name} (dom {domid}): no client attached and no "
                     "xcinspect backend")
 
-    def _nobody_else(self, domid: int, f: BackendFacts) -> str | None:
-        """Why no other backend will take the console once xcinspect's stops (None: xenconsoled
-        runs and is expected to bind it again)."""
-        if f.consoled_alive is None:
-            return "xenconsoled's state is unknown"
-        if not f.consoled_alive:
-            return "xenconsoled is not running"
-        if facts.consoled_declined(self.platform, domid):
-            return "xenconsoled runs but did not bind this console when xcinspect connected it"
-        return None
-
     @audited("disconnect")
     def disconnect(self, domid: int, *, force: bool = False, set_flag: bool = False) -> ActionResult:
         self._check_writable("disconnect", domid)
@@ -334,9 +310,9 @@ class Actions:
         info = self._info(domid)
         f = self.facts(info)
         if f.xcinspect_backend_pid:
-            nobody = self._nobody_else(domid, f)
+            nobody = facts.nobody_else(self.platform, domid, f)
             pid = service.stop_backend(self.platform, domid)
-            self._mark_declined(domid, False)
+            facts.mark_declined(self.platform, domid, False)
             msg = f"stopped xcinspect's backend (pid {pid}) for domain {domid}; the port is released"
             if nobody is not None:
                 msg += f"; nobody services the console now ({nobody}): the guest stalls again once its ring fills"

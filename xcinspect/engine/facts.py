@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from xcinspect.core.model import BackendFacts, DomainInfo
 from xcinspect.platform import procfs
@@ -26,6 +27,32 @@ def declined_marker(platform: Platform, domid: int) -> str:
 
 def consoled_declined(platform: Platform, domid: int) -> bool:
     return os.path.exists(declined_marker(platform, domid))
+
+
+def mark_declined(platform: Platform, domid: int, declined: bool) -> None:
+    """Remember (for the disconnect plan) whether xenconsoled did not take this console."""
+    path = declined_marker(platform, domid)
+    try:
+        if declined:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="ascii") as fh:
+                fh.write(f"{time.time():.0f}\n")
+        elif os.path.exists(path):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def nobody_else(platform: Platform, domid: int, f: BackendFacts) -> str | None:
+    """Why no other backend will take the console once xcinspect's backend stops (None:
+    xenconsoled runs and is expected to bind it again when its watch is re-fired)."""
+    if f.consoled_alive is None:
+        return "xenconsoled's state is unknown"
+    if not f.consoled_alive:
+        return "xenconsoled is not running"
+    if consoled_declined(platform, domid):
+        return "xenconsoled runs but did not bind this console when xcinspect connected it"
+    return None
 
 
 def backend_pid(platform: Platform, domid: int) -> int | None:
