@@ -278,7 +278,10 @@ def xci(shadow_dir: str, *args: str) -> list[str]:
     (["disconnect", "web01", "--force"], 1, "read-only"),
     (["disconnect", "db01", "--set-flag"], 1, "read-only"),
     (["_backend", "4"], 2, "read-only mode"),
-], ids=["json", "batch", "metrics", "connect", "attach", "disconnect-force", "set-flag", "backend"])
+    (["tail", "web01", "--timeout", "1"], 0, "tail (read-only)"),
+    (["tail", "stuck-boot", "--timeout", "1"], 0, "tail (read-only)"),
+], ids=["json", "batch", "metrics", "connect", "attach", "disconnect-force", "set-flag", "backend", "tail",
+        "tail-unserviced"])
 def test_read_only_commands_write_nothing(shadow, tmp_path, args, rc, says):
     sdir, proxy = shadow
     proxy.take()

@@ -20,12 +20,13 @@ from xcinspect.cli.actions import cmd_attach, cmd_backend, cmd_connect, cmd_disc
 from xcinspect.cli.common import EXIT_FAIL, EXIT_INTERNAL, EXIT_OK, Context, die, one_line
 from xcinspect.cli.fleet import cmd_check, cmd_fleet
 from xcinspect.cli.page import cmd_page
+from xcinspect.cli.tail import cmd_tail
 from xcinspect.core import flags
 from xcinspect.core.errors import OperatorError, UsageError
 from xcinspect.core.options import MetricsOptions, ServeOptions, UiOptions
 from xcinspect.platform.base import Platform
 
-SUBCOMMANDS = ("sim", "connect", "attach", "disconnect", "flag", "check", "fleet", "serve", "metrics", "_backend")
+SUBCOMMANDS = ("sim", "connect", "attach", "disconnect", "flag", "tail", "check", "fleet", "serve", "metrics", "_backend")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("state", choices=("connected", "disconnected"),
                     help="disconnected: a Linux >= 7.1 guest throws its console output away until it is "
                          "set back to connected")
+
+    tl = sub.add_parser("tail", help="follow a console's output read-only, without consuming it "
+                                     "(works under --read-only; may miss bytes, and says so)")
+    _global_options(tl, suppress=True)
+    tl.add_argument("dom", metavar="DOM", help="domid or name")
+    tl.add_argument("--interval", "-d", type=float, default=argparse.SUPPRESS, metavar="S",
+                    help="seconds between samples of the ring (default 0.2)")
+    tl.add_argument("--new", action="store_true", help="only output written from now on (not what the ring holds)")
+    tl.add_argument("--timeout", type=float, default=None, metavar="S", help="stop after S seconds")
+    tl.add_argument("--quiet", "-q", action="store_true", help="no header line on stderr")
 
     ck = sub.add_parser("check", help="sample once; exit 1 when a console is stalled, corrupt, disconnected, "
                                       "unserviced or unreadable (for cron, systemd and monitoring plugins)")
@@ -274,6 +285,7 @@ COMMANDS = {
     "connect": cmd_connect,
     "disconnect": cmd_disconnect,
     "flag": cmd_flag,
+    "tail": cmd_tail,
     "check": cmd_check_here,
     "attach": cmd_attach,
     "_backend": cmd_backend,

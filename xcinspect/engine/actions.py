@@ -28,7 +28,7 @@ from typing import Any
 
 from xcinspect.core import flags
 from xcinspect.core.model import BackendFacts, DomainInfo
-from xcinspect.core.ring import RingIO
+from xcinspect.core.ring import OUT_SIZE, RingIO, parse_page
 from xcinspect.engine import audit, facts, service
 from xcinspect.engine.discovery import Discovery
 from xcinspect.engine.plans import ActionError, ActionResult, Plan, audited
@@ -146,14 +146,24 @@ class Actions:
                     self.audit("connect", domid, "ok", msg, how="refire")
                     return ActionResult(True, msg, {"how": "refire"})
                 time.sleep(0.1)
+        declined = bool(f.consoled_alive and f.port_bound is False)  # re-fired, and it did not bind
         ok, detail = service.spawn(self.platform_args, domid, flag_override=self.flag_override, sync=self.sync)
         if not ok:
             raise self._refuse("connect", domid, f"could not service domain {domid}: {detail}")
+        facts.mark_declined(self.platform, domid, declined)
         fields = dict(kv.split("=", 1) for kv in detail.split() if "=" in kv)
         msg = f"xcinspect now services the console of domain {domid} (backend pid {fields.get('pid')})"
         msg += self._unmute_after_connect(domid, info)
-        self.audit("connect", domid, "ok", msg, how="backend", **fields)
+        self.audit("connect", domid, "ok", msg, how="backend", consoled_declined=declined, **fields)
         return ActionResult(True, msg, {"how": "backend", **fields})
+
+    def _out_fill(self, domid: int, info: DomainInfo) -> int | None:
+        """Unread bytes in the out ring now (None when the page cannot be read)."""
+        try:
+            with self.platform.map_page(domid, info.console.ring_ref if info.console else None) as m:
+                return parse_page(m.buf).out.fill
+        except PlatformError:
+            return None
 
     def _unmute_after_connect(self, domid: int, info: DomainInfo) -> str:
         """After a backend connected: a flag still saying disconnected is set to connected
@@ -263,12 +273,18 @@ class Actions:
         if info.console is not None and info.console.served_by_qemu and not f.lock_holder_pid:
             return Plan(False, f"console type {info.console.type!r} belongs to QEMU; xcinspect will not act on it")
         if f.xcinspect_backend_pid:
-            then = ("xenconsoled's watch is re-fired so it can bind again" if f.consoled_alive else
-                    "xenconsoled is NOT running: nothing will drain the ring, and once it fills the guest "
-                    "stalls again")
-            return Plan(True, f"Stop xcinspect's backend (pid {f.xcinspect_backend_pid}) for {name} (dom {domid}): "
-                        "the event channel is released and the flag is left as it is (xenconsoled never "
-                        f"writes 'disconnected' either); {then}.", destructive=not f.consoled_alive)
+            stop = (f"Stop xcinspect's backend (pid {f.xcinspect_backend_pid}) for {name} (dom {domid}): "
+                    "the event channel is released and the flag is left as it is (xenconsoled never "
+                    "writes 'disconnected' either); ")
+            nobody = facts.nobody_else(self.platform, domid, f)
+            if nobody is None:
+                return Plan(True, stop + "xenconsoled's watch is re-fired so it can bind again (if it does not, "
+                            f"the guest stalls again once its {OUT_SIZE // 1024} KiB out ring fills).")
+            fill = self._out_fill(domid, info)
+            now = f" ({fill} of {OUT_SIZE} bytes unread now)" if fill is not None else ""
+            return Plan(True, stop + f"no other backend will service this console ({nobody}): nothing will "
+                        f"drain the ring, and the guest will STALL AGAIN once its {OUT_SIZE // 1024} KiB out "
+                        f"ring fills{now}.", destructive=True)
         if f.lock_holder_pid:
             who = f"pid {f.lock_holder_pid} ({f.lock_holder_cmd or 'unknown'})"
             if not force:
@@ -294,8 +310,12 @@ class Actions:
         info = self._info(domid)
         f = self.facts(info)
         if f.xcinspect_backend_pid:
+            nobody = facts.nobody_else(self.platform, domid, f)
             pid = service.stop_backend(self.platform, domid)
+            facts.mark_declined(self.platform, domid, False)
             msg = f"stopped xcinspect's backend (pid {pid}) for domain {domid}; the port is released"
+            if nobody is not None:
+                msg += f"; nobody services the console now ({nobody}): the guest stalls again once its ring fills"
             self.audit("disconnect", domid, "ok", msg, how="backend")
             return ActionResult(True, msg, {"how": "backend", "pid": pid})
         if f.lock_holder_pid:

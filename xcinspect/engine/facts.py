@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from xcinspect.core.model import BackendFacts, DomainInfo
 from xcinspect.platform import procfs
@@ -15,6 +16,43 @@ def backend_pidfile(platform: Platform, domid: int) -> str:
 
 def backend_socket(platform: Platform, domid: int) -> str:
     return os.path.join(platform.state_dir(), f"backend.{domid}.sock")
+
+
+def declined_marker(platform: Platform, domid: int) -> str:
+    """Written by connect when xenconsoled ran but did not bind the console after its watch
+    was re-fired (so xcinspect's backend took over): stopping that backend leaves the
+    console to nobody."""
+    return os.path.join(platform.state_dir(), f"backend.{domid}.consoled-declined")
+
+
+def consoled_declined(platform: Platform, domid: int) -> bool:
+    return os.path.exists(declined_marker(platform, domid))
+
+
+def mark_declined(platform: Platform, domid: int, declined: bool) -> None:
+    """Remember (for the disconnect plan) whether xenconsoled did not take this console."""
+    path = declined_marker(platform, domid)
+    try:
+        if declined:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="ascii") as fh:
+                fh.write(f"{time.time():.0f}\n")
+        elif os.path.exists(path):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def nobody_else(platform: Platform, domid: int, f: BackendFacts) -> str | None:
+    """Why no other backend will take the console once xcinspect's backend stops (None:
+    xenconsoled runs and is expected to bind it again when its watch is re-fired)."""
+    if f.consoled_alive is None:
+        return "xenconsoled's state is unknown"
+    if not f.consoled_alive:
+        return "xenconsoled is not running"
+    if consoled_declined(platform, domid):
+        return "xenconsoled runs but did not bind this console when xcinspect connected it"
+    return None
 
 
 def backend_pid(platform: Platform, domid: int) -> int | None:

@@ -32,6 +32,11 @@ class PageMapping(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def read_at(self, offset: int, size: int) -> bytes:
+        """``size`` bytes of the page at ``offset``, read now (live memory: from ``buf``).
+        OSError when the page can no longer be read."""
+        return bytes(self.buf[offset: offset + size])
+
     def __enter__(self) -> PageMapping:
         return self
 

@@ -62,6 +62,15 @@ class SimPageCopy(PageMapping):
         if n != PAGE_SIZE:
             raise OSError(errno.EIO, f"console page file truncated to {n} bytes")
 
+    def read_at(self, offset: int, size: int) -> bytes:
+        """From the page file itself, not the copy (which the poller may be refreshing)."""
+        if self.fd < 0:
+            raise OSError(errno.EBADF, "console page closed")
+        data = os.pread(self.fd, size, offset)
+        if len(data) != size:
+            raise OSError(errno.EIO, f"console page file truncated (read {len(data)} of {size} bytes at {offset})")
+        return data
+
     def deleted(self) -> bool:
         return os.fstat(self.fd).st_nlink == 0
 

@@ -56,6 +56,9 @@ MAIN = (
          command="Next problem", command_help="Select the next console that needs attention"),
     Spec("prev-problem", "N", "prev_problem", "Prev problem", "Move the cursor to the previous console with a problem",
          show=False),
+    Spec("tail", "t", "tail", "Tail", "Follow the selected console's output read-only, without consuming it "
+         "(may miss bytes)", show=False, command="Tail selected (read-only)", command_help=ON_SELECTED,
+         domain_verb="Tail", domain_help="follow this console's output read-only (may miss bytes)"),
     Spec("filter", "slash", "filter", "Filter", "Filter by name, domid or verdict (esc clears)",
          command="Filter", command_help="Filter domains by name, domid or verdict"),
     # the palette has one "Sort by <column>" entry per sortable column instead (SORT_BY)
@@ -93,7 +96,11 @@ ATTACH = (
     Spec("live", "i,escape", "live", "Type", "Scroll mode: back to typing to the guest", key_display="i"),
 )
 
-SCREENS = {"Domain table": MAIN, "Console (attach)": ATTACH}
+TAIL = (
+    Spec("tail-back", "escape,q", "back", "Back", "Leave the tail and return to the table", key_display="esc"),
+)
+
+SCREENS = {"Domain table": MAIN, "Console (attach)": ATTACH, "Console (tail, read-only)": TAIL}
 
 # A verdict's suggested action -> the binding that does it, and what to call it.
 ACTION_KEYS = {

@@ -194,6 +194,13 @@ class MainScreen(Screen):
         if r is not None:
             self.app.start_flag(r, "connected")
 
+    def action_tail(self) -> None:
+        from xcinspect.tui.tail_screen import open_tail
+
+        r = self.selected()
+        if r is not None:
+            open_tail(self.app, r)
+
     def action_filter(self) -> None:
         f = self.query_one("#filter", Input)
         f.add_class("-active")
