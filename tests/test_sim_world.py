@@ -313,6 +313,18 @@ def test_domain_dies_and_appears(world, xs, plat):
     assert parse_page(page(world, new), flags.XEN_421).flag.state == flags.CONNECTED
 
 
+def test_a_freed_domid_is_not_handed_out_again_at_once(world, xs):
+    """As Xen does (its domid allocator moves on): destroy the newest domain and create
+    one; it gets the next domid, not the freed one, and xenconsoled services it."""
+    d = int(world.control("create short-lived"))
+    until(lambda: idx(world, d)[2] == idx(world, d)[3] > 2048, what="the first one serviced")
+    assert world.control(f"destroy {d}") == ""
+    again = int(world.control("create next-one"))
+    assert again == d + 1
+    until(lambda: idx(world, again)[2] == idx(world, again)[3] > 2048, what="the next one serviced")
+    world.control(f"destroy {again}")
+
+
 def test_world_survives_xenstored_faults(world, xs):
     """xenstored drops every connection, then stalls: xenconsoled and the controller
     reconnect, and a domain created afterwards is set up and serviced."""

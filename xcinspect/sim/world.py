@@ -62,6 +62,7 @@ class Controller:
         self.timeline_on = timeline
         self.consoled_log = log
         self.domains: dict[int, dict] = {}
+        self.last_domid = 0  # Xen hands out domids in turn and does not reuse a freed one at once
         self.initial: set[int] = set()
         self.booted: set[int] = set()
         self.ready = False
@@ -227,9 +228,10 @@ class Controller:
     # -- domain life cycle ----------------------------------------------------------------------------
     def create_domain(self, d: int | None, cfg: dict) -> int:
         if d is None:
-            d = max(self.domains, default=0) + 1
+            d = max(self.last_domid, *self.domains, 0) + 1
         if d in self.domains:
             raise ValueError(f"domain {d} exists")
+        self.last_domid = max(self.last_domid, d)
         cfg = dict(cfg)
         self._fill_cfg(d, cfg)
         self.domains[d] = cfg
