@@ -35,6 +35,7 @@ Usage: python bench/tui_pty.py [--domains 1000,5000] [--sizes 80x24,200x60] [--s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import os
 import re
@@ -47,6 +48,7 @@ import subprocess
 import sys
 import termios
 import time
+import types
 
 from common import machine, verdict, world
 
@@ -88,7 +90,8 @@ def proc_kib(pid: int, field: str) -> int:
     return 0
 
 
-def run_in_pty(argv: list[str], size: tuple[int, int], warmup: float, seconds: float) -> dict:
+def run_in_pty(argv: list[str], size: tuple[int, int], warmup: float, seconds: float,
+               src: str | None = None) -> dict:
     """Run ``argv`` on a fresh pty of ``size`` (cols, rows); record its output for
     ``warmup + seconds``; the CPU share over the last ``seconds``."""
     cols, rows = size
@@ -96,6 +99,8 @@ def run_in_pty(argv: list[str], size: tuple[int, int], warmup: float, seconds: f
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "TMUX", "TEXTUAL")}
     env.update(TERM="xterm-256color", COLORTERM="truecolor")
+    if src:
+        env["PYTHONPATH"] = src
 
     def ctty():
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
@@ -278,7 +283,11 @@ def analyse(run: dict, size: tuple[int, int], pred) -> dict:
 
 
 # -- the benchmark --------------------------------------------------------------------------
-def once_wall(directory: str, runs: int) -> tuple[float, float]:
+def src_env(src: str | None) -> dict | None:
+    return None if not src else {**os.environ, "PYTHONPATH": src}
+
+
+def once_wall(directory: str, runs: int, src: str | None = None) -> tuple[float, float]:
     exe = xcinspect_exe()
     walls, bare = [], []
     for _ in range(runs):
@@ -287,16 +296,40 @@ def once_wall(directory: str, runs: int) -> tuple[float, float]:
         bare.append(time.monotonic() - t0)
         t0 = time.monotonic()
         subprocess.run([exe, "--sim", directory, "--once", "--json", "--window", "0"], check=True,
-                       stdout=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL, env=src_env(src))
         walls.append(time.monotonic() - t0)
     return statistics.median(walls), statistics.median(bare)
 
 
-def measure(argv, size, pred, warmup, seconds) -> dict:
-    r = run_in_pty(argv, size, warmup, seconds)
+def measure(argv, size, pred, warmup, seconds, src: str | None = None) -> dict:
+    r = run_in_pty(argv, size, warmup, seconds, src)
     a = analyse(r, size, pred)
     a.update(cpu=r["cpu"], rss_kib=r["rss_kib"])
     return a
+
+
+GOALS_CPU = {1000: 0.10, 5000: 0.20}  # at 200x60
+GOALS_FIRST = {1000: 1.0, 5000: 2.0}
+
+
+def report(tag: str, n: int, size: tuple[int, int], r: dict, e: dict) -> None:
+    g = GOALS_CPU.get(n) if size == (200, 60) else None
+    gs = f"(goal <= {g * 100:.0f} %) {verdict(r['cpu'] <= g)}" if g else ""
+    print(f"{tag}: CPU {r['cpu'] * 100:5.1f} % of a core {gs}   = {r['cpu'] / max(e['cpu'], 1e-9):.1f}x "
+          f"an empty Textual app ({e['cpu'] * 100:.1f} %)", flush=True)
+    ratio = r["bytes_s"] / r["min_s"] if r["min_s"] else float("inf")
+    print(f"{tag}: {r['bytes_s'] / 1024:7.1f} KiB/s to the terminal in {r['frames_s']:.1f} frames/s "
+          f"= {ratio:.2f}x the changed-cells minimum ({r['min_s'] / 1024:.1f} KiB/s) "
+          f"(goal <= 2x) {verdict(ratio <= 2.0)}; empty app {e['bytes_s']:.0f} B/s", flush=True)
+    first = r["first"]
+    gf = GOALS_FIRST.get(n)
+    fs = "never" if first is None else f"{first:5.2f} s"
+    gfs = f"(goal <= {gf:g} s) {verdict(first is not None and first <= gf)}" if gf else ""
+    ef = e["first"]
+    print(f"{tag}: exec to first full frame {fs} {gfs}   = "
+          f"{(first or 0) / ef if ef else 0:.1f}x the empty app's first frame "
+          f"({ef if ef is not None else float('nan'):.2f} s); RSS {r['rss_kib'] / 1024:.1f} MiB "
+          f"(empty app {e['rss_kib'] / 1024:.1f} MiB)", flush=True)
 
 
 def main() -> int:
@@ -308,49 +341,39 @@ def main() -> int:
     ap.add_argument("--hz", type=float, default=2.0)
     ap.add_argument("--once-runs", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="10 s windows, 3 --once runs (for iterating)")
+    ap.add_argument("--before", metavar="SRC", help="also measure the xcinspect package in SRC (an older "
+                    "tree, e.g. from `git archive`), first on PYTHONPATH of the same executable, "
+                    "each figure right before this tree's")
+    ap.add_argument("--world", metavar="DIR", help="use this running sim world (one --domains count) "
+                    "instead of starting one")
     a = ap.parse_args()
     if a.quick:
         a.seconds, a.once_runs = 10.0, 3
     sizes = [tuple(int(x) for x in s.split("x")) for s in a.sizes.split(",")]
     counts = [int(x) for x in a.domains.split(",")]
     exe = xcinspect_exe()
-    goals_cpu = {1000: 0.10, 5000: 0.20}
-    goals_first = {1000: 1.0, 5000: 2.0}
     print(f"TUI in a real pty ({exe}), {a.hz:g} Hz, {a.seconds:g} s windows from {a.warmup:g} s after exec; "
           f"{machine()}", flush=True)
     empty: dict = {}
+    versions = ([(" [before]", a.before)] if a.before else []) + [("", None)]
     for n in counts:
-        with world(domains=n) as w:
-            time.sleep(2.0)  # the guests' boot storm is over
-            wall, bare = once_wall(w.dir, a.once_runs)
-            ok = "" if n != 1000 else f"(goal <= 0.5 s) {verdict(wall <= 0.5)}"
-            print(f"  {n:5d} domains: --once --json --window 0 : {wall:5.2f} s from exec {ok}"
-                  f"   = {wall / bare:.1f}x a bare `python -c pass` ({bare:.3f} s)", flush=True)
+        with (contextlib.nullcontext(types.SimpleNamespace(dir=a.world)) if a.world else world(domains=n)) as w:
+            if not a.world:
+                time.sleep(2.0)  # the guests' boot storm is over
+            for label, src in versions:
+                wall, bare = once_wall(w.dir, a.once_runs, src)
+                ok = "" if n != 1000 else f"(goal <= 0.5 s) {verdict(wall <= 0.5)}"
+                print(f"  {n:5d} domains{label}: --once --json --window 0 : {wall:5.2f} s from exec {ok}"
+                      f"   = {wall / bare:.1f}x a bare `python -c pass` ({bare:.3f} s)", flush=True)
             for size in sizes:
                 if size not in empty:
                     empty[size] = measure([sys.executable, "-c", EMPTY_APP], size,
                                           lambda d: any("empty" in line for line in d), a.warmup, a.seconds)
                 e = empty[size]
-                r = measure([exe, "--sim", w.dir, "--interval", f"{1.0 / a.hz:g}"], size, full_table(n),
-                            a.warmup, a.seconds)
-                tag = f"  {n:5d} domains, {size[0]}x{size[1]}"
-                g = goals_cpu.get(n) if size == (200, 60) else None
-                gs = f"(goal <= {g * 100:.0f} %) {verdict(r['cpu'] <= g)}" if g else ""
-                print(f"{tag}: CPU {r['cpu'] * 100:5.1f} % of a core {gs}   = {r['cpu'] / max(e['cpu'], 1e-9):.1f}x "
-                      f"an empty Textual app ({e['cpu'] * 100:.1f} %)", flush=True)
-                ratio = r["bytes_s"] / r["min_s"] if r["min_s"] else float("inf")
-                print(f"{tag}: {r['bytes_s'] / 1024:7.1f} KiB/s to the terminal in {r['frames_s']:.1f} frames/s "
-                      f"= {ratio:.2f}x the changed-cells minimum ({r['min_s'] / 1024:.1f} KiB/s) "
-                      f"(goal <= 2x) {verdict(ratio <= 2.0)}; empty app {e['bytes_s']:.0f} B/s", flush=True)
-                first = r["first"]
-                gf = goals_first.get(n)
-                fs = "never" if first is None else f"{first:5.2f} s"
-                gfs = f"(goal <= {gf:g} s) {verdict(first is not None and first <= gf)}" if gf else ""
-                ef = e["first"]
-                print(f"{tag}: exec to first full frame {fs} {gfs}   = "
-                      f"{(first or 0) / ef if ef else 0:.1f}x the empty app's first frame "
-                      f"({ef if ef is not None else float('nan'):.2f} s); RSS {r['rss_kib'] / 1024:.1f} MiB "
-                      f"(empty app {e['rss_kib'] / 1024:.1f} MiB)", flush=True)
+                for label, src in versions:
+                    r = measure([exe, "--sim", w.dir, "--interval", f"{1.0 / a.hz:g}"], size, full_table(n),
+                                a.warmup, a.seconds, src)
+                    report(f"  {n:5d} domains, {size[0]}x{size[1]}{label}", n, size, r, e)
     return 0
 
 
