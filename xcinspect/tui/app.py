@@ -20,7 +20,7 @@ from textual.message import Message
 
 from xcinspect.core.options import UiOptions
 from xcinspect.platform.base import PlatformError
-from xcinspect.tui import bindings, render
+from xcinspect.tui import _textual_hacks, bindings, render
 from xcinspect.tui.action_workers import ActionWorkers
 from xcinspect.tui.commands import DomainCommands
 from xcinspect.tui.config import Config, load_config
@@ -60,6 +60,7 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
                  interval: float | None = None, theme: str | None = None, poll: bool = True,
                  themes: dict | None = None, open_monitor: bool = False, select: int | None = None) -> None:
         super().__init__()
+        _textual_hacks.crop_partial_updates()  # a changed cell is written, not its whole row
         self.monitor = monitor
         self.select_at_start = select  # --select DOMID: selected, detail shown, once it is in a frame
         self.actions = actions
