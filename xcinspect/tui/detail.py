@@ -75,6 +75,9 @@ def output_text(d: Detail | None, lines: int, width: int, pal: render.Palette) -
     return out
 
 
+FIXED_HEIGHT = ("#history", "#output")  # their height is set in xcinspect.tcss, not by content
+
+
 class DetailPanel(Vertical):
     """Everything about the selected domain. A part is updated only when what it shows
     changed: ``Static.update`` and setting ``border_title`` repaint unconditionally, and
@@ -92,7 +95,9 @@ class DetailPanel(Vertical):
         if part == "title":
             self.border_title = content
         else:
-            self.query_one(part, Static).update(content)
+            # A part of fixed height needs no layout pass: one re-lays the whole screen out,
+            # and Textual repaints the table's scrollbar column on every one.
+            self.query_one(part, Static).update(content, layout=part not in FIXED_HEIGHT)
 
     def compose(self):
         yield Static(id="verdict")

@@ -23,7 +23,7 @@ class StatusBar(Static):
         key = render.shown_as(text)
         if key != self._shown:
             self._shown = key
-            self.update(text)
+            self.update(text, layout=False)  # one line high whatever it says
 
 
 def status_text(host: dict, rows: tuple[Row, ...], shown: int, *, interval: float, paused: bool,
