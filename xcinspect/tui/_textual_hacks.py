@@ -93,13 +93,20 @@ def update_count(table: DataTable) -> int:
 
 
 def crop_partial_updates() -> None:
-    """Write only the dirty spans of each line to the terminal (issue 15).
+    """Write only the dirty spans of each line to the terminal, and each colour once
+    (issue 15).
 
     ``ChopsUpdate.render_segments`` crops a widget's strip at the right end of a dirty
     span but not at the left: a changed cell in the middle of the table wrote its whole
     row from the table's left edge. This replacement crops both ends (what its
-    ``__rich_console__`` twin's "TODO: crop to x extents" asks for). Installed once, by
-    the app; the full renders (first frame, resize, SVG screenshots) are not touched."""
+    ``__rich_console__`` twin's "TODO: crop to x extents" asks for). And where
+    ``Strip.render`` wraps every segment in its full SGR sequence and a reset (two true
+    colours: ~40 bytes around a 7-cell age), the SGR state is carried across the
+    update: a sequence only where the attributes change, one reset at the end; and no
+    newline between lines (each span starts with a cursor move anyway). Installed
+    once, by the app; the full renders (first frame, resize, SVG screenshots) are not
+    touched."""
+    from rich.color import ColorSystem
     from textual._compositor import ChopsUpdate
     from textual.strip import Strip
 
@@ -111,24 +118,44 @@ def crop_partial_updates() -> None:
         append = sequences.append
         chops = self.chops
         chop_ends = self.chop_ends
-        last_y = self.spans[-1][0]
+        color_system = console._color_system or ColorSystem.TRUECOLOR  # as Strip.render
+        sgr = [""]  # the attributes the terminal has now ("" = reset)
         for y, x1, x2 in self.spans:
             line = chops[y]
             ends = chop_ends[y]
             for end, (x, strip) in zip(ends, line.items()):
                 if strip is None or x > x2 or end <= x1:
                     continue
-                if x2 > x >= x1 and end <= x2:
-                    append(f"\x1b[{y + 1};{x + 1}H")
-                    append(strip.render(console))
-                    continue
                 left = max(x, x1)
-                cropped: Strip = strip.crop(left - x, min(end, x2) - x)
+                if left != x or end > x2:
+                    strip = strip.crop(left - x, min(end, x2) - x)
                 append(f"\x1b[{y + 1};{left + 1}H")
-                append(cropped.render(console))
-            if y != last_y:
-                append("\n")
+                _render_carrying_sgr(strip, color_system, sgr, append)
+            # (no "\n" after a line, as Textual writes: every span starts with a cursor move)
+        if sgr[0]:
+            append("\x1b[0m")
         return "".join(sequences)
+
+    def _render_carrying_sgr(strip: Strip, color_system, sgr: list[str], append) -> None:
+        """``Strip.render`` (Textual's own SGR codes), minus the reset and full sequence
+        around every segment."""
+        for text, style, _ in strip:
+            if not text:
+                continue
+            if style is None:
+                codes = ""
+            else:
+                codes = style._ansi if style._ansi is not None else Strip.render_ansi(style, color_system)
+                if style._link:  # OSC 8 hyperlink: Textual's rendering, from a reset
+                    if sgr[0]:
+                        append("\x1b[0m")
+                        sgr[0] = ""
+                    append(Strip.render_style(style, text, color_system))
+                    continue
+            if codes != sgr[0]:
+                append(f"\x1b[0;{codes}m" if codes else "\x1b[0m")
+                sgr[0] = codes
+            append(text)
 
     ChopsUpdate.render_segments = render_segments  # type: ignore[method-assign]
     ChopsUpdate._xcinspect_cropped = True  # type: ignore[attr-defined]
