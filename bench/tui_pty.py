@@ -138,8 +138,13 @@ def run_in_pty(argv: list[str], size: tuple[int, int], warmup: float, seconds: f
                     tail = b""
                 else:
                     tail = data[-16:]
+        if proc.poll() is None and c_start is None:  # the output ended before the window began
+            proc.wait(5)
         if proc.poll() is not None:
-            raise RuntimeError(f"{argv[0]} exited early with status {proc.returncode}")
+            said = re.sub(r"\x1b\[[0-9;?$]*[A-Za-z]|\x1b[()][0-9A-Za-z]", "",
+                          b"".join(d for _, d in chunks[-20:]).decode(errors="replace"))
+            raise RuntimeError(f"{argv[0]} exited early with status {proc.returncode}: "
+                               f"{' '.join(said.split())[-300:]}")
         c_end, w_end = proc_cpu(proc.pid), time.monotonic()
         rss = proc_kib(proc.pid, "VmRSS")
     finally:
