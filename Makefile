@@ -32,6 +32,7 @@ test-xen: setup-test
 	$(PY) -m pytest tests/xen -m xen -v
 
 bench: install
+	$(PIP) install -q -e '.[bench]'
 	$(PY) bench/run_all.py
 
 ci: test test-slow test-xen

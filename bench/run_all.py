@@ -2,8 +2,9 @@
 
 Each benchmark prints its figures with a baseline measured in the same run; this
 collects their output in ``bench/results/last-run.txt`` (stderr, e.g. tracebacks of
-pyxs router threads at shutdown, goes to ``last-run.stderr``). About 4 minutes; with
-``--quick`` about 1.5 (shorter runs: the figures are noisier and the TUI and attach
+pyxs router threads at shutdown, goes to ``last-run.stderr``). About 16 minutes (the
+real-terminal TUI benchmark alone is about 12: 4 windows of 60 s and their baselines);
+with ``--quick`` about 2.5 (shorter runs: the figures are noisier and the TUI and attach
 figures are not the issue's 60 s / 1,000 keystrokes).
 
 Usage: python bench/run_all.py [--quick] [--only sampling,drain,...]
@@ -25,6 +26,7 @@ BENCHES = {
     "drain": ([], ["--rounds", "1"]),
     "attach": ([], ["--keys", "300"]),
     "tui": ([], ["--seconds", "15", "--base-seconds", "5"]),
+    "tui_pty": ([], ["--quick", "--domains", "1000", "--sizes", "200x60"]),
 }
 
 

@@ -257,9 +257,16 @@ def ui_options(args) -> UiOptions:
 
 
 def cmd_tui(args, ctx: Context) -> int:
+    # Open the monitor (xenstore, every domain's keys, the pages) on a thread while
+    # Textual is imported and started: neither waits for the other (issue 15).
+    from xcinspect.engine.monitor import Monitor
+    from xcinspect.tui.poller import EarlyOpen
+
+    opening = EarlyOpen(Monitor(ctx.platform, flag_layout=args.flag_layout))
+    opening.start()
     from xcinspect.tui.app import run_tui
 
-    return run_tui(ctx.platform, ui_options(args), platform_args=ctx.platform_args)
+    return run_tui(ctx.platform, ui_options(args), platform_args=ctx.platform_args, opening=opening)
 
 
 def cmd_serve(args, ctx: Context) -> int:

@@ -57,13 +57,34 @@ def invalidate_cells(table: DataTable, cells: set[CellKey]) -> None:
                        (table._line_cache, lambda k: k[0] in ys)):
         for k in [k for k in cache.keys() if hit(k)]:
             cache.discard(k)
-    # Repaint the changed rows that are on screen: one region from the first to the
-    # last (DataTable.refresh_row sums the heights of every row above: O(n) a row).
+    # Repaint just the changed cells that are on screen, each its own region (Textual
+    # writes every cell of a dirty region to the terminal: one band from the first
+    # changed row to the last rewrote whole rows for an age that moved by a second).
+    # Row positions come from _row_locations (DataTable.refresh_row and _get_cell_region
+    # sum the heights of every row above: O(n) a row).
     first = table.scroll_offset.y
-    shown = [i for i in idx if first <= i < first + table.size.height]
-    if shown:
-        lo, hi = min(shown), max(shown)
-        table._refresh_region(Region(0, top + lo, max(table.virtual_size.width, table.size.width), hi - lo + 1))
+    last = first + table.size.height - top  # rows under the header that are on screen
+    spans = column_spans(table)
+    regions = []
+    for rk, ck in cells:
+        i = table._row_locations.get(rk)
+        span = spans.get(ck)
+        if i is None or span is None or not first <= i < last:
+            continue
+        regions.append(Region(span[0], top + i, span[1], 1).translate(-table.scroll_offset))
+    if regions:
+        table.refresh(*regions)
+
+
+def column_spans(table: DataTable) -> dict[ColumnKey, tuple[int, int]]:
+    """x and width of every column in the table's virtual space."""
+    x = table._row_label_column_width
+    out = {}
+    for col in table.ordered_columns:
+        w = col.get_render_width(table)
+        out[col.key] = (x, w)
+        x += w
+    return out
 
 
 def update_count(table: DataTable) -> int:
@@ -82,3 +103,72 @@ def add_notification(app, notification) -> None:
     message ``App.notify`` posts), so that the next one can replace it at once."""
     app._notifications.add(notification)
     app._refresh_notifications()
+
+
+def crop_partial_updates() -> None:
+    """Write only the dirty spans of each line to the terminal, and each colour once
+    (issue 15).
+
+    ``ChopsUpdate.render_segments`` crops a widget's strip at the right end of a dirty
+    span but not at the left: a changed cell in the middle of the table wrote its whole
+    row from the table's left edge. This replacement crops both ends (what its
+    ``__rich_console__`` twin's "TODO: crop to x extents" asks for). And where
+    ``Strip.render`` wraps every segment in its full SGR sequence and a reset (two true
+    colours: ~40 bytes around a 7-cell age), the SGR state is carried across the
+    update: a sequence only where the attributes change, one reset at the end; and no
+    newline between lines (each span starts with a cursor move anyway). Installed
+    once, by the app; the full renders (first frame, resize, SVG screenshots) are not
+    touched."""
+    from rich.color import ColorSystem
+    from textual._compositor import ChopsUpdate
+    from textual.strip import Strip
+
+    if getattr(ChopsUpdate, "_xcinspect_cropped", False):
+        return
+
+    def render_segments(self, console) -> str:
+        sequences: list[str] = []
+        append = sequences.append
+        chops = self.chops
+        chop_ends = self.chop_ends
+        color_system = console._color_system or ColorSystem.TRUECOLOR  # as Strip.render
+        sgr = [""]  # the attributes the terminal has now ("" = reset)
+        for y, x1, x2 in self.spans:
+            line = chops[y]
+            ends = chop_ends[y]
+            for end, (x, strip) in zip(ends, line.items()):
+                if strip is None or x > x2 or end <= x1:
+                    continue
+                left = max(x, x1)
+                if left != x or end > x2:
+                    strip = strip.crop(left - x, min(end, x2) - x)
+                append(f"\x1b[{y + 1};{left + 1}H")
+                _render_carrying_sgr(strip, color_system, sgr, append)
+            # (no "\n" after a line, as Textual writes: every span starts with a cursor move)
+        if sgr[0]:
+            append("\x1b[0m")
+        return "".join(sequences)
+
+    def _render_carrying_sgr(strip: Strip, color_system, sgr: list[str], append) -> None:
+        """``Strip.render`` (Textual's own SGR codes), minus the reset and full sequence
+        around every segment."""
+        for text, style, _ in strip:
+            if not text:
+                continue
+            if style is None:
+                codes = ""
+            else:
+                codes = style._ansi if style._ansi is not None else Strip.render_ansi(style, color_system)
+                if style._link:  # OSC 8 hyperlink: Textual's rendering, from a reset
+                    if sgr[0]:
+                        append("\x1b[0m")
+                        sgr[0] = ""
+                    append(Strip.render_style(style, text, color_system))
+                    continue
+            if codes != sgr[0]:
+                append(f"\x1b[0;{codes}m" if codes else "\x1b[0m")
+                sgr[0] = codes
+            append(text)
+
+    ChopsUpdate.render_segments = render_segments  # type: ignore[method-assign]
+    ChopsUpdate._xcinspect_cropped = True  # type: ignore[attr-defined]

@@ -26,7 +26,7 @@ from xcinspect.tui.action_workers import ActionWorkers
 from xcinspect.tui.commands import DomainCommands, refused
 from xcinspect.tui.config import Config, load_config
 from xcinspect.tui.model import Detail, DetailGone, Frame, OpenFailed
-from xcinspect.tui.poller import Poller, PollerState
+from xcinspect.tui.poller import EarlyOpen, Poller, PollerState
 from xcinspect.tui.themes import load_themes, resolve_theme, textual_themes
 
 INTERVALS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -62,6 +62,7 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
                  interval: float | None = None, theme: str | None = None, poll: bool = True,
                  themes: dict | None = None, open_monitor: bool = False, select: int | None = None) -> None:
         super().__init__()
+        _textual_hacks.crop_partial_updates()  # a changed cell is written, not its whole row
         self.monitor = monitor
         self.select_at_start = select  # --select DOMID: selected, detail shown, once it is in a frame
         self.actions = actions
@@ -368,9 +369,11 @@ def make_app(monitor, *, actions=None, config: Config | None = None, read_only: 
                  theme=theme, poll=poll, themes=themes, open_monitor=open_monitor, select=select)
 
 
-def run_tui(platform, options: UiOptions, *, platform_args: list[str] | None = None) -> int:
+def run_tui(platform, options: UiOptions, *, platform_args: list[str] | None = None,
+            opening: EarlyOpen | None = None) -> int:
     """``xcinspect`` / ``xcinspect --sim``: check the config and theme, open the monitor
-    (PlatformError here is one line and exit 2 in the CLI), then run the app."""
+    (PlatformError here is one line and exit 2 in the CLI), then run the app. ``opening``:
+    the monitor, already being opened on a thread of its own (``start_opening``)."""
     from xcinspect.engine.actions import Actions
     from xcinspect.engine.monitor import Monitor
 
@@ -378,7 +381,7 @@ def run_tui(platform, options: UiOptions, *, platform_args: list[str] | None = N
     themes = load_themes()
     theme = resolve_theme(options.theme or config.theme, themes)
     interval = options.interval or config.interval
-    monitor = Monitor(platform, flag_layout=options.flag_layout)
+    monitor = opening.monitor if opening is not None else Monitor(platform, flag_layout=options.flag_layout)
     platform.check()  # the usual environment problems, before the screen switches
     actions = None
     try:
@@ -387,6 +390,8 @@ def run_tui(platform, options: UiOptions, *, platform_args: list[str] | None = N
         app = make_app(monitor, actions=actions, config=config, read_only=options.read_only,
                        interval=interval, theme=theme, themes=themes, open_monitor=True,
                        select=options.select)
+        if opening is not None:
+            app.poller.opener = opening.wait
         app.run()
         if app.open_error is not None:
             raise PlatformError(app.open_error.message, app.open_error.hint)
@@ -394,6 +399,8 @@ def run_tui(platform, options: UiOptions, *, platform_args: list[str] | None = N
     finally:
         if actions is not None:
             actions.xs.close()
+        if opening is not None:
+            opening.join(30)  # never close the monitor under the thread still opening it
         monitor.close()
 
 

@@ -75,8 +75,29 @@ def output_text(d: Detail | None, lines: int, width: int, pal: render.Palette) -
     return out
 
 
+FIXED_HEIGHT = ("#history", "#output")  # their height is set in xcinspect.tcss, not by content
+
+
 class DetailPanel(Vertical):
-    """Everything about the selected domain."""
+    """Everything about the selected domain. A part is updated only when what it shows
+    changed: ``Static.update`` and setting ``border_title`` repaint unconditionally, and
+    a frame twice a second would otherwise redraw the whole panel to the terminal."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self._shown: dict[str, object] = {}  # part -> what it shows now
+
+    def _put(self, part: str, content) -> None:
+        key = render.shown_as(content)
+        if self._shown.get(part) == key:
+            return
+        self._shown[part] = key
+        if part == "title":
+            self.border_title = content
+        else:
+            # A part of fixed height needs no layout pass: one re-lays the whole screen out,
+            # and Textual repaints the table's scrollbar column on every one.
+            self.query_one(part, Static).update(content, layout=part not in FIXED_HEIGHT)
 
     def compose(self):
         yield Static(id="verdict")
@@ -92,14 +113,14 @@ class DetailPanel(Vertical):
     def on_mount(self) -> None:
         self.query_one("#output").border_title = "last output"
         self.query_one("#keys").border_title = "xenstore console/"
-        self.border_title = "no domain selected"
+        self._put("title", "no domain selected")
 
     def show(self, r: Row | None, d: Detail | None, *, keys: dict[str, str], read_only: bool,
              pal: render.Palette) -> None:
         if r is None:
-            self.border_title = "no domain selected"
+            self._put("title", "no domain selected")
             for w in ("#verdict", "#rings", "#history", "#facts", "#output", "#keys"):
-                self.query_one(w, Static).update("")
+                self._put(w, "")
             return
         if d is not None and d.domid != r.domid:
             d = None
@@ -108,9 +129,9 @@ class DetailPanel(Vertical):
         title.append(render.truncate(r.name, 32), style=Style(bold=True))
         title.append(" · ")
         title.append(r.state, style=pal.state(r.state))
-        self.border_title = title
+        self._put("title", title)
         verdict = Text(sentence(r, keys, read_only), style=pal.state(r.state) if r.problem else Style())
-        self.query_one("#verdict", Static).update(verdict)
+        self._put("#verdict", verdict)
         left = self.query_one("#detail-left")
         lw = left.content_region.width or 40
         ring_w = max(12, min(64, lw - 12))
@@ -122,15 +143,15 @@ class DetailPanel(Vertical):
         rings.append_text(render.ring_numbers("out", r.out_cons, r.out_prod, ring.OUT_SIZE, pal))
         rings.append("\n")
         rings.append_text(render.ring_numbers("in ", r.in_cons, r.in_prod, ring.IN_SIZE, pal))
-        self.query_one("#rings", Static).update(rings)
+        self._put("#rings", rings)
         hist = Text(no_wrap=True)
         hist.append("out fill history ", style=Style(bold=True))
         values = d.history if d is not None else ()
         hist.append_text(render.history_text(values, ring.OUT_SIZE, max(4, lw - 18), pal))
-        self.query_one("#history", Static).update(hist)
-        self.query_one("#facts", Static).update(facts_text(r, pal))
+        self._put("#history", hist)
+        self._put("#facts", facts_text(r, pal))
         out = self.query_one("#output", Static)
         h = max(1, out.content_region.height or out.size.height - 2 or 4)
         w = max(10, out.content_region.width or 40)
-        out.update(output_text(d, h, w, pal))
-        self.query_one("#keys", Static).update(keys_text(d, pal))
+        self._put("#output", output_text(d, h, w, pal))
+        self._put("#keys", keys_text(d, pal))

@@ -321,10 +321,32 @@ class Poller(threading.Thread):
         self.deliver(detail if detail is not None else DetailGone(self.state.selected))
 
 
+class EarlyOpen(threading.Thread):
+    """Opens the monitor while the UI is still being imported and started (issue 15: the
+    first full frame came after Textual's import and start-up *plus* the open, which is
+    mostly waiting on xenstore). The poller's opener is then ``wait``."""
+
+    def __init__(self, monitor) -> None:
+        super().__init__(name="xcinspect-open", daemon=True)
+        self.monitor = monitor
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.monitor.open()
+        except BaseException as exc:  # handed to the poller, which shows it as OpenFailed
+            self.error = exc
+
+    def wait(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
 def _with_error(frame: Frame, error: str) -> Frame:
     from dataclasses import replace
 
     return replace(frame, error=error)
 
 
-__all__ = ["FrameBuilder", "Poller", "PollerState", "recent_output"]
+__all__ = ["EarlyOpen", "FrameBuilder", "Poller", "PollerState", "recent_output"]

@@ -279,3 +279,12 @@ def guest_lines(text: str, last: int, width: int | None = None) -> list[str]:
 def guest_text(text: str, style: Style | None = None) -> Text:
     """Sanitized guest output as a Text object (never markup)."""
     return Text(text.expandtabs(8), style=style or Style(), no_wrap=True, end="")
+
+
+def shown_as(content: Text | str) -> tuple:
+    """What a Static shows, comparable: ``Text ==`` ignores the base style and the
+    wrapping options (a new theme changes only the style)."""
+    if isinstance(content, Text):
+        return (content.plain, tuple(content.spans), content.style, content.justify, content.overflow,
+                content.no_wrap, content.end)
+    return (content,)

@@ -103,7 +103,7 @@ class MainScreen(Screen):
     def update_status(self) -> None:
         app = self.app
         t = self.table
-        self.query_one(StatusBar).update(status_text(
+        self.query_one(StatusBar).show(status_text(
             self.host, self.rows, len(t.order), interval=app.poller_state.interval,
             paused=app.poller_state.paused, query=t.query_text, sort=t.sort_col, reverse=t.sort_reverse,
             read_only=app.read_only, error=self.error, pal=app.pal, width=self.size.width or 80,

@@ -16,6 +16,15 @@ class StatusBar(Static):
     StatusBar { height: 1; }
     """
 
+    _shown: tuple | None = None
+
+    def show(self, text: Text) -> None:
+        """Update only when the line changed (``update`` repaints it every frame otherwise)."""
+        key = render.shown_as(text)
+        if key != self._shown:
+            self._shown = key
+            self.update(text, layout=False)  # one line high whatever it says
+
 
 def status_text(host: dict, rows: tuple[Row, ...], shown: int, *, interval: float, paused: bool,
                 query: str, sort: str, reverse: bool, read_only: bool, error: str | None,

@@ -1,0 +1,103 @@
+"""What reaches the terminal (issue 15): the domain table repaints changed cells only and
+Textual's partial updates are cropped to their dirty spans on both sides, with each SGR
+sequence written once. Replaying every update the app writes, through a minimal
+terminal, must give the screen a full render shows, characters and attributes, step
+after step."""
+
+from __future__ import annotations
+
+import random
+import re
+
+from rich.color import ColorSystem
+from textual._compositor import CompositorUpdate
+from textual.strip import Strip
+
+from tests.tui.test_table_invalidation import TableApp, make_row
+from xcinspect.tui import _textual_hacks
+from xcinspect.tui.columns import columns_for
+from xcinspect.tui.table import DomainTable
+
+TOKEN = re.compile(r"\x1b\[(\d+);(\d+)H|\x1b\[([0-9;]*)m|\x1b\[[0-9;?$]*[A-Za-z]|(\n)|(\r)|([^\x1b\r\n])")
+
+
+class Terminal:
+    """Cursor moves, SGR, CR, LF and text; every other escape sequence ignored (ASCII
+    and one-cell characters only, as in the table). A cell is (character, the SGR
+    parameters in force when it was written, as Textual spells them after a reset)."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.lines = [[(" ", "")] * width for _ in range(height)]
+        self.x = self.y = 0
+        self.sgr = ""
+        self.written = 0
+
+    def feed(self, data: str) -> None:
+        self.written += len(data)
+        for m in TOKEN.finditer(data):
+            row, col, sgr, lf, cr, ch = m.groups()
+            if row is not None:
+                self.y, self.x = int(row) - 1, int(col) - 1
+            elif sgr is not None:
+                self.sgr = "" if sgr in ("", "0") else sgr.removeprefix("0;")
+            elif lf:
+                self.y += 1
+            elif cr:
+                self.x = 0
+            elif ch is not None:
+                if 0 <= self.y < len(self.lines) and 0 <= self.x < len(self.lines[0]):
+                    self.lines[self.y][self.x] = (ch, self.sgr)
+                self.x += 1
+
+
+def full_render(app) -> list[list[tuple[str, str]]]:
+    """The screen as the compositor renders it whole, cell by cell, as ``Terminal`` keeps it."""
+    system = app.console._color_system or ColorSystem.TRUECOLOR
+    out = []
+    for strip in app.screen._compositor.render_strips():
+        cells = []
+        for text, style, _ in strip:
+            codes = "" if style is None else (style._ansi if style._ansi is not None
+                                              else Strip.render_ansi(style, system))
+            cells.extend((ch, codes) for ch in text)
+        out.append(cells)
+    return out
+
+
+async def test_terminal_shows_what_a_full_render_shows():
+    _textual_hacks.crop_partial_updates()
+    rnd = random.Random(15)
+    rows = {d: make_row(d, rnd) for d in range(1, 201)}
+    app = TableApp()
+    size = (140, 40)
+    term = Terminal(*size)
+    sizes: list[int] = []
+
+    def display(screen, renderable) -> None:
+        if isinstance(renderable, CompositorUpdate):
+            data = renderable.render_segments(app.console)
+            sizes.append(len(data))
+            term.feed(data)
+
+    async with app.run_test(size=size) as pilot:
+        app._display = display  # the headless driver writes nothing: be the terminal
+        table = app.query_one(DomainTable)
+        table.set_columns(columns_for(size[0]))
+        table.apply(tuple(rows.values()))
+        await pilot.pause()
+        app.screen.refresh()  # a full frame to start from
+        await pilot.pause()
+        for step in range(30):
+            for d in rnd.sample(sorted(rows), 8):
+                r = rows[d]
+                # a cell or two change: the age, the rate, now and then the verdict
+                rows[d] = make_row(d, rnd, name=r.name, state=r.state if rnd.random() < 0.7 else rnd.choice(
+                    ("serviced", "stalled")), flag=r.flag, out_cons=r.out_cons, out_prod=r.out_prod,
+                    out_fill=r.out_fill)
+            if step % 7 == 6:
+                table.scroll_to(y=rnd.randrange(0, 150), animate=False)
+            table.apply(tuple(rows.values()))
+            await pilot.pause()
+            await pilot.pause()
+            assert term.lines == full_render(app), f"step {step}"
+    assert sizes, "no update reached the terminal"
