@@ -7,6 +7,8 @@
 set -u
 . /opt/xci/lab.conf        # XCI_TOKEN XCI_SCENARIOS XCI_DEFAULT_TIMEOUT XCI_PIP_ARGS XCI_HOST XCI_GUEST_SPECS
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# xenarm: Debian's daemons (oxenstored, xenconsoled, xen-init-dom0) in Xen's own bin dir.
+[ "${XCI_HOST:-}" = xenarm ] && export PATH=$PATH:/usr/lib/xen-4.17/bin
 mark() { printf '\n@@XCI:%s %s\n' "$XCI_TOKEN" "$*"; }
 up() { cut -d' ' -f1 /proc/uptime; }
 W=/tmp/xci
@@ -29,6 +31,17 @@ if [ "${XCI_HOST:-xen417}" = xen421 ]; then
         /usr/lib/xen/bin/xen-init-dom0
         xenconsoled --log=guest --pid-file /run/xenconsoled.pid
     ) >"$W/xen-start.log" 2>&1 || { mark SETUP FAIL "xen daemons (by hand)"; cat "$W/xen-start.log"; }
+elif [ "$XCI_HOST" = xenarm ]; then
+    # Debian's arm64 xen-utils-4.17, unpacked without maintainer scripts: its init script
+    # wants choom and finds "no suitable xenstored"; the daemons by hand (oxenstored).
+    (
+        set -e
+        mkdir -p /var/lib/xenstored /var/run/xen /var/log/xen
+        oxenstored --pid-file /run/xenstored.pid
+        for i in $(seq 1 100); do [ -S /run/xenstored/socket ] && break; sleep 0.1; done
+        xen-init-dom0
+        xenconsoled --log=guest --pid-file /run/xenconsoled.pid
+    ) >"$W/xen-start.log" 2>&1 || { mark SETUP FAIL "xen daemons (by hand, xenarm)"; cat "$W/xen-start.log"; }
 elif ! /etc/init.d/xen start >"$W/xen-start.log" 2>&1; then
     mark SETUP FAIL "xen init script"
     cat "$W/xen-start.log"
@@ -53,12 +66,15 @@ pip_pid=$!
 # Guests: "NAME:KERNEL:MEMORY:KIND" (KIND new = Linux >= 7.1, obeys the flag; old = ignores it).
 XCI_GUEST_SPECS=${XCI_GUEST_SPECS:-"guest1:vmlinuz:128:- guest2:vmlinuz:128:-"}
 names=() kinds=()
+# xl's domain type: "pv" on x86; none on Arm (every Arm guest is the PVH-like "xenvm").
+XCI_GUEST_TYPE=${XCI_GUEST_TYPE-pv}
+guest_type_line=${XCI_GUEST_TYPE:+type = \"$XCI_GUEST_TYPE\"}
 for spec in $XCI_GUEST_SPECS; do
     IFS=: read -r gname gkern gmem gkind <<<"$spec"
     names+=("$gname"); kinds+=("$gkind")
     cat >"/etc/xen/$gname.cfg" <<EOT
 name = "$gname"
-type = "pv"
+$guest_type_line
 kernel = "/opt/xci/$gkern"
 ramdisk = "/opt/xci/guest.cpio.gz"
 extra = "console=hvc0 quiet xci_name=$gname"
@@ -70,7 +86,7 @@ done
 # A third guest for scenarios that create a domain themselves (not started here).
 cat >/etc/xen/guest3.cfg <<EOT
 name = "guest3"
-type = "pv"
+$guest_type_line
 kernel = "/opt/xci/vmlinuz"
 ramdisk = "/opt/xci/guest.cpio.gz"
 extra = "console=hvc0 quiet xci_name=guest3"

@@ -1,5 +1,5 @@
 #!/bin/bash
-# xci-hosts: xen417 xen421
+# xci-hosts: xen417 xen421 xenarm
 # xci-timeout: 120
 # Connect: with xenconsoled gone and the ring full, `xcinspect connect` services the
 # console: the guest resumes (ticks advance), the log it reports (`log: PATH`) holds the

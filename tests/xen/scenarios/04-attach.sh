@@ -1,4 +1,5 @@
 #!/bin/bash
+# xci-hosts: xen417 xenarm
 # xci-timeout: 120
 # Attach: a non-interactive `xcinspect attach` sends `echo XC-$((6*7))` to the guest
 # shell and reads `XC-42` back, first through xenconsoled's pty, then with xcinspect
