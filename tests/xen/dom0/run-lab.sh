@@ -53,6 +53,10 @@ mark STAGE xen-started "$(up)" xenstored="$(pidof oxenstored xenstored)" xencons
 # do not satisfy (textual, ...) under /usr/local, which comes first.
 (
     t0=$(up)
+    if [ -e /opt/xci/preinstalled ]; then     # xenarm: installed on the build host
+        echo "pip: preinstalled on the build host: $(tr '\n' ' ' </opt/xci/preinstalled)"
+        exit 0
+    fi
     # shellcheck disable=SC2086
     pip install --break-system-packages --no-index --find-links /opt/xci/wheels \
         --no-warn-script-location --disable-pip-version-check --root-user-action=ignore \
