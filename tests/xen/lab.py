@@ -87,6 +87,11 @@ ARM_DOM0_PKGS = ("xen-utils-4.17", "xenstore-utils", "python3-cffi", "python3-pi
                  "procps", "kmod", "util-linux", "mount", "busybox-static", "bash", "libc-bin",
                  "coreutils", "sed", "grep", "gawk", "findutils")
 ARM_STAGE_VERSION = "2"
+# arm64 under TCG runs dom0's Python about 3x slower than the x86 hosts (a python3 start
+# of xcinspect: 10-30 s on a loaded 2-core machine): scenario timeouts, the run's global
+# timeout and connect's wait for its backend are scaled.
+ARM_TIMEOUT_SCALE = 3
+ARM_GLOBAL_TIMEOUT_CAP = 2400
 QEMU_ARGS_ARM = ["-machine", "virt,virtualization=on,gic-version=3", "-cpu", "cortex-a57",
                  "-accel", "tcg,thread=multi", "-m", "2048", "-smp", "2",
                  "-display", "none", "-monitor", "none", "-no-reboot"]
@@ -271,6 +276,7 @@ class Images:
     xen_cmdline: str = XEN_CMDLINE
     arch: str = "x86_64"           # the QEMU system binary and its boot options
     guest_type: str = "pv"         # xl's type = (empty: none, as on Arm)
+    timeout_scale: int = 1         # scenario timeouts x this (arm64 TCG is slower)
 
 
 def build_boot() -> tuple[Path, str]:
@@ -765,7 +771,8 @@ def build_arm_host() -> Images:
         log(f"xenarm images ready in {time.monotonic() - t0:.1f} s ({cache_root()})")
         return Images(xen=boot / "xen", vmlinuz=boot / "Image", kver=(boot / "kver").read_text().strip(),
                       dom0=dom0, guest=guest, host=ARM_HOST, qemu_args=list(QEMU_ARGS_ARM),
-                      xen_cmdline=XEN_CMDLINE_ARM, arch="aarch64", guest_type="")
+                      xen_cmdline=XEN_CMDLINE_ARM, arch="aarch64", guest_type="",
+                      timeout_scale=ARM_TIMEOUT_SCALE)
 
 
 # --------------------------------------------------------------------------- xenarm gate
@@ -914,6 +921,7 @@ def build_overlay(run: Path, images: Images, wheels: list[Path], scenarios: list
             f"XCI_HOST={images.host}\nXCI_GUEST_SPECS='{specs}'\n"
             f"XCI_DEFAULT_TIMEOUT={DEFAULT_SCENARIO_TIMEOUT}\n"
             f"XCI_GUEST_TYPE='{images.guest_type}'\n"
+            f"XCI_TIMEOUT_SCALE={images.timeout_scale}\n"
             f"XCI_PIP_ARGS='{os.environ.get('XCINSPECT_LAB_PIP_ARGS', '--no-compile')}'\n")
     entries = [
         ("init", 0o755, (DOM0_DIR / "init").read_bytes()),
@@ -1155,8 +1163,9 @@ def run(scenarios: list[str] | None = None, *, echo=None, timeout: float | None 
                 shutil.copyfileobj(f, out, 1 << 20)
     serial = run_dir / "serial.log"
     if timeout is None:
-        timeout = min(GLOBAL_TIMEOUT_CAP,
-                      BOOT_BUDGET + sum(scenario_timeout(n) + EVIDENCE_ALLOWANCE for n in names))
+        k = images.timeout_scale
+        timeout = min(GLOBAL_TIMEOUT_CAP if k == 1 else ARM_GLOBAL_TIMEOUT_CAP,
+                      k * (BOOT_BUDGET + sum(scenario_timeout(n) + EVIDENCE_ALLOWANCE for n in names)))
     if images.arch == "aarch64":
         # Xen/Arm boots from QEMU's -kernel at EL2; dom0's kernel and initramfs are
         # multiboot,module nodes in the device tree (guest-loader).

@@ -8,7 +8,11 @@ set -u
 . /opt/xci/lab.conf        # XCI_TOKEN XCI_SCENARIOS XCI_DEFAULT_TIMEOUT XCI_PIP_ARGS XCI_HOST XCI_GUEST_SPECS
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # xenarm: Debian's daemons (oxenstored, xenconsoled, xen-init-dom0) in Xen's own bin dir.
-[ "${XCI_HOST:-}" = xenarm ] && export PATH=$PATH:/usr/lib/xen-4.17/bin
+if [ "${XCI_HOST:-}" = xenarm ]; then
+    export PATH=$PATH:/usr/lib/xen-4.17/bin
+    # connect's wait for its backend's first status line (30 s) x the lab's timeout scale
+    export XCINSPECT_BACKEND_TIMEOUT=$(( 30 * ${XCI_TIMEOUT_SCALE:-1} ))
+fi
 mark() { printf '\n@@XCI:%s %s\n' "$XCI_TOKEN" "$*"; }
 up() { cut -d' ' -f1 /proc/uptime; }
 W=/tmp/xci
@@ -142,7 +146,7 @@ if [ $n != ${#names[@]} ]; then
 fi
 mark STAGE guests-ticking "$(up)"
 
-export XCI_HOST=${XCI_HOST:-xen417}
+export XCI_HOST=${XCI_HOST:-xen417} XCI_TIMEOUT_SCALE=${XCI_TIMEOUT_SCALE:-1}
 export XCI_LIB=/opt/xci/lib.sh XCI_RING=/opt/xci/ring.py XCI_GUESTS="${names[*]}"
 export XCI_GUEST1=${names[0]} XCI_GUEST2=${names[1]}
 XCI_DOMID1=$(xl domid "$XCI_GUEST1" 2>/dev/null); XCI_DOMID2=$(xl domid "$XCI_GUEST2" 2>/dev/null)
@@ -227,7 +231,7 @@ for f in /opt/xci/scenarios/*.sh; do
     s=$(basename "$f" .sh)
     case "$sel" in *" all "*|*" $s "*|*" ${s%%-*} "*) ;; *) continue ;; esac
     to=$(sed -n 's/^# xci-timeout: *\([0-9][0-9]*\).*/\1/p' "$f" | head -1)
-    to=${to:-$XCI_DEFAULT_TIMEOUT}
+    to=$(( ${to:-$XCI_DEFAULT_TIMEOUT} * ${XCI_TIMEOUT_SCALE:-1} ))
     grep -q '^# xci-needs-project: *no' "$f" || wait_pip
     export XCI_OUT="$W/$s"
     mkdir -p "$XCI_OUT"

@@ -46,7 +46,7 @@ wait_for 20 ring_full "$d" || fail "guest1 ring not full after stopping xenconso
 ok "xenconsoled stopped, guest1 ring full: $(ring "$d")"
 
 python3 - "$d" <<'EOF' >backend.txt 2>&1 || { cat backend.txt; fail "in-process backend with a counting fence"; }
-import json, sys, threading
+import json, sys, threading, time
 from xcinspect.platform import fence
 from xcinspect.platform.dom0 import Dom0Platform
 from xcinspect.engine import service
@@ -65,7 +65,14 @@ p = Dom0Platform()
 log = service.log_path(p, d)
 start = os.path.getsize(log) if os.path.exists(log) else 0   # an earlier scenario's drain
 b = service.Backend(p, d, sync=False)
-threading.Timer(6.0, lambda: setattr(b, "stop", True)).start()
+def stopper():      # once a full ring's worth and more went through (or after 5 min)
+    for _ in range(3000):
+        if b.drained >= 4096:
+            break
+        time.sleep(0.1)
+    time.sleep(1)
+    b.stop = True
+threading.Thread(target=stopper, daemon=True).start()
 rc = b.run()
 print(json.dumps({"rc": rc, "fence_calls": calls, "drained": b.drained,
                   "log": log, "start": start}))
