@@ -10,8 +10,8 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # xenarm: Debian's daemons (oxenstored, xenconsoled, xen-init-dom0) in Xen's own bin dir.
 if [ "${XCI_HOST:-}" = xenarm ]; then
     export PATH=$PATH:/usr/lib/xen-4.17/bin
-    # connect's wait for its backend's first status line (30 s) x the lab's timeout scale
-    export XCINSPECT_BACKEND_TIMEOUT=$(( 30 * ${XCI_TIMEOUT_SCALE:-1} ))
+    # connect's wait for its backend's first status line: 60 s (product default 30) x the scale
+    export XCINSPECT_BACKEND_TIMEOUT=$(( 60 * ${XCI_TIMEOUT_SCALE:-1} ))
 fi
 mark() { printf '\n@@XCI:%s %s\n' "$XCI_TOKEN" "$*"; }
 up() { cut -d' ' -f1 /proc/uptime; }
