@@ -6,7 +6,7 @@
 # bytes on that page are exactly those, and xcinspect's real backend (engine.service,
 # in this process, xenconsoled stopped) drains the guest's full ring with every ring
 # barrier executing that page: a counting wrapper around the page's function pointer
-# sees hundreds of calls, the ring empties, the drained ticks are consecutive. Fails if
+# sees its calls (over a hundred), the ring empties, the drained ticks are consecutive. Fails if
 # any other fence (none, TSO, x86) is the one in use.
 . "$XCI_LIB"
 d=$XCI_DOMID1
