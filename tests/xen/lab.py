@@ -88,9 +88,10 @@ ARM_DOM0_PKGS = ("xen-utils-4.17", "xenstore-utils", "python3-cffi", "python3-pi
                  "coreutils", "sed", "grep", "gawk", "findutils")
 ARM_STAGE_VERSION = "2"
 # arm64 under TCG runs dom0's Python about 3x slower than the x86 hosts (a python3 start
-# of xcinspect: 10-30 s on a loaded 2-core machine): scenario timeouts, the run's global
-# timeout and connect's wait for its backend are scaled.
-ARM_TIMEOUT_SCALE = 3
+# of xcinspect: 10-30 s on a loaded 2-core machine): scenario timeouts, wait_for, the
+# run's global timeout and connect's wait for its backend are scaled. x3 was too little
+# at load 15-20 (02-stuck-boot timed out at 180 s with its checks half done): x5.
+ARM_TIMEOUT_SCALE = 5
 ARM_GLOBAL_TIMEOUT_CAP = 2400
 QEMU_ARGS_ARM = ["-machine", "virt,virtualization=on,gic-version=3", "-cpu", "cortex-a57",
                  "-accel", "tcg,thread=multi", "-m", "2048", "-smp", "2",
