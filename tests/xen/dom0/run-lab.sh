@@ -12,6 +12,8 @@ if [ "${XCI_HOST:-}" = xenarm ]; then
     export PATH=$PATH:/usr/lib/xen-4.17/bin
     # connect's wait for its backend's first status line: 60 s (product default 30) x the scale
     export XCINSPECT_BACKEND_TIMEOUT=$(( 60 * ${XCI_TIMEOUT_SCALE:-1} ))
+    # and xenstored's answers (2 s): oxenstored took longer at load 15-20
+    export XCINSPECT_XS_TIMEOUT=$(( 2 * ${XCI_TIMEOUT_SCALE:-1} ))
 fi
 mark() { printf '\n@@XCI:%s %s\n' "$XCI_TOKEN" "$*"; }
 up() { cut -d' ' -f1 /proc/uptime; }
