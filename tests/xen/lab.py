@@ -10,6 +10,9 @@ xen417):
     xen420  Xen 4.20 + trixie dom0 (6.12); guests on sid's 7.2 and trixie's 6.12
     xen421  Xen 4.20.4 built from source with the 4.21 console-flag patches (xensrc.py),
             trixie dom0 without Debian's Xen packages; the same two guests
+    xenarm  Xen 4.17 on Arm (bookworm arm64 packages) under qemu-system-aarch64, arm64
+            dom0 (a dpkg-deb -x root) and two arm64 guests; by default run only when its
+            inputs changed (arm_gate())
 
 xen417's images are built from Debian bookworm packages into a cache outside the checkout
 (``~/.cache/xcinspect/xen-lab``, or ``$XCINSPECT_LAB_CACHE``), one directory per stage,
