@@ -8,6 +8,8 @@ set -euo pipefail
 
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+# xenarm (Xen/Arm under TCG): qemu-system-aarch64 with -device guest-loader (QEMU >= 5.2)
+command -v qemu-system-aarch64 >/dev/null || need+=(qemu-system-arm)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v cpio >/dev/null || need+=(cpio)
 command -v unshare >/dev/null || need+=(util-linux)
@@ -30,4 +32,4 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-echo "setup-host: ok ($(qemu-system-x86_64 --version | head -1), debootstrap $(dpkg-query -W -f '${Version}' debootstrap))"
+echo "setup-host: ok ($(qemu-system-x86_64 --version | head -1), qemu-system-aarch64 $(qemu-system-aarch64 --version | head -1 | awk '{print $4}'), debootstrap $(dpkg-query -W -f '${Version}' debootstrap))"

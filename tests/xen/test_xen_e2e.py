@@ -1,8 +1,9 @@
 """End-to-end scenarios on real Xen hosts under QEMU TCG (`make test-xen`).
 
 Hosts xen417 (Xen 4.17, bookworm), xen420 (Xen 4.20, trixie, a Linux 7.2 and a 6.12
-guest) and xen421 (Xen 4.20.4 + the 4.21 console-flag patches, built from source); pick
-some with XCINSPECT_LAB_HOSTS. One boot per host runs every selected scenario of that host
+guest), xen421 (Xen 4.20.4 + the 4.21 console-flag patches, built from source) and
+xenarm (Xen 4.17/Arm, arm64 dom0 and guests, qemu-system-aarch64; by default only when
+its inputs changed, see lab.arm_gate()); pick some with XCINSPECT_LAB_HOSTS. One boot per host runs every selected scenario of that host
 (tests/xen/scenarios/NN-name.sh, `# xci-hosts:` header) in order inside dom0; each test
 asserts its scenario's PASS and shows the dom0 evidence (scenario output, xenstore-ls,
 xl list, rings, logs) when it failed.
@@ -46,12 +47,22 @@ def _context(report) -> str:
 
 
 def lab_hosts() -> list[str]:
+    """XCINSPECT_LAB_HOSTS, else the x86 hosts + xenarm when lab.arm_gate() says so."""
     env = os.environ.get("XCINSPECT_LAB_HOSTS", "").strip()
-    hosts = re.split(r"[\s,]+", env) if env else list(lab.HOSTS)
+    hosts = re.split(r"[\s,]+", env) if env else list(lab.X86_HOSTS) + ([lab.ARM_HOST] if ARM_GATE[0] else [])
     bad = [h for h in hosts if h not in lab.HOSTS]
     if bad:
         raise ValueError(f"XCINSPECT_LAB_HOSTS: unknown host(s) {bad}; known: {lab.HOSTS}")
     return hosts
+
+
+ARM_GATE = (True, "XCINSPECT_LAB_HOSTS") if os.environ.get("XCINSPECT_LAB_HOSTS", "").strip() else lab.arm_gate()
+
+
+def test_xenarm_gate():
+    """Says whether this run includes the Arm host and why (skipped = not this time)."""
+    if "xenarm" not in lab_hosts():
+        pytest.skip(f"xenarm not run: {ARM_GATE[1]}")
 
 
 HOST_SCENARIOS = [(h, s) for h in lab_hosts() for s in lab.scenario_names(h)]

@@ -310,9 +310,16 @@ class Backend:
 XS_GONE_AFTER = 3.0  # seconds without xenstored before the backend asks whether its world is gone
 
 
-def spawn(platform_args: list[str], domid: int, *, flag_override: str, sync: bool, timeout: float = 30.0) -> tuple[bool, str]:
-    """Start a detached backend daemon; wait for its first status line."""
+def spawn(platform_args: list[str], domid: int, *, flag_override: str, sync: bool, timeout: float | None = None) -> tuple[bool, str]:
+    """Start a detached backend daemon; wait for its first status line (30 s, or
+    ``$XCINSPECT_BACKEND_TIMEOUT`` seconds: an emulated dom0 can need more)."""
     import subprocess
+
+    if timeout is None:
+        try:
+            timeout = float(os.environ.get("XCINSPECT_BACKEND_TIMEOUT", "") or 30.0)
+        except ValueError:
+            timeout = 30.0
 
     r, w = os.pipe()
     cmd = [sys.executable, "-m", "xcinspect", *platform_args, "_backend", str(domid), "--status-fd", str(w),

@@ -44,7 +44,16 @@ from xcinspect.platform.xenstore_connection import (
     shut_box,
 )
 
-DEFAULT_TIMEOUT = 2.0
+
+def _default_timeout() -> float:
+    """2 s, or ``$XCINSPECT_XS_TIMEOUT`` (an emulated dom0 under load can need more)."""
+    try:
+        return float(os.environ.get("XCINSPECT_XS_TIMEOUT", "") or 2.0)
+    except ValueError:
+        return 2.0
+
+
+DEFAULT_TIMEOUT = _default_timeout()
 
 # What a read-only client may send: nothing here changes the store.
 READ_OPS = frozenset({Op.READ, Op.DIRECTORY, Op.DIRECTORY_PART, Op.GET_PERMS, Op.WATCH, Op.UNWATCH,

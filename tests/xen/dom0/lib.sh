@@ -10,8 +10,9 @@ note() { echo "# $*"; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 # wait_for SECONDS CMD...: run CMD every 0.2 s until it succeeds; 1 on timeout.
+# SECONDS x XCI_TIMEOUT_SCALE (1 on x86; xenarm's emulated arm64 dom0 is slower).
 wait_for() {
-    local end=$(( $(now_ms) + $1 * 1000 ))
+    local end=$(( $(now_ms) + $1 * ${XCI_TIMEOUT_SCALE:-1} * 1000 ))
     shift
     until "$@"; do
         [ "$(now_ms)" -ge "$end" ] && return 1
@@ -71,10 +72,12 @@ dom_json() { jq -c --arg n "$2" '.domains[] | select(.name == $n)' "$1"; }
 # attach_echo NAME OUTFILE [xcinspect attach args]: type `echo XC-$((6*7))` into the
 # guest through a non-interactive `xcinspect attach`; true if `XC-42` came back.
 attach_echo() {
-    local name=$1 out=$2
+    local name=$1 out=$2 k=${XCI_TIMEOUT_SCALE:-1} lead=1 tail=3
     shift 2
-    { sleep 1; printf 'echo XC-$((6*7))\n'; sleep 3; } |
-        timeout 40 xcinspect attach "$@" "$name" >"$out" 2>"$out.err"
+    # a slow dom0 (k > 1): stdin stays open until attach has long started and answered
+    [ "$k" -gt 1 ] && { lead=$((10 * k)); tail=$((5 * k)); }
+    { sleep $lead; printf 'echo XC-$((6*7))\n'; sleep $tail; } |
+        timeout $((40 * k)) xcinspect attach "$@" "$name" >"$out" 2>"$out.err"
     echo "attach exit $?"
     grep -aq 'XC-42' "$out"
 }

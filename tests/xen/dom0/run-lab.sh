@@ -7,6 +7,14 @@
 set -u
 . /opt/xci/lab.conf        # XCI_TOKEN XCI_SCENARIOS XCI_DEFAULT_TIMEOUT XCI_PIP_ARGS XCI_HOST XCI_GUEST_SPECS
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# xenarm: Debian's daemons (oxenstored, xenconsoled, xen-init-dom0) in Xen's own bin dir.
+if [ "${XCI_HOST:-}" = xenarm ]; then
+    export PATH=$PATH:/usr/lib/xen-4.17/bin
+    # connect's wait for its backend's first status line: 60 s (product default 30) x the scale
+    export XCINSPECT_BACKEND_TIMEOUT=$(( 60 * ${XCI_TIMEOUT_SCALE:-1} ))
+    # and xenstored's answers (2 s): oxenstored took longer at load 15-20
+    export XCINSPECT_XS_TIMEOUT=$(( 2 * ${XCI_TIMEOUT_SCALE:-1} ))
+fi
 mark() { printf '\n@@XCI:%s %s\n' "$XCI_TOKEN" "$*"; }
 up() { cut -d' ' -f1 /proc/uptime; }
 W=/tmp/xci
@@ -29,6 +37,17 @@ if [ "${XCI_HOST:-xen417}" = xen421 ]; then
         /usr/lib/xen/bin/xen-init-dom0
         xenconsoled --log=guest --pid-file /run/xenconsoled.pid
     ) >"$W/xen-start.log" 2>&1 || { mark SETUP FAIL "xen daemons (by hand)"; cat "$W/xen-start.log"; }
+elif [ "$XCI_HOST" = xenarm ]; then
+    # Debian's arm64 xen-utils-4.17, unpacked without maintainer scripts: its init script
+    # wants choom and finds "no suitable xenstored"; the daemons by hand (oxenstored).
+    (
+        set -e
+        mkdir -p /var/lib/xenstored /var/run/xen /var/log/xen
+        oxenstored --pid-file /run/xenstored.pid
+        for i in $(seq 1 100); do [ -S /run/xenstored/socket ] && break; sleep 0.1; done
+        xen-init-dom0
+        xenconsoled --log=guest --pid-file /run/xenconsoled.pid
+    ) >"$W/xen-start.log" 2>&1 || { mark SETUP FAIL "xen daemons (by hand, xenarm)"; cat "$W/xen-start.log"; }
 elif ! /etc/init.d/xen start >"$W/xen-start.log" 2>&1; then
     mark SETUP FAIL "xen init script"
     cat "$W/xen-start.log"
@@ -40,6 +59,10 @@ mark STAGE xen-started "$(up)" xenstored="$(pidof oxenstored xenstored)" xencons
 # do not satisfy (textual, ...) under /usr/local, which comes first.
 (
     t0=$(up)
+    if [ -e /opt/xci/preinstalled ]; then     # xenarm: installed on the build host
+        echo "pip: preinstalled on the build host: $(tr '\n' ' ' </opt/xci/preinstalled)"
+        exit 0
+    fi
     # shellcheck disable=SC2086
     pip install --break-system-packages --no-index --find-links /opt/xci/wheels \
         --no-warn-script-location --disable-pip-version-check --root-user-action=ignore \
@@ -53,12 +76,15 @@ pip_pid=$!
 # Guests: "NAME:KERNEL:MEMORY:KIND" (KIND new = Linux >= 7.1, obeys the flag; old = ignores it).
 XCI_GUEST_SPECS=${XCI_GUEST_SPECS:-"guest1:vmlinuz:128:- guest2:vmlinuz:128:-"}
 names=() kinds=()
+# xl's domain type: "pv" on x86; none on Arm (every Arm guest is the PVH-like "xenvm").
+XCI_GUEST_TYPE=${XCI_GUEST_TYPE-pv}
+guest_type_line=${XCI_GUEST_TYPE:+type = \"$XCI_GUEST_TYPE\"}
 for spec in $XCI_GUEST_SPECS; do
     IFS=: read -r gname gkern gmem gkind <<<"$spec"
     names+=("$gname"); kinds+=("$gkind")
     cat >"/etc/xen/$gname.cfg" <<EOT
 name = "$gname"
-type = "pv"
+$guest_type_line
 kernel = "/opt/xci/$gkern"
 ramdisk = "/opt/xci/guest.cpio.gz"
 extra = "console=hvc0 quiet xci_name=$gname"
@@ -70,7 +96,7 @@ done
 # A third guest for scenarios that create a domain themselves (not started here).
 cat >/etc/xen/guest3.cfg <<EOT
 name = "guest3"
-type = "pv"
+$guest_type_line
 kernel = "/opt/xci/vmlinuz"
 ramdisk = "/opt/xci/guest.cpio.gz"
 extra = "console=hvc0 quiet xci_name=guest3"
@@ -122,7 +148,7 @@ if [ $n != ${#names[@]} ]; then
 fi
 mark STAGE guests-ticking "$(up)"
 
-export XCI_HOST=${XCI_HOST:-xen417}
+export XCI_HOST=${XCI_HOST:-xen417} XCI_TIMEOUT_SCALE=${XCI_TIMEOUT_SCALE:-1}
 export XCI_LIB=/opt/xci/lib.sh XCI_RING=/opt/xci/ring.py XCI_GUESTS="${names[*]}"
 export XCI_GUEST1=${names[0]} XCI_GUEST2=${names[1]}
 XCI_DOMID1=$(xl domid "$XCI_GUEST1" 2>/dev/null); XCI_DOMID2=$(xl domid "$XCI_GUEST2" 2>/dev/null)
@@ -226,7 +252,7 @@ for f in /opt/xci/scenarios/*.sh; do
     s=$(basename "$f" .sh)
     case "$sel" in *" all "*|*" $s "*|*" ${s%%-*} "*) ;; *) continue ;; esac
     to=$(sed -n 's/^# xci-timeout: *\([0-9][0-9]*\).*/\1/p' "$f" | head -1)
-    to=${to:-$XCI_DEFAULT_TIMEOUT}
+    to=$(( ${to:-$XCI_DEFAULT_TIMEOUT} * ${XCI_TIMEOUT_SCALE:-1} ))
     grep -q '^# xci-needs-project: *no' "$f" || wait_pip
     export XCI_OUT="$W/$s"
     mkdir -p "$XCI_OUT"

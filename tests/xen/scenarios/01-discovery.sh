@@ -1,5 +1,5 @@
 #!/bin/bash
-# xci-hosts: xen417 xen421
+# xci-hosts: xen417 xen421 xenarm
 # xci-timeout: 90
 # Discovery: `xcinspect --once --json` agrees with xenstore on name, ring-ref, port, tty,
 # type for both guests; its ring indices agree with a raw read of the page; flag layout
@@ -10,6 +10,7 @@ case ${XCI_HOST:-xen417} in
     xen417) want_ver='4.17.*' want_layout=none ;;
     xen420) want_ver='4.20.*' want_layout=none ;;
     xen421) want_ver='4.21*' want_layout=xen-4.21 ;;
+    xenarm) want_ver='4.17.*' want_layout=none ;;
 esac
 
 before1=$(ring "$XCI_DOMID1"); before2=$(ring "$XCI_DOMID2")

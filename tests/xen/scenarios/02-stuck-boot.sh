@@ -1,5 +1,5 @@
 #!/bin/bash
-# xci-hosts: xen417 xen421
+# xci-hosts: xen417 xen421 xenarm
 # xci-timeout: 60
 # Stuck boot: with xenconsoled stopped, a guest's out ring fills within seconds and
 # xcinspect's verdict is `stalled`, with a reason that names the missing backend.

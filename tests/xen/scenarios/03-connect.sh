@@ -1,5 +1,5 @@
 #!/bin/bash
-# xci-hosts: xen417 xen421
+# xci-hosts: xen417 xen421 xenarm
 # xci-timeout: 120
 # Connect: with xenconsoled gone and the ring full, `xcinspect connect` services the
 # console: the guest resumes (ticks advance), the log it reports (`log: PATH`) holds the
@@ -17,7 +17,7 @@ ok "xenconsoled stopped, guest1 ring full; xenconsoled's log ends at tick $k"
 # connect may return once its backend runs, or stay in the foreground: accept both.
 xcinspect connect "$g" >connect.out 2>connect.err &
 cpid=$!
-wait_for 30 grep -q '^log: ' connect.out || { cat connect.out connect.err; fail "no 'log: PATH' line from xcinspect connect"; }
+wait_for 60 grep -q '^log: ' connect.out || { cat connect.out connect.err; fail "no 'log: PATH' line from xcinspect connect"; }
 cat connect.out
 blog=$(sed -n 's/^log: *//p' connect.out | head -1)
 [ -f "$blog" ] || fail "reported log '$blog' does not exist"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# xci-hosts: xen417 xenarm
 # xci-timeout: 120
 # The dom0 platform layer on a real host, below the CLI: both mapping routes (grant ref 0
 # and a foreign map of console/ring-ref) give the same read-only page; a second bind of a
