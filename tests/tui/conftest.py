@@ -77,6 +77,7 @@ def frozen_app(frozen_world):
         clock = Clock()
         mon = Monitor(frozen_world.platform(), clock=clock)
         mon.open()
+        kw.setdefault("sort", "domid")  # written for domid order; the default is tested on its own
         app = make_app(mon, poll=False, **kw)
         app.clock = clock
         made.append(mon)

@@ -56,6 +56,7 @@ def make(world, **kw):
     mon = Monitor(plat, clock=Clock(), facts_interval=0.0)
     mon.open()
     acts = Actions(plat, read_only=kw.get("read_only", False))
+    kw.setdefault("sort", "domid")
     app = make_app(mon, actions=acts, poll=False, **kw)
     app.clock = mon.clock
     mon.actions = acts

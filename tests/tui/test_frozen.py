@@ -307,3 +307,32 @@ async def test_monitor_open_failure_ends_the_app_with_status_2(frozen_world):
     assert app.return_code == 2
     assert app.open_error.message == "xenstored did not answer within 2 s"
     assert app.open_error.hint == "is xenstored running?"
+
+
+async def test_problems_first_by_default(frozen_app):
+    """Without a sort asked for (config `sort`), the table opens sorted by verdict, most
+    urgent first, the cursor on the top row (the fixtures of the other tests ask for
+    domid order)."""
+    from xcinspect.core import health
+
+    app = frozen_app(sort=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        t = app.main.table
+        assert t.sorting == ("verdict", False)
+        rows = {r.domid: r for r in t.domains}
+        states = [rows[d].state for d in t.order]
+        assert states == sorted(states, key=lambda s: health.SEVERITY.get(s, 99)), states
+        assert states[0] in health.PROBLEM_STATES and states[-1] not in health.PROBLEM_STATES
+        assert t.selected == t.order[0]
+
+
+def test_config_sort_is_a_column(tmp_path):
+    from xcinspect.tui.config import ConfigError, load_config
+
+    p = tmp_path / "config.toml"
+    p.write_text('sort = "domid"\n')
+    assert load_config(p).sort == "domid"
+    p.write_text('sort = "bogus"\n')
+    with pytest.raises(ConfigError, match="sort must be a column"):
+        load_config(p)

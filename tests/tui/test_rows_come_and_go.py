@@ -40,7 +40,7 @@ async def test_cursor_stays_on_its_domain(small_world):
 
     mon = Monitor(small_world.platform(), clock=Clock())
     mon.open()
-    app = make_app(mon, poll=False)
+    app = make_app(mon, poll=False, sort="domid")
     app.clock = mon.clock
     xs = XsClient(small_world.platform().xenstore_path())
     try:

@@ -40,6 +40,7 @@ def sim_app(world):
         mon = Monitor(plat, facts_interval=0.2)
         mon.open()
         acts = Actions(plat, read_only=kw.get("read_only", False), platform_args=["--sim", world.dir])
+        kw.setdefault("sort", "domid")
         app = make_app(mon, actions=acts, interval=interval, **kw)
         made.append((mon, acts))
         return app

@@ -89,6 +89,7 @@ def sim_app(world):
         mon = Monitor(plat, facts_interval=0.2)
         mon.open()
         acts = Actions(plat, read_only=kw.get("read_only", False), platform_args=["--sim", world.dir])
+        kw.setdefault("sort", "domid")
         app = make_app(mon, actions=acts, interval=0.2, **kw)
         made.append((mon, acts))
         return app
@@ -209,7 +210,11 @@ def test_installed_xcinspect_tail_in_tmux(tmp_path):
     term = Tmux(tmp_path)
     try:
         term.start("xcinspect --sim --read-only")
-        term.wait_text("web01", "read-only: actions are disabled", timeout=60)
+        term.wait_text("web01", "READ-ONLY", timeout=60)
+        term.keys("/")  # web01 (problems sort first; it is serviced and ticks)
+        term.wait_text("filter: name, domid or verdict")
+        term.keys("w", "e", "b", "0", "1", "Enter")
+        term.wait_text("dom 1 web01", "read-only: actions are disabled")
         for _ in range(3):  # a key typed while the first frames are drawn can be lost
             term.keys("t")
             try:
@@ -221,7 +226,7 @@ def test_installed_xcinspect_tail_in_tmux(tmp_path):
         assert "dom 1 web01" in screen
         term.wait_text("tick", timeout=20)  # web01 ticks every 2 s: it follows
         term.keys("Escape")
-        term.wait(lambda s: "tail (read-only)" not in s and "db01" in s, what="back to the table")
+        term.wait(lambda s: "tail (read-only)" not in s and "verdict" in s and "web01" in s, what="back to the table")
         term.keys("q")
         term.wait_text("XCI-EXIT=0", timeout=20)
     finally:

@@ -85,14 +85,24 @@ def test_installed_xcinspect_sim_in_tmux(term):
     term.start("xcinspect --sim")
     # the table: every demo domain, the stuck one stalled
     s = term.wait_text("web01", "stuck-boot", "verdict", timeout=30)
-    term.wait(lambda s: "stalled" in line_with(s, "stuck-boot"), what="stuck-boot stalled")
-    assert "dom 1 web01" in s  # the cursor starts on the first domain
-    # navigate: the detail panel follows the cursor
+    s = term.wait(lambda s: "stalled" in line_with(s, "stuck-boot"), what="stuck-boot stalled")
+    # problems first: the default sort is by verdict, most urgent at the top
+    names = [line.split()[1] for line in s.splitlines() if line.split()[:1] and line.split()[0].isdigit()]
+    assert names.index("corrupt") < names.index("stuck-boot") < names.index("web01"), names
+    # the cursor starts on the top row; the detail panel follows the cursor
+    top = next(line.split()[:2] for line in s.splitlines() if line.split()[:1] and line.split()[0].isdigit())
+    term.wait_text(f"dom {top[0]} {top[1]}")
     term.keys("Down")
-    term.wait_text("dom 2 db01")
+    term.wait(lambda s: f"dom {top[0]} {top[1]}" not in s, what="the cursor to move down")
     term.keys("Up")
-    term.wait_text("dom 1 web01")
-    # attach, type a command, escape
+    term.wait_text(f"dom {top[0]} {top[1]}")
+    # to web01 by the filter, attach, type a command, escape
+    term.keys("/")
+    term.wait_text("filter: name, domid or verdict")
+    term.keys("w", "e", "b", "0", "1", "Enter")
+    term.wait_text("dom 1 web01", "filter 'web01'")
+    term.keys("Escape")  # the filter goes; the cursor stays on web01
+    term.wait(lambda s: "filter 'web01'" not in s and "dom 1 web01" in s, what="filter cleared")
     term.keys("a")
     term.wait_text("Escape character is ^]", "keys go to the guest")
     term.wait_text("login")

@@ -60,13 +60,15 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
 
     def __init__(self, monitor, *, actions=None, config: Config | None = None, read_only: bool = False,
                  interval: float | None = None, theme: str | None = None, poll: bool = True,
-                 themes: dict | None = None, open_monitor: bool = False, select: int | None = None) -> None:
+                 themes: dict | None = None, open_monitor: bool = False, select: int | None = None,
+                 sort: str | None = None) -> None:
         super().__init__()
         _textual_hacks.crop_partial_updates()  # a changed cell is written, not its whole row
         self.monitor = monitor
         self.select_at_start = select  # --select DOMID: selected, detail shown, once it is in a frame
         self.actions = actions
         self.config = config or Config()
+        self.sort_at_start = sort or self.config.sort  # problems first unless told otherwise
         self.read_only = read_only
         self.theme_specs = load_themes() if themes is None else themes
         self.start_theme = resolve_theme(theme or self.config.theme, self.theme_specs)
@@ -363,10 +365,12 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
 
 def make_app(monitor, *, actions=None, config: Config | None = None, read_only: bool = False,
              interval: float | None = None, theme: str | None = None, poll: bool = True,
-             themes: dict | None = None, open_monitor: bool = False, select: int | None = None) -> XcApp:
+             themes: dict | None = None, open_monitor: bool = False, select: int | None = None,
+             sort: str | None = None) -> XcApp:
     """The one factory for the CLI, tests and the benchmark."""
     return XcApp(monitor, actions=actions, config=config, read_only=read_only, interval=interval,
-                 theme=theme, poll=poll, themes=themes, open_monitor=open_monitor, select=select)
+                 theme=theme, poll=poll, themes=themes, open_monitor=open_monitor, select=select,
+                 sort=sort)
 
 
 def run_tui(platform, options: UiOptions, *, platform_args: list[str] | None = None,

@@ -47,6 +47,7 @@ HAT = {"]": "right_square_bracket", "[": "left_square_bracket", "\\": "backslash
 class Config:
     theme: str | None = None
     interval: float = 1.0
+    sort: str = "verdict"  # the table's first sort column: problems first (a column key)
     keymap: dict[str, str] = field(default_factory=dict)
     escape: str = "ctrl+right_square_bracket"
     scrollback: int = 10000
@@ -111,7 +112,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     def bad(msg: str) -> ConfigError:
         return ConfigError(f"config file {p}: {msg}")
 
-    known = {"theme", "interval", "keymap", "attach", "fleet"}
+    known = {"theme", "interval", "sort", "keymap", "attach", "fleet"}
     for key in doc:
         if key not in known:
             raise bad(f"unknown setting {key!r} (known: {', '.join(sorted(known))})")
@@ -124,6 +125,12 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not MIN_INTERVAL <= v <= MAX_INTERVAL:
             raise bad(f"interval must be a number of seconds from {MIN_INTERVAL} to {MAX_INTERVAL}")
         cfg.interval = float(v)
+    if "sort" in doc:
+        from xcinspect.tui.columns import SORT_LABEL
+
+        if doc["sort"] not in SORT_LABEL:
+            raise bad(f"sort must be a column: one of {', '.join(SORT_LABEL)}")
+        cfg.sort = doc["sort"]
     km = doc.get("keymap", {})
     if not isinstance(km, dict):
         raise bad("[keymap] must be a table of binding id = \"keys\"")

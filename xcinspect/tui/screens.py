@@ -64,6 +64,8 @@ class MainScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.table
+        # the first sort (problems first by default), quietly: no "sorted by" notice
+        table.set_reactive(DomainTable.sorting, (getattr(self.app, "sort_at_start", "domid"), False))
         self.watch(table, "selected", self._selection_changed, init=False)
         self.watch(table, "sorting", self._sorting_changed, init=False)
         self.watch(table, "query_text", self._query_changed, init=False)
