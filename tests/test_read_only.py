@@ -306,18 +306,31 @@ def test_read_only_tui_with_every_action_key(shadow, tmp_path, world):
     try:
         run.wait_for(b"READ-ONLY", timeout=60)
         run.wait_for(b"stuck-boot", timeout=30)
+        def idle(seconds: float) -> None:  # read the screen meanwhile: a full pty blocks the app
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                run.pump()
+
         for key in (b"c", b"a", b"d", b"D", b"\r", b"y", b"\x1b[B", b"c", b"a", b"d", b"D", b"y"):
             run.send(key)
-            time.sleep(0.15)
+            idle(0.15)
         run.send(b"\x10")  # ^p: the palette offers no actions in read-only mode either
-        time.sleep(0.5)
+        # typed before the palette is up, "connect" would reach the table (n: next problem,
+        # t: a tail screen, which q leaves instead of quitting): wait for it
+        run.wait_for(b"Search for commands", timeout=30)
+        idle(0.3)
         run.send(b"connect")
-        time.sleep(0.5)
+        idle(0.5)
         run.send(b"\r")
-        time.sleep(0.5)
+        idle(0.5)
         run.send(b"\x1b")
-        time.sleep(0.3)
-        run.send(b"q")
+        idle(0.5)
+        for _ in range(3):  # a loaded machine may still be closing the palette: q again
+            run.send(b"q")
+            idle(5)
+            if run.proc.poll() is not None:
+                break
+            run.send(b"\x1b")
         assert run.finish(30) == 0
     finally:
         if run.proc.poll() is None:
