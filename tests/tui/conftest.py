@@ -97,3 +97,29 @@ async def ready(pilot, samples: int = 1, step: float = 1.0):
         app.sample_now()
         await pilot.pause()
     await pilot.pause()
+
+
+@pytest.fixture
+def sim_app(world):
+    """A factory: the app over the test module's own running sim ``world`` (each module
+    that uses it defines that fixture), with actions; domid order unless asked."""
+    from xcinspect.engine.actions import Actions
+    from xcinspect.engine.monitor import Monitor
+    from xcinspect.tui.app import make_app
+
+    made = []
+
+    def factory(interval: float = 0.2, **kw):
+        plat = world.platform()
+        mon = Monitor(plat, facts_interval=0.2)
+        mon.open()
+        acts = Actions(plat, read_only=kw.get("read_only", False), platform_args=["--sim", world.dir])
+        kw.setdefault("sort", "domid")
+        app = make_app(mon, actions=acts, interval=interval, **kw)
+        made.append((mon, acts))
+        return app
+
+    yield factory
+    for mon, acts in made:
+        acts.xs.close()
+        mon.close()

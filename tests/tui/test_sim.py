@@ -27,29 +27,6 @@ def world(tmp_path):
     w.stop()
 
 
-@pytest.fixture
-def sim_app(world):
-    from xcinspect.engine.actions import Actions
-    from xcinspect.engine.monitor import Monitor
-    from xcinspect.tui.app import make_app
-
-    made = []
-
-    def factory(interval: float = 0.2, **kw):
-        plat = world.platform()
-        mon = Monitor(plat, facts_interval=0.2)
-        mon.open()
-        acts = Actions(plat, read_only=kw.get("read_only", False), platform_args=["--sim", world.dir])
-        kw.setdefault("sort", "domid")
-        app = make_app(mon, actions=acts, interval=interval, **kw)
-        made.append((mon, acts))
-        return app
-
-    yield factory
-    for mon, acts in made:
-        acts.xs.close()
-        mon.close()
-
 
 async def select(pilot, app, name):
     r = row(app, name)

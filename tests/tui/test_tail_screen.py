@@ -76,29 +76,6 @@ def world(tmp_path_factory):
     w.stop()
 
 
-@pytest.fixture
-def sim_app(world):
-    from xcinspect.engine.actions import Actions
-    from xcinspect.engine.monitor import Monitor
-    from xcinspect.tui.app import make_app
-
-    made = []
-
-    def factory(**kw):
-        plat = world.platform()
-        mon = Monitor(plat, facts_interval=0.2)
-        mon.open()
-        acts = Actions(plat, read_only=kw.get("read_only", False), platform_args=["--sim", world.dir])
-        kw.setdefault("sort", "domid")
-        app = make_app(mon, actions=acts, interval=0.2, **kw)
-        made.append((mon, acts))
-        return app
-
-    yield factory
-    for mon, acts in made:
-        acts.xs.close()
-        mon.close()
-
 
 def booted(world, d: int) -> None:
     deadline = time.monotonic() + 20
