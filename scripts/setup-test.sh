@@ -2,6 +2,10 @@
 # Install everything the fast test suite needs, on a fresh Debian machine (idempotent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One at a time: .ci/run starts the slow suite beside the fast one, and each make target
+# runs this first (apt and pip do not share their locks and caches gracefully).
+exec 9>"${TMPDIR:-/tmp}/xcinspect-setup-test.lock"
+flock 9
 
 need_apt=()
 command -v tmux >/dev/null || need_apt+=(tmux)

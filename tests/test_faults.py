@@ -42,8 +42,10 @@ class Stream:
 
     def __init__(self, world_dir: str, interval: float = 0.3) -> None:
         self.interval = interval
+        # faulthandler: a stream that will not stop dumps its threads on SIGABRT (stop())
         self.proc = subprocess.Popen([PY, "-m", "xcinspect", "--sim", world_dir, "--json", "-d", str(interval)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                     env=dict(os.environ, PYTHONFAULTHANDLER="1"))
         self.docs: list[tuple[float, dict]] = []
         self.lock = threading.Lock()
         self.err = b""
@@ -88,8 +90,16 @@ class Stream:
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                # where it hangs: faulthandler writes every thread's stack to stderr
+                self.proc.send_signal(signal.SIGABRT)
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+                time.sleep(0.5)
+                sys.stderr.write("xcinspect --json did not stop on SIGINT within 10 s; its stderr:\n"
+                                 + self.err.decode(errors="replace")[-6000:] + "\n")
         time.sleep(0.1)
         return self.err
 

@@ -59,7 +59,8 @@ def test_once_json_cleans_up(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_tui_cleans_up_on_signal(tmp_path, sig):
-    env = dict(os.environ, TMPDIR=str(tmp_path), TERM="xterm-256color", COLUMNS="100", LINES="30")
+    env = dict(os.environ, TMPDIR=str(tmp_path), TERM="xterm-256color", COLUMNS="100", LINES="30",
+               PYTHONFAULTHANDLER="1")  # SIGABRT dumps every thread's stack if it does not exit
     pid, fd = pty.fork()
     if pid == 0:  # child: the TUI on a real pty
         os.execve(sys.executable, [sys.executable, "-m", "xcinspect", "--sim"], env)
@@ -93,7 +94,18 @@ def test_tui_cleans_up_on_signal(tmp_path, sig):
                 pass
             return os.waitpid(pid, os.WNOHANG)[0] == pid
 
-        assert wait_until(exited, 30), "xcinspect did not exit"
+        if not wait_until(exited, 30):
+            os.kill(pid, signal.SIGABRT)
+            time.sleep(3)
+            dump = b""
+            try:
+                while select.select([fd], [], [], 0.2)[0]:
+                    dump += os.read(fd, 65536)
+            except OSError:
+                pass
+            text = dump.decode(errors="replace")
+            raise AssertionError("xcinspect did not exit; its threads (faulthandler):\n"
+                                 + text[text.find("Fatal Python error"):][-6000:])
     finally:
         try:
             os.kill(pid, signal.SIGKILL)

@@ -281,6 +281,7 @@ class Images:
     arch: str = "x86_64"           # the QEMU system binary and its boot options
     guest_type: str = "pv"         # xl's type = (empty: none, as on Arm)
     timeout_scale: int = 1         # scenario timeouts x this (arm64 TCG is slower)
+    python: str = "3.11"           # dom0's python3 (where the project is preinstalled)
 
 
 def build_boot() -> tuple[Path, str]:
@@ -627,7 +628,7 @@ def build_new_host(host: str) -> Images:
             dom0=dom0, guest=guest, host=host,
             kernels={"vmlinuz-new": boot / "vmlinuz-new"},
             guests=[("guest1", "vmlinuz-new", 256, "new"), ("guest2", "vmlinuz", 256, "old")],
-            qemu_args=list(QEMU_ARGS_NEW), xen_cmdline=XEN_CMDLINE_NEW)
+            qemu_args=list(QEMU_ARGS_NEW), xen_cmdline=XEN_CMDLINE_NEW, python="3.13")
 
 
 # --------------------------------------------------------------------------- xenarm
@@ -936,8 +937,7 @@ def build_overlay(run: Path, images: Images, wheels: list[Path], scenarios: list
             f"XCI_HOST={images.host}\nXCI_GUEST_SPECS='{specs}'\n"
             f"XCI_DEFAULT_TIMEOUT={DEFAULT_SCENARIO_TIMEOUT}\n"
             f"XCI_GUEST_TYPE='{images.guest_type}'\n"
-            f"XCI_TIMEOUT_SCALE={images.timeout_scale}\n"
-            f"XCI_PIP_ARGS='{os.environ.get('XCINSPECT_LAB_PIP_ARGS', '--no-compile')}'\n")
+            f"XCI_TIMEOUT_SCALE={images.timeout_scale}\n")
     entries = [
         ("init", 0o755, (DOM0_DIR / "init").read_bytes()),
         ("opt/xci/lab.conf", 0o644, conf.encode()),
@@ -951,43 +951,40 @@ def build_overlay(run: Path, images: Images, wheels: list[Path], scenarios: list
         entries.append((f"opt/xci/{name}", 0o644, path.read_bytes()))
     for s in scenario_names():
         entries.append((f"opt/xci/scenarios/{s}.sh", 0o755, (SCENARIO_DIR / f"{s}.sh").read_bytes()))
-    if images.arch == "aarch64":
-        entries += preinstalled_site(run, wheels)
-    else:
-        for w in wheels:
-            entries.append((f"opt/xci/wheels/{w.name}", 0o644, w.read_bytes()))
+    entries += preinstalled_site(run, wheels, images.python)
     path = run / "overlay.cpio.gz"
     path.write_bytes(gzip.compress(newc_archive(entries), 1))
     return path
 
 
-ARM_SITE = "usr/local/lib/python3.11/dist-packages"
 CONSOLE_SCRIPT = "#!/usr/bin/python3\nimport sys\nfrom xcinspect.cli import main\nsys.exit(main())\n"
 
 
-def preinstalled_site(run: Path, wheels: list[Path]) -> list[tuple[str, int, bytes | None]]:
-    """xenarm: the project and its pure-Python dependencies installed on the build host
-    (``pip install --target``) into dom0's /usr/local dist-packages, plus the console
-    script. pip in the arm64 TCG dom0 took 5-6 minutes (x86 dom0s: 1-1.5); the wheels are
-    the same py3-none-any files either way."""
-    # cffi and its pycparser stay Debian's (as pip leaves them on the x86 dom0s: Debian's
-    # cffi 1.15.1 satisfies the requirement)
+def preinstalled_site(run: Path, wheels: list[Path], python: str = "3.11") -> list[tuple[str, int, bytes | None]]:
+    """The project and its pure-Python dependencies installed on the build host (``pip
+    install --target``) into dom0's /usr/local/lib/pythonX.Y/dist-packages, plus the
+    console script. pip inside the TCG dom0 took 5-6 minutes on arm64 and 1-2 on x86, on
+    every boot; the wheels are the same py3-none-any files either way."""
+    # cffi and its pycparser stay Debian's (python3-cffi is in every dom0 image; pip left
+    # it alone too, Debian's cffi satisfying the requirement)
     pure = [w for w in wheels if w.name.endswith("-none-any.whl")
             and not w.name.startswith(("cffi-", "pycparser-"))]
     site = run / "site"
     sh([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile",
         "--disable-pip-version-check", "--target", site, *pure], quiet=True)
     shutil.rmtree(site / "bin", ignore_errors=True)
-    # byte-compiled here too (see compile_tree): file names as dom0 sees them
-    if sys.version_info[:2] == (3, 11):
+    dest = f"usr/local/lib/python{python}/dist-packages"
+    # byte-compiled here when the host's Python is dom0's (see compile_tree), with the
+    # file names dom0 sees; otherwise dom0 writes its pycs at first import
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == python:
         sh([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
-            "unchecked-hash", "-s", site, "-p", "/" + ARM_SITE, site], quiet=True, check=False)
+            "unchecked-hash", "-s", site, "-p", "/" + dest, site], quiet=True, check=False)
     entries: list[tuple[str, int, bytes | None]] = []
     for f in sorted(site.rglob("*")):
         rel = f.relative_to(site)
         if not f.is_file() or f.is_symlink():
             continue
-        entries.append((f"{ARM_SITE}/{rel}", 0o644, f.read_bytes()))
+        entries.append((f"{dest}/{rel}", 0o644, f.read_bytes()))
     entries.append(("usr/local/bin/xcinspect", 0o755, CONSOLE_SCRIPT.encode()))
     entries.append(("opt/xci/preinstalled", 0o644,
                     "".join(f"{w.name}\n" for w in pure).encode()))
