@@ -147,7 +147,67 @@ def test_connect_on_one_world_makes_its_row_go(world3):
     assert stuck(snap, "a") and stuck(snap, "c")
 
 
-def test_a_stopped_exporter_is_a_host_down(world3):
+def test_tmux_installed_fleet_enter_runs_the_command(world3, tmp_path):
+    """The installed command in a real terminal: the stuck boots show with their host;
+    Enter suspends the screen and runs the configured command, here a stand-in that
+    records its arguments; the screen comes back."""
+    tmux, xcinspect = shutil.which("tmux"), shutil.which("xcinspect")
+    if not (tmux and xcinspect):
+        pytest.skip("tmux or the installed xcinspect script is missing")
+    rec = tmp_path / "args.json"
+    stand_in = tmp_path / "open.py"
+    stand_in.write_text(f"import json, sys\njson.dump(sys.argv[1:], open({str(rec)!r}, 'w'))\n")
+    sock = f"xcf-{os.getpid()}"
+
+    def t(*a):
+        return subprocess.run([tmux, "-L", sock, "-f", "/dev/null", *a], capture_output=True, text=True,
+                              timeout=10).stdout
+
+    cmd = (f"env TERM=xterm-256color XDG_CONFIG_HOME={tmp_path}/xdg {xcinspect} fleet --prometheus {world3.url} "
+           f"--host-label dom0 -d 1 --command '{sys.executable} {stand_in} {{host}} {{domid}} {{name}}'")
+    t("new-session", "-d", "-s", "f", "-x", "120", "-y", "30", cmd + "; echo XCI-EXIT=$?; sleep 30")
+    try:
+        screen = until(lambda: (s := t("capture-pane", "-p", "-t", "f")) and "dom0-a" in s and "stuck-boot" in s
+                       and s, timeout=60, what="the fleet screen")
+        assert "hosts" in screen and "stalled" in screen
+        t("send-keys", "-t", "f", "/")
+        t("send-keys", "-t", "f", "-l", "dom0-a stuck")
+
+        def rows():
+            import re
+
+            return [ln for ln in t("capture-pane", "-p", "-t", "f").splitlines()
+                    if re.match(r"\s*dom0-\w+\s+\d+\s", ln)]
+
+        try:
+            until(lambda: (r := rows()) and all(ln.strip().startswith("dom0-a") and "stuck-boot" in ln for ln in r),
+                  timeout=30, what="the filter")
+        except AssertionError:
+            raise AssertionError("the filter did not apply:\n" + t("capture-pane", "-p", "-t", "f")) from None
+        t("send-keys", "-t", "f", "Enter")  # leave the filter line
+        time.sleep(0.5)
+        t("send-keys", "-t", "f", "Enter")  # open the selected console
+        try:
+            until(lambda: rec.exists(), timeout=20, what="the stand-in command")
+        except AssertionError:
+            raise AssertionError("Enter ran nothing:\n" + t("capture-pane", "-p", "-t", "f")) from None
+        host, domid, name = json.loads(rec.read_text())
+        assert (host, name) == ("dom0-a", "stuck-boot") and domid == str(world3.worlds["a"].domid("stuck-boot"))
+        until(lambda: "exited 0" in t("capture-pane", "-p", "-t", "f"), timeout=20, what="the screen back")
+        t("send-keys", "-t", "f", "q")
+        until(lambda: "XCI-EXIT=0" in t("capture-pane", "-p", "-t", "f"), timeout=20, what="a clean exit")
+    finally:
+        t("kill-server")
+
+
+def test_a_stopped_world_is_a_host_down(world3):
+    """World b stops (its xenstored gone: the exporter says xenstore down), then world c's
+    exporter stops too (its scrape fails): both hosts show as down, nothing of them listed."""
+    world3.worlds["b"].stop()
+    snap = until(lambda: (s := world3.snapshot()) and any(h.host == "dom0-b" for h in s.hosts_down) and s,
+                 what="dom0-b down")
+    [h] = [h for h in snap.hosts if h.host == "dom0-b"]
+    assert "xenstore" in h.why or "scrape" in h.why
     p = world3.exporters["c"]
     p.terminate()
     p.wait(timeout=10)
@@ -157,7 +217,7 @@ def test_a_stopped_exporter_is_a_host_down(world3):
     [h] = [h for h in snap.hosts if h.host == "dom0-c"]
     assert "scrape" in h.why
     r = xci("fleet", "--prometheus", world3.url, "--host-label", "dom0", "--once", "--json")
-    assert r.returncode == 1 and json.loads(r.stdout)["hosts_down"] == 1
+    assert r.returncode == 1 and json.loads(r.stdout)["hosts_down"] == 2
 
 
 def test_unreachable_or_wrong_url_is_one_line_exit_2(tmp_path):

@@ -136,3 +136,23 @@ async def test_refresh_follows_prometheus_and_errors_are_one_line(prom):
         await until(pilot, lambda: app.gathered > n and app.error, what="an error line")
         assert "cannot reach Prometheus" in app.error
         assert app.query_one(DataTable).row_count == 1  # the last answer stays on screen
+
+
+async def test_enter_opens_the_selected_console_with_the_command(prom, tmp_path):
+    """Enter on a row runs the configured command with that console's host, domid and
+    name (a stand-in that records them); headless, where the app cannot suspend, it runs
+    without the terminal and the app keeps how it ended for the status line."""
+    import sys
+
+    rec = tmp_path / "args.json"
+    stand_in = tmp_path / "open.py"
+    stand_in.write_text(f"import json, sys\njson.dump(sys.argv[1:], open({str(rec)!r}, 'w'))\n")
+    app = FleetApp(fleet.Prometheus(prom.url), interval=60,
+                   command=f"{sys.executable} {stand_in} {{host}} {{domid}} {{name}}")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: app.query_one(DataTable).row_count == 4)
+        await pilot.press("down")  # the longer stall: hostA's stuck-boot
+        await pilot.press("enter")
+        await until(pilot, lambda: rec.exists(), what="the stand-in command")
+        assert json.loads(rec.read_text()) == ["hostA", "4", "stuck-boot"]
+        await until(pilot, lambda: app.last_result.endswith("exited 0"), what="how the command ended")

@@ -200,16 +200,19 @@ class FleetApp(App[int]):
         except Exception:
             return
         snap = self.snapshot
-        t = Text()
+        t = Text(no_wrap=True, overflow="ellipsis")
         t.append("xcinspect fleet", style="bold")
-        t.append(f" · {self.prometheus.base}")
         if snap is not None:
             down = snap.hosts_down
-            t.append(f" · {len(snap.hosts)} hosts")
-            t.append(f", {len(down)} down", style="bold red" if down else "")
+            t.append(f" · {len(snap.hosts)} hosts, ")
+            t.append(f"{len(down)} down", style="bold red" if down else "")
+            t.append(" ·")
             for state, n in snap.counts().items():
-                t.append(f"  {n} {state}", style=VERDICT_STYLE.get(state, ""))
-            t.append(f"  ({snap.healthy} healthy{' shown' if self.show_healthy else ', h shows them'})")
+                if state in health.PROBLEM_STATES:
+                    t.append(f" {n} {state}", style=VERDICT_STYLE.get(state, ""))
+            t.append(f" · {snap.healthy} healthy" + (" (shown)" if self.show_healthy else ""))
+        else:
+            t.append(f" · asking {self.prometheus.base}")
         header.update(t)
         s = Text()
         if self.error:
@@ -218,6 +221,8 @@ class FleetApp(App[int]):
             s.append("down: " + ", ".join(f"{h.host} ({h.why})" for h in snap.hosts_down), style="red")
         elif self.last_result:
             s.append(self.last_result)
+        else:
+            s.append(f"Prometheus {self.prometheus.base}; every {self.interval:g} s")
         status.update(s)
 
     # -- actions ------------------------------------------------------------------------
@@ -242,14 +247,29 @@ class FleetApp(App[int]):
             self.notify(exc.message, severity="error", markup=False)
             self.refresh_header()
             return
-        with self.suspend():
-            try:
-                rc = subprocess.call(argv)
-                self.last_result = f"{argv[0]} exited {rc}"
-            except OSError as exc:
-                self.last_result = f"cannot run {argv[0]}: {exc.strerror}"
+        from textual.app import SuspendNotSupported
+
+        try:
+            with self.suspend():
+                self.last_result = self._run(argv)
+        except SuspendNotSupported:  # e.g. served in a browser: run it without the terminal
+            self.last_result = self._run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
         self.refresh_header()
         self.action_refresh()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        # the table takes Enter itself (select_cursor): that is the open key too
+        event.stop()
+        self.action_open()
+
+    @staticmethod
+    def _run(argv: list[str], **kw) -> str:
+        try:
+            rc = subprocess.call(argv, **kw)
+        except OSError as exc:
+            return f"cannot run {argv[0]}: {exc.strerror}"
+        return f"{argv[0]} exited {rc}"
 
     def action_filter(self) -> None:
         f = self.query_one("#fleet-filter", Input)
