@@ -37,6 +37,13 @@ PY = sys.executable
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+def sigint_default() -> None:
+    """In a child the test will SIGINT: a job started in the background by a
+    non-interactive shell (a CI runner, `make ... &`) inherits SIGINT ignored, and Python
+    then installs no KeyboardInterrupt handler, as a background job should."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Stream:
     """``xcinspect --sim DIR --json -d S`` in the background: documents with arrival times."""
 
@@ -45,7 +52,7 @@ class Stream:
         # faulthandler: a stream that will not stop dumps its threads on SIGABRT (stop())
         self.proc = subprocess.Popen([PY, "-m", "xcinspect", "--sim", world_dir, "--json", "-d", str(interval)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                     env=dict(os.environ, PYTHONFAULTHANDLER="1"))
+                                     env=dict(os.environ, PYTHONFAULTHANDLER="1"), preexec_fn=sigint_default)
         self.docs: list[tuple[float, dict]] = []
         self.lock = threading.Lock()
         self.err = b""

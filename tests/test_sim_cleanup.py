@@ -63,6 +63,9 @@ def test_tui_cleans_up_on_signal(tmp_path, sig):
                PYTHONFAULTHANDLER="1")  # SIGABRT dumps every thread's stack if it does not exit
     pid, fd = pty.fork()
     if pid == 0:  # child: the TUI on a real pty
+        # with SIGINT at its default: a job started in the background by a non-interactive
+        # shell (a CI runner, `make ... &`) inherits it ignored, and so would the TUI
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.execve(sys.executable, [sys.executable, "-m", "xcinspect", "--sim"], env)
     out = b""
     try:
