@@ -290,3 +290,40 @@ def test_batch_has_a_timestamp_per_block_and_an_attached_column(world):
         r = xci("--sim", world.dir, "--batch", "--once")
     row = [ln for ln in r.stdout.splitlines() if " web01 " in ln][0]
     assert f":{os.getpid()}" in row
+
+
+def test_one_look_registers_no_watches(world, monkeypatch, capsys):
+    """--once and check look once: no watch registered (a real xenstored fires each one
+    back, two round trips per domain for nothing), and the same domains and verdicts as a
+    watching monitor sees."""
+    from xcinspect import cli
+    from xcinspect.engine.monitor import Monitor, sample_window
+    from xcinspect.platform.xenstore import XsClient
+    from xcinspect.sim.platform import SimPlatform
+
+    watched: list = []
+    real = XsClient.watch_many
+    monkeypatch.setattr(XsClient, "watch_many", lambda self, pairs: (watched.extend(pairs), real(self, pairs)))
+
+    seen = {}
+    for watch in (True, False):
+        watched.clear()
+        mon = Monitor(SimPlatform(world.dir), watch=watch)
+        mon.open()
+        try:
+            sample_window(mon, 0)
+            seen[watch] = {e.domid: e.name for e in mon.views()}
+            assert mon.tick() is not None
+        finally:
+            mon.close()
+        assert bool(watched) == watch, watched
+    assert seen[True] == seen[False] and len(seen[False]) >= 8
+
+    watched.clear()
+    assert cli.main(["--sim", world.dir, "--once", "--json", "--window", "0"]) == 0
+    assert {d["name"] for d in json.loads(capsys.readouterr().out)["domains"]} == set(seen[False].values())
+    assert cli.main(["--sim", world.dir, "--window", "0", "check"]) in (0, 1)
+    assert watched == []
+    # a stream keeps watching: it must see domains come and go
+    assert cli.main(["--sim", world.dir, "--json", "--count", "2", "--interval", "0.1"]) == 0
+    assert watched

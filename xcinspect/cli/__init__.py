@@ -212,10 +212,10 @@ def _table(monitor) -> str:
 def cmd_batch(args, platform: Platform) -> int:
     from xcinspect.engine.monitor import Monitor, sample_window
 
-    mon = Monitor(platform, flag_layout=args.flag_layout)
+    count = 1 if args.once else args.count
+    mon = Monitor(platform, flag_layout=args.flag_layout, watch=count != 1)
     mon.open()
     try:
-        count = 1 if args.once else args.count
         interval = args.interval if args.interval is not None else (1.0 if args.json else 3.0)
         sample_window(mon, args.window)
         n = 0

@@ -16,7 +16,7 @@ def cmd_check(args, platform) -> int:
     from xcinspect.engine.monitor import Monitor, sample_window
 
     platform.check()
-    mon = Monitor(platform, flag_layout=args.flag_layout)
+    mon = Monitor(platform, flag_layout=args.flag_layout, watch=False)
     try:
         mon.open()
         sample_window(mon, args.window)

@@ -35,6 +35,7 @@ class Monitor:
         idle_after: float = health.IDLE_AFTER,
         facts_interval: float = 2.0,
         xs_timeout: float = 2.0,
+        watch: bool = True,
     ) -> None:
         if flag_layout not in flags.CHOICES:
             raise UsageError(f"unknown flag layout {flag_layout!r} (choose from {', '.join(flags.CHOICES)})")
@@ -45,6 +46,7 @@ class Monitor:
         self.idle_after = idle_after
         self.facts_interval = facts_interval
         self.xs_timeout = xs_timeout
+        self.watch = watch  # False: one look (--once, check), see Discovery
         self.entries: dict[int, Entry] = {}
         self.xs: XsClient | None = None
         self.discovery: Discovery | None = None
@@ -63,7 +65,7 @@ class Monitor:
         self.platform.check()
         self.host = HostInfo(self.platform.kind, self.platform.xen_version(), self.platform.default_flag_layout())
         self.xs = XsClient(self.platform.xenstore_path(), timeout=self.xs_timeout, read_only=True)
-        self.discovery = Discovery(self.xs)
+        self.discovery = Discovery(self.xs, watch=self.watch)
         self.discovery.start()
         self._sync_entries(set(self.discovery.domains))
 
