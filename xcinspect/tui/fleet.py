@@ -38,8 +38,8 @@ class FleetApp(App[int]):
 
     TITLE = "xcinspect fleet"
     CSS = """
-    #fleet-header { height: 1; padding: 0 1; background: $panel; }
-    #fleet-status { height: 1; padding: 0 1; color: $text-muted; }
+    #fleet-header { height: 1; padding: 0 1; background: $panel; text-wrap: nowrap; text-overflow: ellipsis; }
+    #fleet-status { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
     #fleet-filter { display: none; height: 1; border: none; padding: 0 1; }
     #fleet-filter.-active { display: block; }
     DataTable { height: 1fr; }
