@@ -6,14 +6,16 @@ Every guest string in them has been through ``clean`` (one safe line) or the san
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from xcinspect.core import health
 from xcinspect.core.sanitize import one_line
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One domain as the table shows it (all guest strings sanitized)."""
+class Row(NamedTuple):
+    """One domain as the table shows it (all guest strings sanitized). A NamedTuple:
+    immutable, and built 5,000 times a second at 5,000 domains (a frozen dataclass took
+    half as long again)."""
 
     domid: int
     name: str
