@@ -63,7 +63,6 @@ async def test_partial_repaint_matches_a_fresh_table():
             fresh.cols = ()
             fresh.shown.clear()
             fresh.drawn.clear()
-            fresh.pending.clear()
             fresh.order = []
             fresh.set_columns(columns_for(140))
             fresh.selected = table.selected
@@ -97,38 +96,3 @@ async def test_a_changed_cell_is_repainted_and_nothing_else_is_rendered_again():
         assert len(changed) == 1 and "stalled" in after[changed[0]] and "vm0003" in after[changed[0]]
         # one cell was rendered again, the other cached cells were kept
         assert len(table._cell_render_cache) >= cached - 1
-
-
-async def test_rows_off_screen_are_drawn_when_they_scroll_into_view():
-    """5,000 rows changing every second, 25 in view: a row off screen only keeps its
-    newest Row; its cells are compared and set when it comes into view (a scroll, the
-    cursor), and what it shows then is the newest."""
-    rnd = random.Random(11)
-    rows = {d: make_row(d, rnd, state="idle") for d in range(1, 301)}
-    app = TableApp()
-    async with app.run_test(size=(140, 30)) as pilot:
-        table = app.query_one(DomainTable)
-        table.set_columns(columns_for(140))
-        table.sorting = ("domid", False)
-        table.apply(tuple(rows.values()))
-        await pilot.pause()
-        for d in range(200, 301):  # all off screen
-            rows[d] = make_row(d, rnd, name=rows[d].name, state="stalled")
-        rows[2] = make_row(2, rnd, name=rows[2].name, state="corrupt")  # on screen
-        before = table._update_count
-        table.apply(tuple(rows.values()))
-        await pilot.pause()
-        assert table._update_count == before  # no whole-table invalidation
-        assert set(table.pending) == set(range(200, 301))  # remembered, not drawn
-        assert table.drawn[2] is rows[2] and "corrupt" in "".join(screen_lines(table))
-        assert "stalled" not in "".join(screen_lines(table))
-        table.scroll_to(y=240, animate=False)
-        await pilot.pause()
-        lines = [ln for ln in screen_lines(table) if "vm0" in ln]
-        assert lines and all("stalled" in ln for ln in lines), lines
-        assert all(table.drawn[d] is rows[d] for d in table.on_screen())
-        assert not set(table.on_screen()) & set(table.pending)
-        # the cursor going to the last row brings it into view, drawn
-        table.move_cursor(row=299, animate=False)
-        await pilot.pause()
-        assert 300 not in table.pending and "stalled" in "".join(ln for ln in screen_lines(table) if "vm0300" in ln)

@@ -59,9 +59,6 @@ class DomainTable(DataTable):
         self.cols: tuple[str, ...] = ()
         self.shown: dict[int, dict[str, object]] = {}  # domid -> column -> value shown
         self.drawn: dict[int, Row] = {}  # domid -> the Row object last drawn
-        # domid -> a newer Row not drawn yet: off screen, its cells are brought up to date
-        # only when it scrolls into view (5,000 rows changing every second, 55 on screen)
-        self.pending: dict[int, Row] = {}
         self.order: list[int] = []
         self.palette_ = render.PLAIN
         self._rows: tuple[Row, ...] = ()
@@ -125,7 +122,6 @@ class DomainTable(DataTable):
         self.clear(columns=True)
         self.shown.clear()
         self.drawn.clear()
-        self.pending.clear()
         self.order = []
         for c in cols:
             col = COLUMNS[c]
@@ -147,9 +143,7 @@ class DomainTable(DataTable):
 
     # -- data -----------------------------------------------------------------------------
     def apply(self, rows: tuple[Row, ...], force: bool = False) -> None:
-        """Show ``rows`` (the whole current list): filter, diff, sort, keep the cursor.
-        Rows off screen only remember their newest Row (``pending``); their cells are
-        compared and set when they come into view (here, after a scroll or a resize)."""
+        """Show ``rows`` (the whole current list): filter, diff, sort, keep the cursor."""
         self._rows = rows
         pal = self.palette_
         q = self.query_text
@@ -159,57 +153,25 @@ class DomainTable(DataTable):
         want = [r.domid for r in visible]
         wanted = set(want)
         # rows that went away
-        pending = self.pending
         for d in [d for d in self.shown if d not in wanted]:
             self.remove_row(str(d))
             del self.shown[d]
             self.drawn.pop(d, None)
-            pending.pop(d, None)
-        for d in [d for d in pending if d not in wanted]:
-            del pending[d]
         cols = self.cols
+        values_of = [(c, COLUMNS[c].value) for c in cols]
         drawn = self.drawn
-        shown_of = self.shown
+        changed: set[tuple[RowKey, ColumnKey]] = set()
         for r in visible:
             d = r.domid
             if not force and drawn.get(d) is r:
                 continue  # the very Row object already on screen: nothing changed
-            if d in shown_of:
-                pending[d] = r
-                continue
             drawn[d] = r
-            shown_of[d] = {c: COLUMNS[c].value(r) for c in cols}
-            self.add_row(*(Cell(c, r, pal) for c in cols), key=str(d))
-        if want != self.order:
-            pos = {d: i for i, d in enumerate(want)}
-            self.sort(cols[0], key=lambda cell: pos[cell.domid])
-            self.order = want
-        if force:
-            self._draw(list(pending), force=True)
-        else:
-            self.draw_on_screen()
-        self.restore_cursor()
-
-    def on_screen(self) -> list[int]:
-        """The domids of the rows in view now (the table's order, its scroll offset)."""
-        top = self.header_height if self.show_header else 0
-        first = max(0, int(self.scroll_offset.y))
-        return self.order[first:first + max(0, self.size.height - top) + 1]
-
-    def draw_on_screen(self) -> None:
-        """Bring the rows in view up to date with their newest Row."""
-        if self.pending:
-            self._draw([d for d in self.on_screen() if d in self.pending])
-
-    def _draw(self, domids: list[int], force: bool = False) -> None:
-        """Set the changed cells of these rows from their pending Rows, and repaint just those."""
-        pal = self.palette_
-        values_of = [(c, COLUMNS[c].value) for c in self.cols]
-        changed: set[tuple[RowKey, ColumnKey]] = set()
-        for d in domids:
-            r = self.pending.pop(d)
-            self.drawn[d] = r
-            shown = self.shown[d]
+            shown = self.shown.get(d)
+            if shown is None:
+                values = {c: value(r) for c, value in values_of}
+                self.add_row(*(Cell(c, r, pal) for c in cols), key=str(d))
+                self.shown[d] = values
+                continue
             cells = None
             for c, value in values_of:
                 v = value(r)
@@ -228,13 +190,11 @@ class DomainTable(DataTable):
                 _textual_hacks.invalidate_everything(self)
             else:
                 _textual_hacks.invalidate_cells(self, changed)
-
-    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
-        self.draw_on_screen()  # rows scrolled into view: their newest cells first
-        super().watch_scroll_y(old_value, new_value)
-
-    def on_resize(self) -> None:
-        self.draw_on_screen()
+        if want != self.order:
+            pos = {d: i for i, d in enumerate(want)}
+            self.sort(cols[0], key=lambda cell: pos[cell.domid])
+            self.order = want
+        self.restore_cursor()
 
     def restore_cursor(self) -> None:
         if not self.order:
