@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import re
 
+import pytest
 from rich.color import ColorSystem
 from textual._compositor import CompositorUpdate
 from textual.strip import Strip
@@ -64,7 +65,10 @@ def full_render(app) -> list[list[tuple[str, str]]]:
     return out
 
 
-async def test_terminal_shows_what_a_full_render_shows():
+@pytest.mark.parametrize("sort", ["domid", "verdict"])
+async def test_terminal_shows_what_a_full_render_shows(sort):
+    """Sorted by verdict (the default), rows move as their verdicts change: the rows
+    between a row's old and new place shift by one, and only what differs is written."""
     _textual_hacks.crop_partial_updates()
     rnd = random.Random(15)
     rows = {d: make_row(d, rnd) for d in range(1, 201)}
@@ -72,6 +76,8 @@ async def test_terminal_shows_what_a_full_render_shows():
     size = (140, 40)
     term = Terminal(*size)
     sizes: list[int] = []
+    whole = moved = 0
+    order: list[int] = []
 
     def display(screen, renderable) -> None:
         if isinstance(renderable, CompositorUpdate):
@@ -83,6 +89,7 @@ async def test_terminal_shows_what_a_full_render_shows():
         app._display = display  # the headless driver writes nothing: be the terminal
         table = app.query_one(DomainTable)
         table.set_columns(columns_for(size[0]))
+        table.sorting = (sort, False)
         table.apply(tuple(rows.values()))
         await pilot.pause()
         app.screen.refresh()  # a full frame to start from
@@ -96,8 +103,17 @@ async def test_terminal_shows_what_a_full_render_shows():
                     out_fill=r.out_fill)
             if step % 7 == 6:
                 table.scroll_to(y=rnd.randrange(0, 150), animate=False)
+            if step % 5 == 2:  # the operator moves the cursor: it follows its domain from then on
+                await pilot.press(rnd.choice(("down", "up", "pagedown")))
+            before = _textual_hacks.update_count(table)
             table.apply(tuple(rows.values()))
+            whole += _textual_hacks.update_count(table) != before
             await pilot.pause()
             await pilot.pause()
             assert term.lines == full_render(app), f"step {step}"
+            moved += table.order != order
+            order = list(table.order)
     assert sizes, "no update reached the terminal"
+    if sort == "verdict":
+        assert moved >= 20  # rows did move
+    assert whole == 0  # and no step threw the whole table's cached lines away

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual._two_way_dict import TwoWayDict
 from textual.geometry import Region, Size
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
@@ -72,6 +73,51 @@ def invalidate_cells(table: DataTable, cells: set[CellKey]) -> None:
         if i is None or span is None or not first <= i < last:
             continue
         regions.append(Region(span[0], top + i, span[1], 1).translate(-table.scroll_offset))
+    if regions:
+        table.refresh(*regions)
+
+
+def reorder_rows(table: DataTable, order: list[RowKey], differs) -> None:
+    """``DataTable.sort`` without throwing every cached line away (issue 15): the table is
+    sorted by verdict, and a console whose verdict flips moves its row every other frame.
+
+    ``order`` is every row key in its new order. Only the rows whose index changed lose
+    their cached renders (a cell's render carries its row index as click metadata), and
+    only the lines whose occupant changed lose theirs. Of those lines on screen, only the
+    cells that differ between the old and the new occupant are repainted: ``differs(old,
+    new)`` gives their column keys (the cursor row is repainted whole by ``move_cursor``
+    when the cursor follows its domain). Relies on one-line rows and no fixed rows, as
+    ``invalidate_cells``."""
+    old = table._row_locations
+    before = {i: old.get_key(i) for i in range(len(order))}
+    table._row_locations = TwoWayDict({rk: i for i, rk in enumerate(order)})
+    moved_keys = {rk for i, rk in enumerate(order) if old.get(rk) != i}
+    if not moved_keys:
+        return
+    moved_idx = {i for i, rk in enumerate(order) if before.get(i) != rk}
+    table._offset_cache.clear()
+    table._ordered_row_cache.clear()
+    top = table.header_height if table.show_header else 0
+    ys = {i + top for i in moved_idx}
+    for cache, hit in ((table._cell_render_cache, lambda k: k[0] in moved_keys),
+                       (table._row_render_cache, lambda k: k[0] in moved_keys),
+                       (table._row_renderable_cache, lambda k: k[1] in moved_idx),
+                       (table._line_cache, lambda k: k[0] in ys)):
+        for k in [k for k in cache.keys() if hit(k)]:
+            cache.discard(k)
+    first = table.scroll_offset.y
+    last = first + table.size.height - top
+    spans = column_spans(table)
+    regions = []
+    for i in moved_idx:
+        if not first <= i < last:
+            continue
+        was = before.get(i)
+        columns = spans.keys() if was is None else differs(was, order[i])
+        for ck in columns:
+            span = spans.get(ck)
+            if span is not None:
+                regions.append(Region(span[0], top + i, span[1], 1).translate(-table.scroll_offset))
     if regions:
         table.refresh(*regions)
 

@@ -66,7 +66,7 @@ _COLUMNS = (
            sort_key=lambda r: (health.SEVERITY.get(r.state, 99), r.domid),
            render=lambda r, pal: Text(r.state, style=pal.state(r.state)),
            sort_label="verdict (most urgent first)", sortable_by_key=True),
-    Column("flag", "flag", 5, value=lambda r: r.flag, sort_key=lambda r: (r.flag, r.domid),
+    Column("flag", "flag", 5, value=lambda r: (r.flag, r.flag_effect == "ignored"), sort_key=lambda r: (r.flag, r.domid),
            render=lambda r, pal: Text(render.FLAG_SHORT.get(r.flag, r.flag), style=_flag_style(r, pal)),
            priority=1),
     Column("out", "out fill", 13, value=lambda r: r.out_fill,

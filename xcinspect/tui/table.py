@@ -191,8 +191,13 @@ class DomainTable(DataTable):
             else:
                 _textual_hacks.invalidate_cells(self, changed)
         if want != self.order:
-            pos = {d: i for i, d in enumerate(want)}
-            self.sort(cols[0], key=lambda cell: pos[cell.domid])
+            shown_of = self.shown
+
+            def differs(was: RowKey, now: RowKey) -> list[ColumnKey]:
+                a, b = shown_of.get(int(was.value)), shown_of.get(int(now.value))  # type: ignore[arg-type]
+                return [ColumnKey(c) for c in cols if a is None or b is None or a.get(c) != b.get(c)]
+
+            _textual_hacks.reorder_rows(self, [RowKey(str(d)) for d in want], differs)
             self.order = want
         self.restore_cursor()
 
