@@ -117,3 +117,52 @@ async def test_terminal_shows_what_a_full_render_shows(sort):
     if sort == "verdict":
         assert moved >= 20  # rows did move
     assert whole == 0  # and no step threw the whole table's cached lines away
+
+
+async def test_a_cell_already_on_the_terminal_is_not_written_again():
+    """An age going from 12s to 13s writes the one digit that changed (issue 15: bytes to
+    the terminal), and a full render makes every cell of the next update written again."""
+    _textual_hacks.crop_partial_updates()
+    rnd = random.Random(3)
+    rows = {d: make_row(d, rnd, state="idle", quiet=12.0, rate=0.0) for d in range(1, 21)}
+    app = TableApp()
+    size = (140, 30)
+    term = Terminal(*size)
+    written: list[str] = []
+
+    def display(screen, renderable) -> None:
+        if isinstance(renderable, CompositorUpdate):
+            data = renderable.render_segments(app.console)
+            written.append(data)
+            term.feed(data)
+
+    def text_of(data: str) -> str:
+        return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", data)
+
+    async with app.run_test(size=size) as pilot:
+        app._display = display
+        table = app.query_one(DomainTable)
+        table.set_columns(columns_for(size[0]))
+        table.apply(tuple(rows.values()))
+        await pilot.pause()
+        app.screen.refresh()
+        await pilot.pause()
+        for quiet, shown in ((13.0, None), (14.0, "4"), (15.0, "5")):
+            rows[5] = rows[5]._replace(quiet=quiet)
+            written.clear()
+            table.apply(tuple(rows.values()))
+            await pilot.pause()
+            texts = [text_of(d) for d in written if text_of(d)]
+            if shown is None:  # the first partial update after a full render: the whole cell
+                assert "13s" in "".join(texts)
+            else:  # then the shadow knows the cell
+                assert texts == [shown]
+            assert term.lines == full_render(app)
+        app.screen.refresh()  # a full render: the terminal may show anything now
+        await pilot.pause()
+        rows[5] = rows[5]._replace(quiet=16.0)
+        written.clear()
+        table.apply(tuple(rows.values()))
+        await pilot.pause()
+        assert "16s" in "".join(text_of(d) for d in written)
+        assert term.lines == full_render(app)

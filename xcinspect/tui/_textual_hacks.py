@@ -152,21 +152,25 @@ def add_notification(app, notification) -> None:
 
 
 def crop_partial_updates() -> None:
-    """Write only the dirty spans of each line to the terminal, and each colour once
-    (issue 15).
+    """Write only the cells of a partial update that the terminal does not already show,
+    and each colour once (issue 15).
 
     ``ChopsUpdate.render_segments`` crops a widget's strip at the right end of a dirty
     span but not at the left: a changed cell in the middle of the table wrote its whole
     row from the table's left edge. This replacement crops both ends (what its
-    ``__rich_console__`` twin's "TODO: crop to x extents" asks for). And where
-    ``Strip.render`` wraps every segment in its full SGR sequence and a reset (two true
-    colours: ~40 bytes around a 7-cell age), the SGR state is carried across the
-    update: a sequence only where the attributes change, one reset at the end; and no
-    newline between lines (each span starts with a cursor move anyway). Installed
-    once, by the app; the full renders (first frame, resize, SVG screenshots) are not
-    touched."""
+    ``__rich_console__`` twin's "TODO: crop to x extents" asks for), and within a span
+    it skips the cells the terminal already shows: a shadow of the cells written since
+    the last full render (per console) says what they are, so an age going from
+    ``12s`` to ``13s`` writes one digit. Any full render (``LayoutUpdate``: the first
+    frame, a resize, a new screen, a resume) or a change of size forgets the shadow; a
+    cell not in it is written. And where ``Strip.render`` wraps every segment in its full
+    SGR sequence and a reset (two true colours: ~40 bytes around a 7-cell age), the SGR
+    state is carried across the update: a sequence only where the attributes change, one
+    reset at the end; and no newline between lines (each span starts with a cursor
+    move). Installed once, by the app; SVG screenshots are not touched."""
+    from rich.cells import cell_len
     from rich.color import ColorSystem
-    from textual._compositor import ChopsUpdate
+    from textual._compositor import ChopsUpdate, InlineUpdate, LayoutUpdate
     from textual.strip import Strip
 
     if getattr(ChopsUpdate, "_xcinspect_cropped", False):
@@ -179,6 +183,8 @@ def crop_partial_updates() -> None:
         chop_ends = self.chop_ends
         color_system = console._color_system or ColorSystem.TRUECOLOR  # as Strip.render
         sgr = [""]  # the attributes the terminal has now ("" = reset)
+        width = max((ends[-1] for ends in chop_ends if ends), default=0)
+        shadow = _shadow(console, width, len(chops))
         for y, x1, x2 in self.spans:
             line = chops[y]
             ends = chop_ends[y]
@@ -188,33 +194,91 @@ def crop_partial_updates() -> None:
                 left = max(x, x1)
                 if left != x or end > x2:
                     strip = strip.crop(left - x, min(end, x2) - x)
-                append(f"\x1b[{y + 1};{left + 1}H")
-                _render_carrying_sgr(strip, color_system, sgr, append)
-            # (no "\n" after a line, as Textual writes: every span starts with a cursor move)
+                _write_strip(strip, y, left, shadow[y], color_system, sgr, append)
         if sgr[0]:
             append("\x1b[0m")
         return "".join(sequences)
 
-    def _render_carrying_sgr(strip: Strip, color_system, sgr: list[str], append) -> None:
-        """``Strip.render`` (Textual's own SGR codes), minus the reset and full sequence
-        around every segment."""
+    def _write_strip(strip: Strip, y: int, x: int, known: list, color_system, sgr: list[str], append) -> None:
+        """One cropped strip from column ``x`` of line ``y``: ``Strip.render`` (Textual's own
+        SGR codes) minus the cells ``known`` says the terminal shows, the reset and the
+        full sequence around every segment."""
+        width = len(known)
+        at = None  # where the terminal's cursor is, if this strip moved it
+        skipped: list[tuple[str, str]] = []  # known cells passed over since the last write
         for text, style, _ in strip:
             if not text:
                 continue
-            if style is None:
-                codes = ""
-            else:
-                codes = style._ansi if style._ansi is not None else Strip.render_ansi(style, color_system)
-                if style._link:  # OSC 8 hyperlink: Textual's rendering, from a reset
+            codes = "" if style is None else (style._ansi if style._ansi is not None
+                                              else Strip.render_ansi(style, color_system))
+            link = style is not None and style._link
+            if link or (not text.isascii() and cell_len(text) != len(text)):
+                # an OSC 8 hyperlink or a wide character: written whole, not remembered
+                n = cell_len(text)
+                append(f"\x1b[{y + 1};{x + 1}H")
+                if link:
                     if sgr[0]:
                         append("\x1b[0m")
                         sgr[0] = ""
                     append(Strip.render_style(style, text, color_system))
+                else:
+                    if codes != sgr[0]:
+                        append(f"\x1b[0;{codes}m" if codes else "\x1b[0m")
+                        sgr[0] = codes
+                    append(text)
+                for i in range(x, min(x + n, width)):
+                    known[i] = None
+                x += n
+                at, skipped = None, []
+                continue
+            for ch in text:
+                cell = (ch, codes)
+                if x < width and known[x] == cell:
+                    skipped.append(cell)
+                    x += 1
                     continue
-            if codes != sgr[0]:
-                append(f"\x1b[0;{codes}m" if codes else "\x1b[0m")
-                sgr[0] = codes
-            append(text)
+                if at is None or skipped:
+                    cup = f"\x1b[{y + 1};{x + 1}H"
+                    if at is not None and len(skipped) < len(cup) and all(c[1] == sgr[0] for c in skipped):
+                        append("".join(c[0] for c in skipped))  # cheaper than a cursor move
+                    else:
+                        append(cup)
+                    skipped = []
+                if codes != sgr[0]:
+                    append(f"\x1b[0;{codes}m" if codes else "\x1b[0m")
+                    sgr[0] = codes
+                append(ch)
+                if x < width:
+                    known[x] = cell
+                x += 1
+                at = x if x < width else None  # past the last column: the cursor waits to wrap
+
+    def forget_on_full_render(cls) -> None:
+        full = cls.render_segments
+
+        def render_segments(self, console) -> str:
+            forget_terminal(console)
+            return full(self, console)
+
+        cls.render_segments = render_segments
 
     ChopsUpdate.render_segments = render_segments  # type: ignore[method-assign]
+    forget_on_full_render(LayoutUpdate)
+    forget_on_full_render(InlineUpdate)
     ChopsUpdate._xcinspect_cropped = True  # type: ignore[attr-defined]
+
+
+def _shadow(console, width: int, height: int) -> list[list]:
+    """The cells this console's terminal shows, as far as partial updates wrote them
+    since the last full render: ``(character, SGR codes)`` or None (not known)."""
+    shadow = getattr(console, "_xcinspect_shadow", None)
+    if shadow is None or len(shadow) != height or (shadow and len(shadow[0]) != width):
+        shadow = [[None] * width for _ in range(height)]
+        console._xcinspect_shadow = shadow
+    return shadow
+
+
+def forget_terminal(console) -> None:
+    """The terminal may show anything now (a full render, the app suspended or resumed):
+    the next partial update writes every cell of its spans."""
+    console._xcinspect_shadow = None

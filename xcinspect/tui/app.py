@@ -130,6 +130,9 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
         self.theme = self.start_theme
         self._rebuild_palette()
         self.set_keymap(self.config.effective_keymap())
+        # Another program had the terminal: partial updates must not trust what was there.
+        self.app_suspend_signal.subscribe(self, lambda app: _textual_hacks.forget_terminal(app.console))
+        self.app_resume_signal.subscribe(self, lambda app: _textual_hacks.forget_terminal(app.console))
         self.main = MainScreen()
         self.push_screen(self.main)
         if self.poll:
