@@ -171,6 +171,9 @@ def test_tmux_installed_fleet_enter_runs_the_command(world3, tmp_path):
                        and s, timeout=60, what="the fleet screen")
         assert "hosts" in screen and "stalled" in screen
         t("send-keys", "-t", "f", "/")
+        # keys typed before the slash's action has run go to the table (Textual runs a
+        # binding after forwarding the key): type once the filter line is there, as a person does
+        until(lambda: "filter: host" in t("capture-pane", "-p", "-t", "f"), timeout=30, what="the filter line")
         t("send-keys", "-t", "f", "-l", "dom0-a stuck")
 
         def rows():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from textual.app import App
 
 from xcinspect.tui.columns import columns_for
@@ -35,7 +36,10 @@ def screen_lines(table: DomainTable) -> list[str]:
     return [table.render_line(y).text for y in range(table.size.height)]
 
 
-async def test_partial_repaint_matches_a_fresh_table():
+@pytest.mark.parametrize("sort", ["domid", "verdict"])
+async def test_partial_repaint_matches_a_fresh_table(sort):
+    """Rows off screen are brought up to date only when they come into view: scrolled
+    to, moved there by a re-sort (sorted by verdict) or by the cursor."""
     rnd = random.Random(7)
     rows = {d: make_row(d, rnd) for d in range(1, 201)}
     app, ref = TableApp(), TableApp()
@@ -43,6 +47,7 @@ async def test_partial_repaint_matches_a_fresh_table():
         table, fresh = app.query_one(DomainTable), ref.query_one(DomainTable)
         for t in (table, fresh):
             t.set_columns(columns_for(140))
+            t.sorting = (sort, False)
         table.apply(tuple(rows.values()))
         await pilot.pause()
         partial = 0
@@ -53,6 +58,8 @@ async def test_partial_repaint_matches_a_fresh_table():
                 rows[d] = make_row(d, rnd, name=r.name, state=r.state if rnd.random() < 0.7 else rnd.choice(STATES))
             if step % 5 == 4:
                 table.scroll_to(y=rnd.randrange(0, 150), animate=False)
+            if step % 3 == 1:  # the operator moves the cursor (the table scrolls to keep it in view)
+                await pilot.press(rnd.choice(("down", "up", "pagedown", "pageup")))
             before = table._update_count
             table.apply(tuple(rows.values()))
             if table._update_count == before:
@@ -65,6 +72,7 @@ async def test_partial_repaint_matches_a_fresh_table():
             fresh.drawn.clear()
             fresh.order = []
             fresh.set_columns(columns_for(140))
+            fresh.sorting = (sort, False)
             fresh.selected = table.selected
             fresh.apply(tuple(rows.values()))
             await rpilot.pause()

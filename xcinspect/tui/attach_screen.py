@@ -169,7 +169,7 @@ class AttachScreen(Screen):
         s = self.query_one("#search", Input)
         s.add_class("-active")
         s.value = self.console.term
-        s.focus()
+        self.set_focus(s)  # now: keys typed right after the slash are the search's
 
     def action_search_done(self) -> None:
         s = self.query_one("#search", Input)

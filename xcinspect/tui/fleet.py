@@ -274,7 +274,8 @@ class FleetApp(App[int]):
     def action_filter(self) -> None:
         f = self.query_one("#fleet-filter", Input)
         f.add_class("-active")
-        f.focus()
+        # now, not after a message round: keys typed right after the slash are the filter's
+        self.screen.set_focus(f)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.query_text = event.value

@@ -59,6 +59,9 @@ class DomainTable(DataTable):
         self.cols: tuple[str, ...] = ()
         self.shown: dict[int, dict[str, object]] = {}  # domid -> column -> value shown
         self.drawn: dict[int, Row] = {}  # domid -> the Row object last drawn
+        # domid -> a newer Row not drawn yet: off screen, a row's cells are compared and set
+        # only when it comes into view (5,000 rows changing every second, 55 on screen)
+        self.pending: dict[int, Row] = {}
         self.order: list[int] = []
         self.palette_ = render.PLAIN
         self._rows: tuple[Row, ...] = ()
@@ -122,6 +125,7 @@ class DomainTable(DataTable):
         self.clear(columns=True)
         self.shown.clear()
         self.drawn.clear()
+        self.pending.clear()
         self.order = []
         for c in cols:
             col = COLUMNS[c]
@@ -143,7 +147,9 @@ class DomainTable(DataTable):
 
     # -- data -----------------------------------------------------------------------------
     def apply(self, rows: tuple[Row, ...], force: bool = False) -> None:
-        """Show ``rows`` (the whole current list): filter, diff, sort, keep the cursor."""
+        """Show ``rows`` (the whole current list): filter, diff, sort, keep the cursor.
+        A row off screen only remembers its newest Row (``pending``); its cells are
+        compared and set when it comes into view (a re-sort, a scroll, a resize)."""
         self._rows = rows
         pal = self.palette_
         q = self.query_text
@@ -152,26 +158,59 @@ class DomainTable(DataTable):
         visible.sort(key=lambda r: sort_key(col, r), reverse=reverse)
         want = [r.domid for r in visible]
         wanted = set(want)
+        shown_of, drawn, pending = self.shown, self.drawn, self.pending
         # rows that went away
-        for d in [d for d in self.shown if d not in wanted]:
+        for d in [d for d in shown_of if d not in wanted]:
             self.remove_row(str(d))
-            del self.shown[d]
-            self.drawn.pop(d, None)
+            del shown_of[d]
+            drawn.pop(d, None)
+            pending.pop(d, None)
         cols = self.cols
-        values_of = [(c, COLUMNS[c].value) for c in cols]
-        drawn = self.drawn
-        changed: set[tuple[RowKey, ColumnKey]] = set()
         for r in visible:
             d = r.domid
-            if not force and drawn.get(d) is r:
-                continue  # the very Row object already on screen: nothing changed
-            drawn[d] = r
-            shown = self.shown.get(d)
-            if shown is None:
-                values = {c: value(r) for c, value in values_of}
-                self.add_row(*(Cell(c, r, pal) for c in cols), key=str(d))
-                self.shown[d] = values
+            if d in shown_of:
+                if force or drawn.get(d) is not r:
+                    pending[d] = r  # drawn below if it is in view
+                else:
+                    pending.pop(d, None)  # the Row on screen is the newest again
                 continue
+            drawn[d] = r
+            shown_of[d] = {c: COLUMNS[c].value(r) for c in cols}
+            self.add_row(*(Cell(c, r, pal) for c in cols), key=str(d))
+        if want != self.order:
+            def differs(was: RowKey, now: RowKey) -> list[ColumnKey]:
+                a, b = shown_of.get(int(was.value)), shown_of.get(int(now.value))  # type: ignore[arg-type]
+                return [ColumnKey(c) for c in cols if a is None or b is None or a.get(c) != b.get(c)]
+
+            _textual_hacks.reorder_rows(self, [RowKey(str(d)) for d in want], differs)
+            self.order = want
+        if force:
+            self._draw(list(pending), force=True)
+        else:
+            self.draw_in_view()
+        self.restore_cursor()
+
+    def in_view(self) -> list[int]:
+        """The domids of the rows in view now, and a row either side."""
+        top = self.header_height if self.show_header else 0
+        first = max(0, int(self.scroll_offset.y) - 1)
+        return self.order[first:first + max(0, self.size.height - top) + 2]
+
+    def draw_in_view(self) -> None:
+        """Bring the rows in view up to date with their newest Row."""
+        if self.pending:
+            pending = self.pending
+            self._draw([d for d in self.in_view() if d in pending])
+
+    def _draw(self, domids: list[int], force: bool = False) -> None:
+        """Set the changed cells of these rows from their pending Rows, and repaint just those."""
+        pal = self.palette_
+        values_of = [(c, COLUMNS[c].value) for c in self.cols]
+        changed: set[tuple[RowKey, ColumnKey]] = set()
+        for d in domids:
+            r = self.pending.pop(d)
+            self.drawn[d] = r
+            shown = self.shown[d]
             cells = None
             for c, value in values_of:
                 v = value(r)
@@ -190,16 +229,13 @@ class DomainTable(DataTable):
                 _textual_hacks.invalidate_everything(self)
             else:
                 _textual_hacks.invalidate_cells(self, changed)
-        if want != self.order:
-            shown_of = self.shown
 
-            def differs(was: RowKey, now: RowKey) -> list[ColumnKey]:
-                a, b = shown_of.get(int(was.value)), shown_of.get(int(now.value))  # type: ignore[arg-type]
-                return [ColumnKey(c) for c in cols if a is None or b is None or a.get(c) != b.get(c)]
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        self.draw_in_view()  # rows scrolled into view: their newest cells before they are drawn
+        super().watch_scroll_y(old_value, new_value)
 
-            _textual_hacks.reorder_rows(self, [RowKey(str(d)) for d in want], differs)
-            self.order = want
-        self.restore_cursor()
+    def on_resize(self) -> None:
+        self.draw_in_view()
 
     def restore_cursor(self) -> None:
         if not self.order:
