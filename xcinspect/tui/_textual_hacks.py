@@ -44,6 +44,19 @@ def invalidate_everything(table: DataTable, *, dimensions: bool = False) -> None
     table.refresh()
 
 
+def _forget(table: DataTable, cell_hit, rows: set[RowKey], indices: set[int]) -> None:
+    """Drop the cached renders of the cells ``cell_hit`` picks, of these rows, and of the
+    lines at these row indices (one line a row)."""
+    top = table.header_height if table.show_header else 0
+    ys = {i + top for i in indices}
+    for cache, hit in ((table._cell_render_cache, cell_hit),
+                       (table._row_render_cache, lambda k: k[0] in rows),
+                       (table._row_renderable_cache, lambda k: k[1] in indices),
+                       (table._line_cache, lambda k: k[0] in ys)):
+        for k in [k for k in cache.keys() if hit(k)]:
+            cache.discard(k)
+
+
 def invalidate_cells(table: DataTable, cells: set[CellKey]) -> None:
     """Forget the cached renders of just these cells and of the rows and lines that hold
     them, and repaint those rows. Relies on every row being one line high (fixed widths,
@@ -51,13 +64,7 @@ def invalidate_cells(table: DataTable, cells: set[CellKey]) -> None:
     rows = {rk for rk, _ in cells}
     idx = {i for i in map(table._row_locations.get, rows) if i is not None}
     top = table.header_height if table.show_header else 0
-    ys = {i + top for i in idx}
-    for cache, hit in ((table._cell_render_cache, lambda k: (k[0], k[1]) in cells),
-                       (table._row_render_cache, lambda k: k[0] in rows),
-                       (table._row_renderable_cache, lambda k: k[1] in idx),
-                       (table._line_cache, lambda k: k[0] in ys)):
-        for k in [k for k in cache.keys() if hit(k)]:
-            cache.discard(k)
+    _forget(table, lambda k: (k[0], k[1]) in cells, rows, idx)
     # Repaint just the changed cells that are on screen, each its own region (Textual
     # writes every cell of a dirty region to the terminal: one band from the first
     # changed row to the last rewrote whole rows for an age that moved by a second).
@@ -98,13 +105,7 @@ def reorder_rows(table: DataTable, order: list[RowKey], differs) -> None:
     table._offset_cache.clear()
     table._ordered_row_cache.clear()
     top = table.header_height if table.show_header else 0
-    ys = {i + top for i in moved_idx}
-    for cache, hit in ((table._cell_render_cache, lambda k: k[0] in moved_keys),
-                       (table._row_render_cache, lambda k: k[0] in moved_keys),
-                       (table._row_renderable_cache, lambda k: k[1] in moved_idx),
-                       (table._line_cache, lambda k: k[0] in ys)):
-        for k in [k for k in cache.keys() if hit(k)]:
-            cache.discard(k)
+    _forget(table, lambda k: k[0] in moved_keys, moved_keys, moved_idx)
     first = table.scroll_offset.y
     last = first + table.size.height - top
     spans = column_spans(table)
