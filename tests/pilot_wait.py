@@ -23,3 +23,15 @@ async def until(pilot, pred, what: str = "condition", timeout: float = 20.0) -> 
 def row(app, name):
     """The main screen's row for the domain called ``name``, or None."""
     return next((r for r in app.main.rows if r.name == name), None)
+
+
+
+def on_top(app, screen_type) -> bool:
+    """True once a screen of ``screen_type`` is on top *and* composed and mounted.
+
+    ``app.screen`` changes when a screen is pushed, before its children are mounted; a test
+    that queries the new screen on the next poll races its compose under load (seen in CI:
+    NoMatches for the attach screen's ConsoleView), so wait for ``is_mounted`` as well.
+    """
+    screen = app.screen
+    return isinstance(screen, screen_type) and screen.is_mounted

@@ -27,7 +27,7 @@ import time
 
 import pytest
 from hostile_corpus import PtyRun
-from pilot_wait import row, until
+from pilot_wait import on_top, row, until
 
 from xcinspect.platform.xenstore import XsClient
 from xcinspect.sim import xenstored
@@ -354,7 +354,7 @@ async def responsive(pilot, app) -> None:
     await pilot.press("space")
     await until(pilot, lambda: "PAUSED" not in status(app), "resume", timeout=3)
     await pilot.press("question_mark")
-    await until(pilot, lambda: isinstance(app.screen, HelpScreen), "help", timeout=3)
+    await until(pilot, lambda: on_top(app, HelpScreen), "help", timeout=3)
     await pilot.press("escape")
     await until(pilot, lambda: app.screen is app.main, "back from help", timeout=3)
     assert time.monotonic() - t0 < 6  # a UI thread waiting on xenstore would take the stall's length
@@ -422,14 +422,14 @@ async def test_tui_attached_when_the_domain_is_destroyed(world, tui):
         await until(pilot, lambda: row(app, "victim") is not None and row(app, "victim").action == "attach",
                     "victim serviced")
         app.domain_command("attach", d)
-        await until(pilot, lambda: isinstance(app.screen, AttachScreen), "attached")
+        await until(pilot, lambda: on_top(app, AttachScreen), "attached")
         screen = app.screen
         await until(pilot, lambda: "tick" in screen.console.text(), "output")
         world.control(f"destroy {d}")
         await until(pilot, lambda: screen.closed_reason is not None, "the console closed")
         assert "closed" in screen.closed_reason
         await pilot.press("ctrl+right_square_bracket")
-        await until(pilot, lambda: isinstance(app.screen, MainScreen), "back to the table")
+        await until(pilot, lambda: on_top(app, MainScreen), "back to the table")
         await until(pilot, lambda: row(app, "victim") is None, "the row gone")
         await responsive(pilot, app)
 
@@ -444,7 +444,7 @@ async def test_tui_attached_to_a_flooding_guest(world, tui):
         await until(pilot, lambda: row(app, "flood") is not None and row(app, "flood").action == "attach",
                     "flood serviced")
         app.domain_command("attach", d)
-        await until(pilot, lambda: isinstance(app.screen, AttachScreen), "attached")
+        await until(pilot, lambda: on_top(app, AttachScreen), "attached")
         screen = app.screen
         await until(pilot, lambda: screen.bytes_in > 200_000, "a flood of output", timeout=30)
         t0 = time.monotonic()
@@ -458,7 +458,7 @@ async def test_tui_attached_to_a_flooding_guest(world, tui):
         assert screen.bytes_in > n  # still reading
         assert "chatty: flood" in screen.console.text().splitlines()[-2]  # the newest output is shown
         await pilot.press("ctrl+right_square_bracket")
-        await until(pilot, lambda: isinstance(app.screen, MainScreen), "detached")
+        await until(pilot, lambda: on_top(app, MainScreen), "detached")
 
 
 # -- 3. the TUI on a pty: nothing but the app reaches the terminal ---------------------------------------

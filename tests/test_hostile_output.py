@@ -462,9 +462,9 @@ def check_tui_stream(stream: bytes, guest_from: int) -> None:
     assert bels == 0, "BEL outside an OSC terminator"
     for i, h in enumerate(CORPUS):
         marker = b"<@%02d|" % i
-        # a line longer than the screen wraps past it in one frame or more: its end shows
-        shown = marker if len(sanitize(h.data)) <= 4000 else b"|%02d@>" % i
-        assert stream.count(shown) > 0, f"{h.name}: never drawn"
+        # (that each entry was drawn is checked on tmux's screen: a partial update writes
+        # only the cells the terminal does not already show, so a marker need not be in
+        # the stream whole)
         want = sanitize(h.data)[:30].encode()
         for raw in h.raw:
             assert marker + raw not in stream, (h.name, raw)

@@ -71,7 +71,7 @@ async def shoot(world, out: str) -> None:
     async def attach(app, pilot):
         app.domain_command("show", row(app, "web01").domid)
         await pilot.press("a")
-        await until(pilot, lambda: isinstance(app.screen, AttachScreen))
+        await until(pilot, lambda: isinstance(app.screen, AttachScreen) and bool(app.screen.query("ConsoleView")))
         await until(pilot, lambda: "login" in app.screen.console.text())
         await pilot.press(*"uname -a", "enter")
         await until(pilot, lambda: "Linux web01" in app.screen.console.text())

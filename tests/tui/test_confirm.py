@@ -13,6 +13,7 @@ import time
 
 import pytest
 from conftest import Clock, ready
+from pilot_wait import on_top
 from static_world import Dom, StaticWorld
 
 from xcinspect.tui.modals import ConfirmModal
@@ -81,7 +82,7 @@ async def test_force_disconnect_confirm_no_then_yes(world, holder):
             row = app.main.table.selected_row()
             assert row.domid == 2 and str(holder.pid) in row.attached
             await pilot.press("d")
-            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            assert await wait_for(pilot, lambda: on_top(app, ConfirmModal))
             modal = app.screen
             body = str(modal.query_one("#confirm-body").render())
             assert f"Send SIGTERM to pid {holder.pid}" in body and "db (dom 2)" in body
@@ -91,7 +92,7 @@ async def test_force_disconnect_confirm_no_then_yes(world, holder):
             time.sleep(0.2)
             assert holder.poll() is None  # nothing happened
             await pilot.press("d")
-            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            assert await wait_for(pilot, lambda: on_top(app, ConfirmModal))
             await pilot.press("y")
             assert await wait_for(pilot, lambda: app.ops == 0 and holder.poll() is not None)
             assert "ended the console session" in (app.last_result or "")
@@ -123,7 +124,7 @@ async def test_attach_to_a_held_console_offers_force(world, holder):
         async with app.run_test(size=(120, 40)) as pilot:
             await ready(pilot)
             await pilot.press("down", "a")
-            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            assert await wait_for(pilot, lambda: on_top(app, ConfirmModal))
             body = str(app.screen.query_one("#confirm-body").render())
             assert "attached by" in body and "SIGTERM" in body
             await pilot.press("escape")

@@ -12,6 +12,7 @@ import time
 import pytest
 from conftest import ready
 from fakes import FakeSession
+from pilot_wait import on_top
 from rich.console import Console
 
 
@@ -132,7 +133,7 @@ async def test_attached_names_the_holder_and_its_pid(held_world, width):
                 assert table_row.rstrip().endswith("xl console")
             assert f"attached xl console (pid {holder.pid})" in text  # the detail panel
             await pilot.press("a")
-            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            assert await wait_for(pilot, lambda: on_top(app, ConfirmModal))
             body = str(app.screen.query_one("#confirm-body").render())
             assert f"is attached by xl console (pid {holder.pid})." in body
             await pilot.press("escape")
@@ -373,7 +374,7 @@ async def test_connect_says_connecting_while_it_runs(frozen_app):
         await ready(pilot)
         await pilot.press("down", "down")  # dom 3: no backend
         await pilot.press("c")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        assert await wait_for(pilot, lambda: on_top(app, ConfirmModal))
         await pilot.press("y")
         assert await wait_for(pilot, lambda: "connecting dom 3" in screen_text(app).splitlines()[0])
         assert any("connecting dom 3 (legacy-stuck)" in n.message for n in app._notifications)

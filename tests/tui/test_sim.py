@@ -10,7 +10,7 @@ import json
 import os
 
 import pytest
-from pilot_wait import row, until
+from pilot_wait import on_top, row, until
 from textual.widgets import Input
 
 from xcinspect.tui.attach_screen import AttachScreen
@@ -62,7 +62,7 @@ async def test_attach_round_trip(sim_app, tmp_path):
         await until(pilot, lambda: row(app, "web01") is not None and row(app, "web01").state == "serviced")
         await select(pilot, app, "web01")
         await pilot.press("a")
-        await until(pilot, lambda: isinstance(app.screen, AttachScreen), what="attach screen")
+        await until(pilot, lambda: on_top(app, AttachScreen), what="attach screen")
         screen = app.screen
         await until(pilot, lambda: "login" in screen.console.text(), what="console output")
         await until(pilot, lambda: "this TUI" in (row(app, "web01").attached or ""), what="lock held by us")
@@ -89,7 +89,7 @@ async def test_attach_round_trip(sim_app, tmp_path):
         await pilot.press("y")
         assert "Linux web01" in app.clipboard
         await pilot.press("s")
-        await until(pilot, lambda: isinstance(app.screen, PromptModal))
+        await until(pilot, lambda: on_top(app, PromptModal))
         path = str(tmp_path / "saved.log")
         app.screen.query_one(Input).value = path
         await pilot.press("enter")
@@ -99,7 +99,7 @@ async def test_attach_round_trip(sim_app, tmp_path):
         await pilot.press("i")
         assert screen.live
         await pilot.press("ctrl+right_square_bracket")
-        await until(pilot, lambda: isinstance(app.screen, MainScreen), what="back to the table")
+        await until(pilot, lambda: on_top(app, MainScreen), what="back to the table")
         await until(pilot, lambda: row(app, "web01").attached == "", what="lock released")
 
 
@@ -109,21 +109,21 @@ async def test_attach_stuck_console_offers_to_connect_first(sim_app):
         await until(pilot, lambda: row(app, "stuck-boot") is not None and row(app, "stuck-boot").action == "connect")
         await select(pilot, app, "stuck-boot")
         await pilot.press("a")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog")
+        await until(pilot, lambda: on_top(app, ConfirmModal), what="confirm dialog")
         body = str(app.screen.query_one("#confirm-body").render())
         assert "Nobody services this console" in body and "Then this TUI attaches" in body
         await pilot.press("n")  # no: nothing happens
-        await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.ops == 0)
+        await until(pilot, lambda: on_top(app, MainScreen) and app.ops == 0)
         assert "xcinspect" not in row(app, "stuck-boot").backend
         await pilot.press("a")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog")
+        await until(pilot, lambda: on_top(app, ConfirmModal), what="confirm dialog")
         await pilot.press("y")
-        await until(pilot, lambda: isinstance(app.screen, AttachScreen), timeout=30, what="attach screen")
+        await until(pilot, lambda: on_top(app, AttachScreen), timeout=30, what="attach screen")
         await until(pilot, lambda: "xcinspect" in row(app, "stuck-boot").backend, timeout=20, what="our backend")
         await pilot.press("ctrl+right_square_bracket")
-        await until(pilot, lambda: isinstance(app.screen, MainScreen), what="back to the table")
+        await until(pilot, lambda: on_top(app, MainScreen), what="back to the table")
         await pilot.press("d")  # and stop the backend again
-        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog")
+        await until(pilot, lambda: on_top(app, ConfirmModal), what="confirm dialog")
         await pilot.press("y")
         await until(pilot, lambda: "xcinspect" not in row(app, "stuck-boot").backend, timeout=20,
                     what="backend stopped")
@@ -137,7 +137,7 @@ async def test_connect_then_disconnect_through_confirm(sim_app):
         await select(pilot, app, "stuck-boot")
         assert "press c to connect" in str(app.main.query_one("#verdict").render())
         await pilot.press("c")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog")
+        await until(pilot, lambda: on_top(app, ConfirmModal), what="confirm dialog")
         body = str(app.screen.query_one("#confirm-body").render())
         assert "xcinspect" in body  # says what will happen
         await pilot.press("y")
@@ -147,7 +147,7 @@ async def test_connect_then_disconnect_through_confirm(sim_app):
         await until(pilot, lambda: any("recovered" in m for m in notes(app)), what="recovered notification")
         # and release it again: d stops xcinspect's backend (confirm first)
         await pilot.press("d")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog")
+        await until(pilot, lambda: on_top(app, ConfirmModal), what="confirm dialog")
         body = str(app.screen.query_one("#confirm-body").render())
         assert "Stop xcinspect's backend" in body
         await pilot.press("y")
@@ -189,7 +189,7 @@ async def test_set_flag_disconnected_through_confirm(sim_app):
         await until(pilot, lambda: row(app, "db01") is not None and row(app, "db01").flag == "connected")
         await select(pilot, app, "db01")
         await pilot.press("D")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog")
+        await until(pilot, lambda: on_top(app, ConfirmModal), what="confirm dialog")
         body = str(app.screen.query_one("#confirm-body").render())
         assert "xen-4.21 connection flag" in body and "DROP their console output" in body
         await pilot.press("y")
@@ -198,7 +198,7 @@ async def test_set_flag_disconnected_through_confirm(sim_app):
         # the way back: U, its own confirm, and the flag and verdict recover
         assert row(app, "db01").flag_effect == "drops-output"
         await pilot.press("U")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog (connected)")
+        await until(pilot, lambda: on_top(app, ConfirmModal), what="confirm dialog (connected)")
         body = str(app.screen.query_one("#confirm-body").render())
         assert "Write 'connected' into the xen-4.21 connection flag" in body
         await pilot.press("y")
@@ -217,7 +217,7 @@ async def test_connect_dialog_says_it_sets_a_disconnected_flag(sim_app):
                     and row(app, "hyperlaunch").flag == "disconnected")
         await select(pilot, app, "hyperlaunch")
         await pilot.press("c")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog")
+        await until(pilot, lambda: on_top(app, ConfirmModal), what="confirm dialog")
         body = str(app.screen.query_one("#confirm-body").render())
         assert "xcinspect will set it to connected" in body
         await pilot.press("n")

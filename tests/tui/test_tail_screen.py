@@ -10,7 +10,7 @@ import time
 
 import pytest
 from conftest import ready
-from pilot_wait import row, until
+from pilot_wait import on_top, row, until
 
 from xcinspect.core.ring import IDX, IDX_OFFSET, MASK32, OUT_SIZE, RingIO
 from xcinspect.core.sanitize import sanitize
@@ -52,14 +52,14 @@ async def test_t_opens_the_tail_under_read_only_and_escape_goes_back(frozen_app)
         app.domain_command("show", 3)
         await pilot.pause()
         await pilot.press("t")
-        await until(pilot, lambda: isinstance(app.screen, TailScreen), what="tail screen")
+        await until(pilot, lambda: on_top(app, TailScreen), what="tail screen")
         screen = app.screen
         await wait_bytes(pilot, screen)
         assert HEADER in str(screen.query_one("#tail-status").render())
         text = screen.console.text()
         assert "\x1b" not in text and "\x07" not in text and "^[]0;owned-title^G" in text
         await pilot.press("escape")
-        await until(pilot, lambda: isinstance(app.screen, MainScreen), what="back to the table")
+        await until(pilot, lambda: on_top(app, MainScreen), what="back to the table")
         # the palette has it per domain, read-only or not
         from xcinspect.tui.commands import PER_DOMAIN
 
@@ -101,14 +101,14 @@ async def test_tail_follows_a_serviced_guest_in_order_read_only(sim_app, world):
         app.domain_command("show", d)
         await pilot.pause()
         await pilot.press("t")
-        await until(pilot, lambda: isinstance(app.screen, TailScreen), what="tail screen")
+        await until(pilot, lambda: on_top(app, TailScreen), what="tail screen")
         screen = app.screen
         await until(pilot, lambda: len(re.findall(r"tick (\d+):", screen.console.text())) >= 30, timeout=20,
                     what="30 tick lines")
         ticks = [int(n) for n in re.findall(r"tick (\d+):", screen.console.text())]
         assert ticks == list(range(ticks[0], ticks[0] + len(ticks))) and screen.gaps == 0
         await pilot.press("q")
-        await until(pilot, lambda: isinstance(app.screen, MainScreen), what="back")
+        await until(pilot, lambda: on_top(app, MainScreen), what="back")
     world.control(f"guest {d} set behaviour quiet")
     with open(f"{world.dir}/logs/guest-tuicounter.log", "rb") as f:
         logged = [int(n) for n in re.findall(rb"tick (\d+):", f.read())]
@@ -166,13 +166,13 @@ async def test_disconnect_dialog_warns_the_guest_will_stall_again(sim_app, world
             app.domain_command("show", d)
             await pilot.pause()
             await pilot.press("d")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm dialog")
+            await until(pilot, lambda: on_top(app, ConfirmModal), what="confirm dialog")
             body = str(app.screen.query_one("#confirm-body").render())
             assert "Stop xcinspect's backend" in body
             assert "STALL AGAIN once its 2 KiB out ring fills" in body
             assert "did not bind this console" in body
             await pilot.press("n")
-            await until(pilot, lambda: isinstance(app.screen, MainScreen), what="dialog closed")
+            await until(pilot, lambda: on_top(app, MainScreen), what="dialog closed")
     finally:
         acts.disconnect(d)
         acts.xs.close()

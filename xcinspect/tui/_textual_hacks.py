@@ -17,6 +17,9 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
 TEXTUAL_VERSION = "8.2.8"
+# A partial update's span longer than this is written whole, not compared cell by cell
+# with what the terminal shows (new output on the attach screen rewrites whole lines).
+LONG_SPAN = 48
 
 CellKey = tuple[RowKey, ColumnKey]
 
@@ -195,7 +198,14 @@ def crop_partial_updates() -> None:
                 left = max(x, x1)
                 if left != x or end > x2:
                     strip = strip.crop(left - x, min(end, x2) - x)
-                _write_strip(strip, y, left, shadow[y], color_system, sgr, append)
+                known = shadow[y]
+                n = strip.cell_length
+                if n > LONG_SPAN:  # a screenful of new output (attach, a flood): written whole
+                    known[left:left + n] = [None] * len(known[left:left + n])
+                    append(f"\x1b[{y + 1};{left + 1}H")
+                    _render_carrying_sgr(strip, color_system, sgr, append)
+                else:
+                    _write_strip(strip, y, left, known, color_system, sgr, append)
         if sgr[0]:
             append("\x1b[0m")
         return "".join(sequences)
@@ -213,7 +223,7 @@ def crop_partial_updates() -> None:
             codes = "" if style is None else (style._ansi if style._ansi is not None
                                               else Strip.render_ansi(style, color_system))
             link = style is not None and style._link
-            if link or (not text.isascii() and cell_len(text) != len(text)):
+            if link or (not text.isascii() and any(cell_len(ch) != 1 for ch in text)):
                 # an OSC 8 hyperlink or a wide character: written whole, not remembered
                 n = cell_len(text)
                 append(f"\x1b[{y + 1};{x + 1}H")
@@ -253,6 +263,27 @@ def crop_partial_updates() -> None:
                     known[x] = cell
                 x += 1
                 at = x if x < width else None  # past the last column: the cursor waits to wrap
+
+    def _render_carrying_sgr(strip: Strip, color_system, sgr: list[str], append) -> None:
+        """``Strip.render`` (Textual's own SGR codes), minus the reset and full sequence
+        around every segment."""
+        for text, style, _ in strip:
+            if not text:
+                continue
+            if style is None:
+                codes = ""
+            else:
+                codes = style._ansi if style._ansi is not None else Strip.render_ansi(style, color_system)
+                if style._link:  # OSC 8 hyperlink: Textual's rendering, from a reset
+                    if sgr[0]:
+                        append("\x1b[0m")
+                        sgr[0] = ""
+                    append(Strip.render_style(style, text, color_system))
+                    continue
+            if codes != sgr[0]:
+                append(f"\x1b[0;{codes}m" if codes else "\x1b[0m")
+                sgr[0] = codes
+            append(text)
 
     def forget_on_full_render(cls) -> None:
         full = cls.render_segments
