@@ -121,6 +121,7 @@ def test_consoled_services_the_consoles_it_is_set_up_for(world, xs, plat):
         finally:
             os.close(fd)
         assert plat.port_bound(d, world.domains[d]["port"]) is True
+        assert plat.bound_ports()(d, world.domains[d]["port"]) is True  # one read for every console
     for name in ("web01", "db01", "rfc-guest", "ephemeral"):
         d = world.domid(name)
         # the whole boot log went through and was consumed
@@ -129,6 +130,7 @@ def test_consoled_services_the_consoles_it_is_set_up_for(world, xs, plat):
         d = world.domid(name)
         assert xs.read(f"/local/domain/{d}/console/tty") == ""
         assert plat.port_bound(d, world.domains[d]["port"]) is False
+        assert plat.bound_ports()(d, world.domains[d]["port"]) is False
 
 
 def test_guest_log(world):
@@ -253,6 +255,7 @@ def test_stuck_boot_resumes_when_someone_drains(world, plat):
     got = b""
     try:
         assert plat.port_bound(d, port) is True
+        assert plat.bound_ports()(d, port) is True  # our own binding shows in the listing
         ring = RingIO(m.buf)
         deadline = time.monotonic() + 8.0
         while time.monotonic() < deadline and len(re.findall(rb"tick (\d+)", got)) < 2:
@@ -271,6 +274,7 @@ def test_stuck_boot_resumes_when_someone_drains(world, plat):
     ticks = [int(x) for x in re.findall(rb"tick (\d+)", got)]
     assert len(ticks) >= 2 and ticks == sorted(ticks)  # and then it runs again
     assert plat.port_bound(d, port) is False
+    assert plat.bound_ports()(d, port) is False
     # nobody drains any more: out_cons stays put while the guest keeps writing (until full)
     a = idx(world, d)
     until(lambda: idx(world, d)[3] != a[3], timeout=5, what="more output")

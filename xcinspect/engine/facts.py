@@ -69,6 +69,7 @@ class FactsTable:
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
+        self._port_bound = platform.bound_ports()
         try:
             self._locks = {n for n in os.listdir(platform.lock_dir()) if n.startswith("xenconsole.")}
         except OSError:
@@ -82,7 +83,7 @@ class FactsTable:
         d = info.domid
         port = info.console.port if info.console else None
         try:
-            bound = self.platform.port_bound(d, port) if port is not None else None
+            bound = self._port_bound(d, port) if port is not None else None
         except Exception:
             bound = None
         xpid = backend_pid(self.platform, d) if f"backend.{d}.pid" in self._backends else None

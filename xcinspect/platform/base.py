@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from xcinspect.core.buffer import WritableBuffer
 from xcinspect.core.errors import OperatorError
@@ -123,6 +124,12 @@ class Platform(ABC):
     def port_bound(self, domid: int, port: int | None) -> bool | None:
         """True when the guest's console port is bound by some backend, False when
         unbound, None when it cannot be told."""
+
+    def bound_ports(self) -> Callable[[int, int | None], bool | None]:
+        """``port_bound`` for one pass over many consoles. A platform that can list every
+        bound port at once (the sim: one read of /proc/net/unix instead of a socket per
+        console) answers from that list, taken now; the rest ask ``port_bound`` each time."""
+        return self.port_bound
 
     @abstractmethod
     def consoled_pid(self) -> int | None:

@@ -52,6 +52,27 @@ def port_bound(world_id: str, domid: int, port: int) -> bool:
     return _probe(channel_name(world_id, domid, port, "backend"))
 
 
+def bound_backends(world_id: str) -> set[tuple[int, int]] | None:
+    """(domid, port) of every console port bound by a backend now, from one read of
+    /proc/net/unix (abstract names show there as ``@name``); None when it cannot be read."""
+    head = "@" + (_PREFIX[1:] + f"{world_id}/".encode()).decode()
+    bound: set[tuple[int, int]] = set()
+    try:
+        with open("/proc/net/unix", encoding="ascii", errors="replace") as f:
+            for line in f:
+                at = line.find(head)
+                if at < 0 or not line.endswith("/backend\n"):
+                    continue
+                parts = line[at + len(head):].split("/")
+                try:
+                    bound.add((int(parts[0]), int(parts[1])))
+                except (ValueError, IndexError):
+                    continue
+    except OSError:
+        return None
+    return bound
+
+
 def guest_bound(world_id: str, domid: int, port: int) -> bool:
     """Has the guest (still) bound its end (is the guest alive)?"""
     return _probe(channel_name(world_id, domid, port, "guest"))

@@ -21,6 +21,7 @@ import json
 import mmap
 import os
 import time
+from collections.abc import Callable
 
 from xcinspect.core import flags
 from xcinspect.core.ring import PAGE_SIZE
@@ -240,6 +241,14 @@ class SimPlatform(Platform):
         from xcinspect.sim.evtchn import port_bound
 
         return port_bound(self.world_id, domid, port)
+
+    def bound_ports(self) -> Callable[[int, int | None], bool | None]:
+        from xcinspect.sim.evtchn import bound_backends
+
+        bound = bound_backends(self.world_id)
+        if bound is None:
+            return self.port_bound
+        return lambda domid, port: None if port is None else (int(domid), int(port)) in bound
 
     def consoled_pid(self) -> int | None:
         from xcinspect.sim.common import pid_alive
