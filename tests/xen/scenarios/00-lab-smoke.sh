@@ -1,5 +1,5 @@
 #!/bin/bash
-# xci-timeout: 120
+# xci-timeout: 180
 # xci-needs-project: no
 # The lab itself, no xcinspect: both guests in xenstore with a console, the console page
 # maps read-only (grant ref 0 and foreign map) and xenconsoled drains it, the ticks reach

@@ -1,6 +1,6 @@
 #!/bin/bash
 # xci-hosts: xen417 xen421 xenarm
-# xci-timeout: 60
+# xci-timeout: 120
 # Stuck boot: with xenconsoled stopped, a guest's out ring fills within seconds and
 # xcinspect's verdict is `stalled`, with a reason that names the missing backend.
 . "$XCI_LIB"

@@ -1,5 +1,5 @@
 #!/bin/bash
-# xci-timeout: 120
+# xci-timeout: 200
 # xcinspect's own xenstore client against the host's real xenstored: a node with more
 # children than fit one 4096-byte reply (a dom0 with ~1,040+ domains has that under
 # /local/domain) is listed whole (DIRECTORY, or DIRECTORY_PART after E2BIG, whichever

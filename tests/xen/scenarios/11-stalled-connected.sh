@@ -1,6 +1,6 @@
 #!/bin/bash
 # xci-hosts: xen421
-# xci-timeout: 180
+# xci-timeout: 240
 # xenconsoled killed under the running Linux 7.2 guest: the 4.21 flag stays `connected`
 # (nobody writes 1 again), the ring fills and the guest spins (CPU time keeps rising).
 # xcinspect: verdict `stalled`, reason says the flag only means `connected once`; the TUI
