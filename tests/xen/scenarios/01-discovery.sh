@@ -39,8 +39,9 @@ for i in 1 2; do
     eval "before=\$before$i after=\$after$i"
     dj=$(dom_json doc.json "$g")
     [ -n "$dj" ] || fail "$g missing from .domains"
-    mapfile -t got < <(jq -r '.domid, (.console | .ring_ref, .port, .tty, .type), .ring.valid,
-        .ring.flag.layout, .ring.flag.state, .verdict.state, (.ring.out, .ring.flag | tojson) | tostring' <<<"$dj")
+    # A here-string, not process substitution: the lab dom0 has no /dev/fd.
+    mapfile -t got <<<"$(jq -r '.domid, (.console | .ring_ref, .port, .tty, .type), .ring.valid,
+        .ring.flag.layout, .ring.flag.state, .verdict.state, (.ring.out, .ring.flag | tojson) | tostring' <<<"$dj")"
     [ "${got[0]}" = "$d" ] || fail "$g: domid ${got[0]} != $d"
     n=1
     for k in ring-ref port tty type; do
