@@ -113,11 +113,10 @@ def test_installed_xcinspect_sim_in_tmux(term):
     s = term.wait_text("verdict", "out fill")
     assert "keys go to the guest" not in s
     # connect the stuck domain: filter to it, c, confirm
-    term.keys("/")
-    term.wait_text("filter: name, domid or verdict")  # the input has focus: typing goes there
-    # typed ahead, in one write as a fast typist or a paste does: "stuck", Enter, c.
-    # (Enter used to hand focus back through a message, and the c landed in the filter.)
-    term.keys("s", "t", "u", "c", "k", "Enter", "c")
+    # typed ahead, in one write as a fast typist or a paste does: "/stuck", Enter, c.
+    # (The slash and Enter used to move focus through a message: the "s" of "stuck" went
+    # to the table, the "c" to the filter.)
+    term.keys("/", "s", "t", "u", "c", "k", "Enter", "c")
     s = term.wait_text("Connect the console of dom 4 (stuck-boot)?")
     assert "stuckc" not in s
     term.keys("y")

@@ -59,7 +59,8 @@ MAIN = (
     Spec("tail", "t", "tail", "Tail", "Follow the selected console's output read-only, without consuming it "
          "(may miss bytes)", show=False, command="Tail selected (read-only)", command_help=ON_SELECTED,
          domain_verb="Tail", domain_help="follow this console's output read-only (may miss bytes)"),
-    Spec("filter", "slash", "filter", "Filter", "Filter by name, domid or verdict (esc clears)",
+    # priority: run as the app reads the key, so the keys typed after it go to the filter
+    Spec("filter", "slash", "filter", "Filter", "Filter by name, domid or verdict (esc clears)", priority=True,
          command="Filter", command_help="Filter domains by name, domid or verdict"),
     # the palette has one "Sort by <column>" entry per sortable column instead (SORT_BY)
     Spec("sort", "s", "sort_next", "Sort", "Sort by the next column (or click a column header)"),

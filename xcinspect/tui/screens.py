@@ -205,8 +205,13 @@ class MainScreen(Screen):
 
     def action_filter(self) -> None:
         f = self.query_one("#filter", Input)
+        if self.focused is f:
+            raise SkipAction()  # a slash typed in the filter line
         f.add_class("-active")
-        f.focus()
+        # A priority binding, and focus moved now, not after a message round (``focus()``
+        # defers): the app routes each key by the focus when it reads it, so the keys typed
+        # in the same burst as the slash ("/stuck") go to the filter, not to the table.
+        self.set_focus(f)
         self.refresh_bindings()
 
     def action_clear_filter(self) -> None:
