@@ -42,6 +42,45 @@ def test_rows_are_sanitized_plain_data(frozen_world):
         m.close()
 
 
+def test_row_fields_by_name(frozen_world):
+    """FrameBuilder builds Rows positionally (5,000 a tick): each field, by name, is what
+    it is derived from; an unchanged entry gives the same Row object, changed facts a new one."""
+    from dataclasses import replace
+
+    from xcinspect.core import health
+    from xcinspect.tui.poller import _attached, flag_cell, name_of_type
+
+    m = monitor(frozen_world)
+    try:
+        m.tick()
+        fb = FrameBuilder(m, own_pid=4242)
+        now = m.clock()
+        for e in m.views():
+            r = fb.row(e, now)
+            idx = e.idx
+            f, con, v = e.facts, e.info.console, e.verdict
+            fills = ((idx[3] - idx[2]) & 0xFFFFFFFF, (idx[1] - idx[0]) & 0xFFFFFFFF) if idx else (None, None)
+            want = dict(
+                domid=e.domid, name=clean(e.name), state=v.state, reason=clean(v.reason), action=v.action,
+                flag=flag_cell(e.flag), flag_layout=e.layout,
+                out_cons=idx[2] if idx else None, out_prod=idx[3] if idx else None, out_fill=fills[0],
+                in_cons=idx[0] if idx else None, in_prod=idx[1] if idx else None, in_fill=fills[1],
+                rate=e.track.rate_at(now) if idx else 0.0,
+                quiet=e.track.quiet_for(now) if idx and e.track.last is not None else None,
+                attached=_attached(f, 4242), serviced_by=f.serviced_by if f else None,
+                backend=health.backend_phrase(f), console_type=name_of_type(con),
+                qemu=bool(con and con.served_by_qemu), flag_effect=v.flag_effect)
+            assert r._asdict() == want, e.domid
+            assert fb.row(e, now) is r  # nothing changed: the same Row
+        e = m.entries[1]
+        before = fb.row(e, now)
+        e.facts = replace(e.facts, lock_holder_pid=4242, lock_holder_cmd="xcinspect")
+        after = fb.row(e, now)
+        assert after is not before and after.attached == "this TUI" and before.attached == ""
+    finally:
+        m.close()
+
+
 def test_recent_output_splits_at_cons(frozen_world):
     m = monitor(frozen_world)
     try:

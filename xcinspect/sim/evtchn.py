@@ -22,6 +22,7 @@ one backend can bind the guest's port (``evtchn_bind_interdomain`` -> EINVAL).
 from __future__ import annotations
 
 import errno
+import re
 import socket
 
 from xcinspect.platform.base import BindError, EventChannel, PlatformError
@@ -54,23 +55,16 @@ def port_bound(world_id: str, domid: int, port: int) -> bool:
 
 def bound_backends(world_id: str) -> set[tuple[int, int]] | None:
     """(domid, port) of every console port bound by a backend now, from one read of
-    /proc/net/unix (abstract names show there as ``@name``); None when it cannot be read."""
-    head = "@" + (_PREFIX[1:] + f"{world_id}/".encode()).decode()
-    bound: set[tuple[int, int]] = set()
+    /proc/net/unix (abstract names show there as ``@name``); None when it cannot be read.
+    One regular expression over the whole file (10,000 lines at 5,000 domains), not a
+    Python loop per line."""
+    head = re.escape(b"@" + _PREFIX[1:] + world_id.encode() + b"/")
     try:
-        with open("/proc/net/unix", encoding="ascii", errors="replace") as f:
-            for line in f:
-                at = line.find(head)
-                if at < 0 or not line.endswith("/backend\n"):
-                    continue
-                parts = line[at + len(head):].split("/")
-                try:
-                    bound.add((int(parts[0]), int(parts[1])))
-                except (ValueError, IndexError):
-                    continue
+        with open("/proc/net/unix", "rb") as f:
+            text = f.read()
     except OSError:
         return None
-    return bound
+    return {(int(d), int(p)) for d, p in re.findall(head + rb"(\d+)/(\d+)/backend$", text, re.MULTILINE)}
 
 
 def guest_bound(world_id: str, domid: int, port: int) -> bool:

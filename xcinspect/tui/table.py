@@ -12,7 +12,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
 from xcinspect.tui import _textual_hacks, render
-from xcinspect.tui.columns import COLUMNS, columns_for, matches, render_cell, sort_key
+from xcinspect.tui.columns import COLUMNS, columns_for, matches, render_cell, sort_function
 from xcinspect.tui.model import Row
 
 
@@ -153,9 +153,9 @@ class DomainTable(DataTable):
         self._rows = rows
         pal = self.palette_
         q = self.query_text
-        visible = [r for r in rows if not q or matches(r, q)]
+        visible = [r for r in rows if matches(r, q)] if q else list(rows)
         col, reverse = self.sorting
-        visible.sort(key=lambda r: sort_key(col, r), reverse=reverse)
+        visible.sort(key=sort_function(col), reverse=reverse)  # the column's own key: 5,000 calls, not 15,000
         want = [r.domid for r in visible]
         wanted = set(want)
         shown_of, drawn, pending = self.shown, self.drawn, self.pending
