@@ -63,6 +63,9 @@ class DomainTable(DataTable):
         # only when it comes into view (5,000 rows changing every second, 55 on screen)
         self.pending: dict[int, Row] = {}
         self.order: list[int] = []
+        # domid -> the RowKey DataTable made for it: its dicts then hit by identity, with no
+        # StringKey.__eq__ call (5,000 lookups when the rows are re-sorted)
+        self.keys: dict[int, RowKey] = {}
         self.palette_ = render.PLAIN
         self._rows: tuple[Row, ...] = ()
         self._moving_cursor = False
@@ -126,6 +129,7 @@ class DomainTable(DataTable):
         self.shown.clear()
         self.drawn.clear()
         self.pending.clear()
+        self.keys.clear()
         self.order = []
         for c in cols:
             col = COLUMNS[c]
@@ -161,7 +165,7 @@ class DomainTable(DataTable):
         shown_of, drawn, pending = self.shown, self.drawn, self.pending
         # rows that went away
         for d in [d for d in shown_of if d not in wanted]:
-            self.remove_row(str(d))
+            self.remove_row(self.keys.pop(d))
             del shown_of[d]
             drawn.pop(d, None)
             pending.pop(d, None)
@@ -176,13 +180,14 @@ class DomainTable(DataTable):
                 continue
             drawn[d] = r
             shown_of[d] = {c: COLUMNS[c].value(r) for c in cols}
-            self.add_row(*(Cell(c, r, pal) for c in cols), key=str(d))
+            self.keys[d] = self.add_row(*(Cell(c, r, pal) for c in cols), key=str(d))
         if want != self.order:
             def differs(was: RowKey, now: RowKey) -> list[ColumnKey]:
                 a, b = shown_of.get(int(was.value)), shown_of.get(int(now.value))  # type: ignore[arg-type]
                 return [ColumnKey(c) for c in cols if a is None or b is None or a.get(c) != b.get(c)]
 
-            _textual_hacks.reorder_rows(self, [RowKey(str(d)) for d in want], differs)
+            keys = self.keys
+            _textual_hacks.reorder_rows(self, [keys[d] for d in want], differs)
             self.order = want
         if force:
             self._draw(list(pending), force=True)
@@ -217,7 +222,7 @@ class DomainTable(DataTable):
                 if force or shown.get(c) != v:
                     shown[c] = v
                     if cells is None:
-                        rk = RowKey(str(d))
+                        rk = self.keys[d]
                         cells = _textual_hacks.row_cells(self, rk)
                     # DataTable.update_cell() refreshes the widget once per cell; set the
                     # cell and invalidate once per frame instead.
