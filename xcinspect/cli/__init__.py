@@ -263,10 +263,9 @@ def ui_options(args) -> UiOptions:
 def cmd_tui(args, ctx: Context) -> int:
     # Open the monitor (xenstore, every domain's keys, the pages) on a thread while
     # Textual is imported and started: neither waits for the other (issue 15).
+    from xcinspect.engine import gc_policy
     from xcinspect.engine.monitor import Monitor
     from xcinspect.tui.poller import EarlyOpen
-
-    from xcinspect.engine import gc_policy
 
     gc_policy.pause_for_startup()  # until the first full frame (gc_policy says why)
     opening = EarlyOpen(Monitor(ctx.platform, flag_layout=args.flag_layout))
