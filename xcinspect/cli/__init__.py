@@ -213,10 +213,6 @@ def cmd_batch(args, platform: Platform) -> int:
     from xcinspect.engine.monitor import Monitor, sample_window
 
     count = 1 if args.once else args.count
-    if count == 1:
-        from xcinspect.engine import gc_policy
-
-        gc_policy.off_for_one_shot()
     mon = Monitor(platform, flag_layout=args.flag_layout, watch=count != 1)
     mon.open()
     try:
@@ -267,7 +263,7 @@ def cmd_tui(args, ctx: Context) -> int:
     from xcinspect.engine.monitor import Monitor
     from xcinspect.tui.poller import EarlyOpen
 
-    gc_policy.pause_for_startup()  # until the first full frame (gc_policy says why)
+    gc_policy.manage()  # frozen and re-tuned after the first full frame (gc_policy says why)
     opening = EarlyOpen(Monitor(ctx.platform, flag_layout=args.flag_layout))
     opening.start()
     from xcinspect.tui.app import run_tui

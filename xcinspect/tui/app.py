@@ -210,7 +210,7 @@ class XcApp(ActionWorkers, App[int], inherit_bindings=False):
                 from xcinspect.engine import gc_policy
 
                 self.first_frame_at = time.monotonic()
-                # after this frame is drawn: start-up is over (a no-op unless the CLI paused it)
+                # after this frame is drawn: start-up is over (a no-op unless the CLI asked for it)
                 self.call_after_refresh(gc_policy.settle)
         for i in items:
             if isinstance(i, Detail) and i.domid == table.selected:
