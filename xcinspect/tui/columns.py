@@ -104,14 +104,9 @@ def columns_for(width: int) -> tuple[str, ...]:
                  if width >= PRIORITY_WIDTH[c.priority] and (c.until is None or width < c.until))
 
 
-def _by_domid(r: Row) -> tuple:
-    return (r.domid,)
-
-
 def sort_function(col: str) -> Callable[[Row], tuple]:
-    """The sort key of a column (by domid for an unknown one)."""
-    column = COLUMNS.get(col)
-    return column.sort_key if column is not None else _by_domid
+    """The sort key of a column (the domid column's for an unknown one)."""
+    return (COLUMNS.get(col) or COLUMNS["domid"]).sort_key
 
 
 def cell_value(col: str, r: Row) -> Any:

@@ -127,7 +127,7 @@ class FrameBuilder:
         self.sampled: set[int] = set()  # domains seen by at least one tick
         self.seq = 0
         self.names: dict[int, tuple[str, str]] = {}  # domid -> (raw name, sanitized)
-        self.reasons: dict[int, tuple] = {}  # domid -> (verdict, sanitized reason)
+        self.reasons: dict[int, tuple[str, str]] = {}  # domid -> (verdict's reason, sanitized)
         self.rows: dict[int, tuple] = {}  # domid -> (what the row shows, Row)
         self.backends: dict[int, tuple] = {}  # domid -> (facts, console, the Row fields from them)
 
