@@ -55,6 +55,7 @@ def test_row_fields_by_name(frozen_world):
         m.tick()
         fb = FrameBuilder(m, own_pid=4242)
         now = m.clock()
+        aged = 0
         for e in m.views():
             r = fb.row(e, now)
             idx = e.idx
@@ -66,12 +67,18 @@ def test_row_fields_by_name(frozen_world):
                 out_cons=idx[2] if idx else None, out_prod=idx[3] if idx else None, out_fill=fills[0],
                 in_cons=idx[0] if idx else None, in_prod=idx[1] if idx else None, in_fill=fills[1],
                 rate=e.track.rate_at(now) if idx else 0.0,
-                quiet=e.track.quiet_for(now) if idx and e.track.last is not None else None,
+                moved_at=e.track.moved_at() if idx and e.track.last is not None else None,
                 attached=_attached(f, 4242), serviced_by=f.serviced_by if f else None,
                 backend=health.backend_phrase(f), console_type=name_of_type(con),
                 qemu=bool(con and con.served_by_qemu), flag_effect=v.flag_effect)
             assert r._asdict() == want, e.domid
             assert fb.row(e, now) is r  # nothing changed: the same Row
+            if r.rate == 0.0:  # a ring that did not move keeps its Row as time passes (the age is the table's)
+                assert fb.row(e, now + 7.0) is r
+                if r.moved_at is not None:
+                    assert r.quiet_at(now + 7.0) == e.track.quiet_for(now + 7.0)
+                    aged += 1
+        assert aged >= 3  # quiet rings with indices were among them
         e = m.entries[1]
         before = fb.row(e, now)
         e.facts = replace(e.facts, lock_holder_pid=4242, lock_holder_cmd="xcinspect")

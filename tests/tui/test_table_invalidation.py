@@ -21,7 +21,7 @@ def make_row(d: int, rnd: random.Random, **kw) -> Row:
     base = dict(domid=d, name=f"vm{d:04d}", state=rnd.choice(STATES), reason="r", action=None,
                 flag=rnd.choice(("connected", "n/a")), flag_layout="none", out_cons=cons,
                 out_prod=(cons + fill) % (1 << 32), out_fill=fill, in_cons=0, in_prod=0, in_fill=0,
-                rate=float(rnd.randrange(0, 5000)), quiet=rnd.random() * 100, attached="",
+                rate=float(rnd.randrange(0, 5000)), moved_at=-rnd.random() * 100, attached="",
                 serviced_by=None, backend="b", console_type="xenconsoled", qemu=False)
     base.update(kw)
     return Row(**base)
@@ -84,7 +84,7 @@ async def test_partial_repaint_matches_a_fresh_table(sort):
 
 async def test_a_changed_cell_is_repainted_and_nothing_else_is_rendered_again():
     rnd = random.Random(3)
-    rows = {d: make_row(d, rnd, state="idle", quiet=5.0, rate=0.0) for d in range(1, 51)}
+    rows = {d: make_row(d, rnd, state="idle", moved_at=-5.0, rate=0.0) for d in range(1, 51)}
     app = TableApp()
     async with app.run_test(size=(140, 30)) as pilot:
         table = app.query_one(DomainTable)
@@ -94,7 +94,7 @@ async def test_a_changed_cell_is_repainted_and_nothing_else_is_rendered_again():
         lines = screen_lines(table)
         cached = len(table._cell_render_cache)
         assert "stalled" not in "".join(lines)
-        rows[3] = make_row(3, rnd, name=rows[3].name, state="stalled", quiet=5.0, rate=0.0,
+        rows[3] = make_row(3, rnd, name=rows[3].name, state="stalled", moved_at=-5.0, rate=0.0,
                            out_cons=rows[3].out_cons, out_prod=rows[3].out_prod, out_fill=rows[3].out_fill,
                            flag=rows[3].flag)
         table.apply(tuple(rows.values()))
@@ -104,3 +104,33 @@ async def test_a_changed_cell_is_repainted_and_nothing_else_is_rendered_again():
         assert len(changed) == 1 and "stalled" in after[changed[0]] and "vm0003" in after[changed[0]]
         # one cell was rendered again, the other cached cells were kept
         assert len(table._cell_render_cache) >= cached - 1
+
+
+async def test_ages_move_with_the_time_in_view_and_rows_keep_their_identity():
+    """A ring that does not move keeps its Row: the table re-ages the rows in view against
+    the frame's time (only the "moved" cells repaint), and a row off screen shows its
+    current age as soon as it scrolls into view."""
+    rnd = random.Random(5)
+    rows = tuple(make_row(d, rnd, state="idle", moved_at=100.0, rate=0.0) for d in range(1, 201))
+    app = TableApp()
+    async with app.run_test(size=(140, 30)) as pilot:
+        table = app.query_one(DomainTable)
+        table.set_columns(columns_for(140))
+        table.now = 103.0
+        table.apply(rows)
+        await pilot.pause()
+        lines = screen_lines(table)
+        assert "vm0001" in lines[1] and " 3s " in lines[1]
+        table.now = 104.0
+        table.apply(rows)  # the same Row objects
+        await pilot.pause()
+        after = screen_lines(table)
+        changed = [y for y, (a, b) in enumerate(zip(lines, after)) if a != b]
+        assert changed and all(" 4s " in after[y] and " 3s " in lines[y] for y in changed)
+        assert all(a.replace(" 3s ", " 4s ") == b for a, b in zip(lines[1:], after[1:]))
+        table.now = 160.0
+        table.apply(rows)
+        table.scroll_to(y=150, animate=False)
+        await pilot.pause()
+        assert any("vm0170" in line and " 60s " in line for line in screen_lines(table))
+        assert not any(" 3s " in line or " 4s " in line for line in screen_lines(table))

@@ -124,7 +124,7 @@ async def test_a_cell_already_on_the_terminal_is_not_written_again():
     the terminal), and a full render makes every cell of the next update written again."""
     _textual_hacks.crop_partial_updates()
     rnd = random.Random(3)
-    rows = {d: make_row(d, rnd, state="idle", quiet=12.0, rate=0.0) for d in range(1, 21)}
+    rows = {d: make_row(d, rnd, state="idle", moved_at=-12.0, rate=0.0) for d in range(1, 21)}
     app = TableApp()
     size = (140, 30)
     term = Terminal(*size)
@@ -148,7 +148,7 @@ async def test_a_cell_already_on_the_terminal_is_not_written_again():
         app.screen.refresh()
         await pilot.pause()
         for quiet, shown in ((13.0, None), (14.0, "4"), (15.0, "5")):
-            rows[5] = rows[5]._replace(quiet=quiet)
+            rows[5] = rows[5]._replace(moved_at=-quiet)  # (the table's time stays 0)
             written.clear()
             table.apply(tuple(rows.values()))
             await pilot.pause()
@@ -160,7 +160,7 @@ async def test_a_cell_already_on_the_terminal_is_not_written_again():
             assert term.lines == full_render(app)
         app.screen.refresh()  # a full render: the terminal may show anything now
         await pilot.pause()
-        rows[5] = rows[5]._replace(quiet=16.0)
+        rows[5] = rows[5]._replace(moved_at=-16.0)
         written.clear()
         table.apply(tuple(rows.values()))
         await pilot.pause()

@@ -197,8 +197,12 @@ class Track:
             return 0.0
         return now - max(self.t_out_cons, self.t_unread)
 
+    def moved_at(self) -> float:
+        """When an index last moved (out_cons, out_prod or in_cons)."""
+        return max(self.t_out_cons, self.t_out_prod, self.t_in_cons)
+
     def quiet_for(self, now: float) -> float:
-        return now - max(self.t_out_cons, self.t_out_prod, self.t_in_cons)
+        return now - self.moved_at()
 
 
 def backend_phrase(facts: BackendFacts | None) -> str:

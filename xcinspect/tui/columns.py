@@ -26,14 +26,15 @@ class Column:
     key: str
     label: str
     width: int | None  # content width (None: automatic)
-    value: Callable[[Row], Any]  # what the cell shows, as data
+    value: Callable[[Row, float], Any]  # what the cell shows at a time (monitor clock), as data
     sort_key: Callable[[Row], tuple]
-    render: Callable[[Row, render.Palette], Text]
+    render: Callable[[Row, render.Palette, float], Text]
     priority: int = 0  # 0: always shown; higher: only on wider terminals (PRIORITY_WIDTH)
     sort_label: str = ""  # "sorted by ..." (defaults to the key)
     sortable_by_key: bool = False  # one of the columns ``s`` cycles through (SORT_ORDER)
     justify: str = "left"
     until: int | None = None  # shown only below this terminal width (a wider column replaces it)
+    ages: bool = False  # the cell changes with the time alone (an age): re-checked every frame in view
 
 
 def _flag_style(r: Row, pal: render.Palette) -> Style:
@@ -57,40 +58,41 @@ def _attached_cell(r: Row, pal: render.Palette, width: int = 10) -> Text:
 
 
 _COLUMNS = (
-    Column("domid", "dom", 5, value=lambda r: r.domid, sort_key=lambda r: (r.domid,),
-           render=lambda r, pal: Text(str(r.domid), justify="right"),
+    Column("domid", "dom", 5, value=lambda r, now: r.domid, sort_key=lambda r: (r.domid,),
+           render=lambda r, pal, now: Text(str(r.domid), justify="right"),
            sortable_by_key=True, justify="right"),
-    Column("name", "name", 14, value=lambda r: r.name, sort_key=lambda r: (r.name.lower(), r.domid),
-           render=lambda r, pal: Text(render.truncate(r.name, 14)), sortable_by_key=True),
-    Column("verdict", "verdict", 12, value=lambda r: r.state,
+    Column("name", "name", 14, value=lambda r, now: r.name, sort_key=lambda r: (r.name.lower(), r.domid),
+           render=lambda r, pal, now: Text(render.truncate(r.name, 14)), sortable_by_key=True),
+    Column("verdict", "verdict", 12, value=lambda r, now: r.state,
            sort_key=lambda r: (health.SEVERITY.get(r.state, 99), r.domid),
-           render=lambda r, pal: Text(r.state, style=pal.state(r.state)),
+           render=lambda r, pal, now: Text(r.state, style=pal.state(r.state)),
            sort_label="verdict (most urgent first)", sortable_by_key=True),
-    Column("flag", "flag", 5, value=lambda r: (r.flag, r.flag_effect == "ignored"), sort_key=lambda r: (r.flag, r.domid),
-           render=lambda r, pal: Text(render.FLAG_SHORT.get(r.flag, r.flag), style=_flag_style(r, pal)),
+    Column("flag", "flag", 5, value=lambda r, now: (r.flag, r.flag_effect == "ignored"), sort_key=lambda r: (r.flag, r.domid),
+           render=lambda r, pal, now: Text(render.FLAG_SHORT.get(r.flag, r.flag), style=_flag_style(r, pal)),
            priority=1),
-    Column("out", "out fill", 13, value=lambda r: r.out_fill,
+    Column("out", "out fill", 13, value=lambda r, now: r.out_fill,
            sort_key=lambda r: (-(r.out_fill if r.out_fill is not None else -1), r.domid),
-           render=lambda r, pal: render.gauge(r.out_fill, ring.OUT_SIZE, 8, pal),
+           render=lambda r, pal, now: render.gauge(r.out_fill, ring.OUT_SIZE, 8, pal),
            sort_label="out fill", sortable_by_key=True),
-    Column("in", "in", 4, value=lambda r: r.in_fill, sort_key=lambda r: (-(r.in_fill or 0), r.domid),
-           render=_in_cell, priority=1, sort_label="in fill", justify="right"),
-    Column("idx", "out cons/prod", 21, value=lambda r: (r.out_cons, r.out_prod),
-           sort_key=lambda r: (r.out_cons or 0, r.domid), render=_idx_cell, priority=2,
+    Column("in", "in", 4, value=lambda r, now: r.in_fill, sort_key=lambda r: (-(r.in_fill or 0), r.domid),
+           render=lambda r, pal, now: _in_cell(r, pal), priority=1, sort_label="in fill", justify="right"),
+    Column("idx", "out cons/prod", 21, value=lambda r, now: (r.out_cons, r.out_prod),
+           sort_key=lambda r: (r.out_cons or 0, r.domid), render=lambda r, pal, now: _idx_cell(r, pal), priority=2,
            sort_label="out cons", justify="right"),
-    Column("rate", "B/s", 5, value=lambda r: render.fmt_rate(r.rate), sort_key=lambda r: (-r.rate, r.domid),
-           render=lambda r, pal: Text(render.fmt_rate(r.rate), justify="right"),
+    Column("rate", "B/s", 5, value=lambda r, now: render.fmt_rate(r.rate), sort_key=lambda r: (-r.rate, r.domid),
+           render=lambda r, pal, now: Text(render.fmt_rate(r.rate), justify="right"),
            sort_label="output rate", sortable_by_key=True, justify="right"),
-    Column("moved", "moved", 5, value=lambda r: render.fmt_age(r.quiet),
-           sort_key=lambda r: (-(r.quiet if r.quiet is not None else -1.0), r.domid),  # longest-stuck first
-           render=lambda r, pal: Text(render.fmt_age(r.quiet), justify="right"),
-           sort_label="time since the ring moved", sortable_by_key=True, justify="right"),
-    Column("attached", "attached", 10, value=lambda r: r.attached,
-           sort_key=lambda r: (r.attached == "", r.attached, r.domid), render=_attached_cell,
+    Column("moved", "moved", 5, value=lambda r, now: render.fmt_age(r.quiet_at(now)),
+           # longest-stuck first (the oldest move), never-sampled last
+           sort_key=lambda r: (r.moved_at is None, r.moved_at or 0.0, r.domid),
+           render=lambda r, pal, now: Text(render.fmt_age(r.quiet_at(now)), justify="right"),
+           sort_label="time since the ring moved", sortable_by_key=True, justify="right", ages=True),
+    Column("attached", "attached", 10, value=lambda r, now: r.attached,
+           sort_key=lambda r: (r.attached == "", r.attached, r.domid), render=lambda r, pal, now: _attached_cell(r, pal),
            until=PRIORITY_WIDTH[3]),
-    Column("attached-pid", "attached", 28, value=lambda r: r.attached,  # xcinspect attach (pid 4194304)
+    Column("attached-pid", "attached", 28, value=lambda r, now: r.attached,  # xcinspect attach (pid 4194304)
            sort_key=lambda r: (r.attached == "", r.attached, r.domid),
-           render=lambda r, pal: _attached_cell(r, pal, 28), priority=3),
+           render=lambda r, pal, now: _attached_cell(r, pal, 28), priority=3),
 )
 
 COLUMNS: dict[str, Column] = {c.key: c for c in _COLUMNS}
@@ -109,13 +111,13 @@ def sort_function(col: str) -> Callable[[Row], tuple]:
     return (COLUMNS.get(col) or COLUMNS["domid"]).sort_key
 
 
-def cell_value(col: str, r: Row) -> Any:
-    """The data a cell shows (compared between frames: only changed cells update)."""
-    return COLUMNS[col].value(r)
+def cell_value(col: str, r: Row, now: float) -> Any:
+    """The data a cell shows at ``now`` (compared between frames: only changed cells update)."""
+    return COLUMNS[col].value(r, now)
 
 
-def render_cell(col: str, r: Row, pal: render.Palette) -> Text:
-    return COLUMNS[col].render(r, pal)
+def render_cell(col: str, r: Row, pal: render.Palette, now: float) -> Text:
+    return COLUMNS[col].render(r, pal, now)
 
 
 def matches(r: Row, query: str) -> bool:

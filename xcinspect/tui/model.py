@@ -31,7 +31,7 @@ class Row(NamedTuple):
     in_prod: int | None
     in_fill: int | None
     rate: float
-    quiet: float | None  # seconds since any index moved
+    moved_at: float | None  # monitor clock when an index last moved (the table shows the age)
     attached: str  # who holds the console lock ("" when nobody)
     serviced_by: str | None
     backend: str  # health.backend_phrase
@@ -42,6 +42,12 @@ class Row(NamedTuple):
     @property
     def problem(self) -> bool:
         return self.state in health.PROBLEM_STATES
+
+    def quiet_at(self, now: float) -> float | None:
+        """Seconds since an index moved, at ``now`` (monitor clock); None before any sample.
+        Not a field: an age would change every Row every second, a time changes it only
+        when the ring moves."""
+        return None if self.moved_at is None else now - self.moved_at
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,17 +139,19 @@ class FrameBuilder:
         idx = e.idx
         t = e.track
         if idx is not None:
-            quiet = t.quiet_for(now) if t.last is not None else None
+            moved_at = t.moved_at() if t.last is not None else None
             rate = t.rate_at(now)
         else:
-            quiet = None
+            moved_at = None
             rate = 0.0
         info = e.info
         domid = info.domid
         v = e.verdict
         f = e.facts
-        # What the row shows, at the granularity it is shown (whole seconds, whole B/s).
-        key = (e.raw, v, f, e.flag, info, e.layout, None if quiet is None else int(quiet), round(rate))
+        # What the row shows, at the granularity it is shown (whole B/s). The time of the last
+        # move, not its age: a ring that does not move keeps its Row (the table ages the rows
+        # in view).
+        key = (e.raw, v, f, e.flag, info, e.layout, moved_at, round(rate))
         hit = self.rows.get(domid)
         if hit is not None and hit[0] == key:
             return hit[1]
@@ -177,7 +179,7 @@ class FrameBuilder:
         # positional: a NamedTuple's keyword constructor costs a third more, 5,000 times a tick
         row = _new_row(Row, (
             domid, named[1], v.state, reason[1], v.action, flag_cell(e.flag), e.layout,
-            out_cons, out_prod, out_fill, in_cons, in_prod, in_fill, rate, quiet,
+            out_cons, out_prod, out_fill, in_cons, in_prod, in_fill, rate, moved_at,
             derived[2], derived[3], derived[4], derived[5], derived[6], v.flag_effect))
         self.rows[domid] = (key, row)
         return row

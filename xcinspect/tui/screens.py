@@ -91,6 +91,7 @@ class MainScreen(Screen):
             self.detail = frame.detail
         table = self.table
         with self.app.batch_update():
+            table.now = frame.time
             table.domains = frame.rows
             self.update_status()
             self.show_detail()

@@ -20,19 +20,20 @@ class Cell:
     """A table cell drawn on demand: DataTable renders only the visible rows, so the
     ``Text`` for a cell is built only when it is on screen (1,000 domains, 10 columns)."""
 
-    __slots__ = ("col", "row", "pal", "domid")
+    __slots__ = ("col", "row", "pal", "now", "domid")
 
-    def __init__(self, col: str, row: Row, pal: render.Palette) -> None:
+    def __init__(self, col: str, row: Row, pal: render.Palette, now: float) -> None:
         self.col = col
         self.row = row
         self.pal = pal
+        self.now = now  # the time its value was taken at (an age is drawn as of then)
         self.domid = row.domid
 
     def __rich__(self) -> Text:
-        return render_cell(self.col, self.row, self.pal)
+        return render_cell(self.col, self.row, self.pal, self.now)
 
     def __str__(self) -> str:
-        return render_cell(self.col, self.row, self.pal).plain
+        return render_cell(self.col, self.row, self.pal, self.now).plain
 
 
 class DomainTable(DataTable):
@@ -67,6 +68,10 @@ class DomainTable(DataTable):
         # StringKey.__eq__ call (5,000 lookups when the rows are re-sorted)
         self.keys: dict[int, RowKey] = {}
         self.palette_ = render.PLAIN
+        # the time the rows are shown at (the frame's monitor clock: the screen sets it with
+        # the rows); the ages in view are re-checked against it every frame
+        self.now = 0.0
+        self.aging: tuple[str, ...] = ()  # the shown columns whose cells change with the time alone
         self._rows: tuple[Row, ...] = ()
         self._moving_cursor = False
 
@@ -125,6 +130,7 @@ class DomainTable(DataTable):
         if cols == self.cols:
             return False
         self.cols = cols
+        self.aging = tuple(c for c in cols if COLUMNS[c].ages)
         self.clear(columns=True)
         self.shown.clear()
         self.drawn.clear()
@@ -156,6 +162,7 @@ class DomainTable(DataTable):
         compared and set when it comes into view (a re-sort, a scroll, a resize)."""
         self._rows = rows
         pal = self.palette_
+        now = self.now
         q = self.query_text
         visible = [r for r in rows if matches(r, q)] if q else list(rows)
         col, reverse = self.sorting
@@ -179,8 +186,8 @@ class DomainTable(DataTable):
                     pending.pop(d, None)  # the Row on screen is the newest again
                 continue
             drawn[d] = r
-            shown_of[d] = {c: COLUMNS[c].value(r) for c in cols}
-            self.keys[d] = self.add_row(*(Cell(c, r, pal) for c in cols), key=str(d))
+            shown_of[d] = {c: COLUMNS[c].value(r, now) for c in cols}
+            self.keys[d] = self.add_row(*(Cell(c, r, pal, now) for c in cols), key=str(d))
         if want != self.order:
             def differs(was: RowKey, now: RowKey) -> list[ColumnKey]:
                 a, b = shown_of.get(int(was.value)), shown_of.get(int(now.value))  # type: ignore[arg-type]
@@ -202,23 +209,29 @@ class DomainTable(DataTable):
         return self.order[first:first + max(0, self.size.height - top) + 2]
 
     def draw_in_view(self) -> None:
-        """Bring the rows in view up to date with their newest Row."""
-        if self.pending:
-            pending = self.pending
-            self._draw([d for d in self.in_view() if d in pending])
+        """Bring the rows in view up to date with their newest Row, and their ages with the time."""
+        if self.pending or self.aging:
+            self._draw([d for d in self.in_view() if d in self.shown])
 
     def _draw(self, domids: list[int], force: bool = False) -> None:
-        """Set the changed cells of these rows from their pending Rows, and repaint just those."""
-        pal = self.palette_
+        """Set the changed cells of these rows from their pending Rows (a row with no newer
+        Row: its ages only), and repaint just those."""
+        pal, now, pending = self.palette_, self.now, self.pending
         values_of = [(c, COLUMNS[c].value) for c in self.cols]
+        ages_of = [(c, COLUMNS[c].value) for c in self.aging]
         changed: set[tuple[RowKey, ColumnKey]] = set()
         for d in domids:
-            r = self.pending.pop(d)
-            self.drawn[d] = r
+            r = pending.pop(d, None)
+            if r is None:
+                r = self.drawn[d]
+                check = ages_of
+            else:
+                self.drawn[d] = r
+                check = values_of
             shown = self.shown[d]
             cells = None
-            for c, value in values_of:
-                v = value(r)
+            for c, value in check:
+                v = value(r, now)
                 if force or shown.get(c) != v:
                     shown[c] = v
                     if cells is None:
@@ -227,7 +240,7 @@ class DomainTable(DataTable):
                     # DataTable.update_cell() refreshes the widget once per cell; set the
                     # cell and invalidate once per frame instead.
                     ck = ColumnKey(c)
-                    cells[ck] = Cell(c, r, pal)
+                    cells[ck] = Cell(c, r, pal, now)
                     changed.add((rk, ck))
         if changed:
             if force:
