@@ -951,7 +951,7 @@ def build_overlay(run: Path, images: Images, wheels: list[Path], scenarios: list
         entries.append((f"opt/xci/{name}", 0o644, path.read_bytes()))
     for s in scenario_names():
         entries.append((f"opt/xci/scenarios/{s}.sh", 0o755, (SCENARIO_DIR / f"{s}.sh").read_bytes()))
-    entries += preinstalled_site(run, wheels, images.python)
+    entries += preinstalled_site(run, wheels, images.python, images.dom0)
     path = run / "overlay.cpio.gz"
     path.write_bytes(gzip.compress(newc_archive(entries), 1))
     return path
@@ -960,7 +960,63 @@ def build_overlay(run: Path, images: Images, wheels: list[Path], scenarios: list
 CONSOLE_SCRIPT = "#!/usr/bin/python3\nimport sys\nfrom xcinspect.cli import main\nsys.exit(main())\n"
 
 
-def preinstalled_site(run: Path, wheels: list[Path], python: str = "3.11") -> list[tuple[str, int, bytes | None]]:
+def dom0_python_root(dom0: Path) -> Path | None:
+    """dom0's root tree unpacked beside its cached cpio (once per dom0 stage), to run dom0's
+    own Python in a chroot on the build host; None when that cannot be done here."""
+    root = dom0.parent / "python-root"
+    if (root / ".done").exists():
+        return root
+    if os.geteuid() != 0 or not shutil.which("cpio") or not shutil.which("chroot"):
+        return None
+    tmp = dom0.parent / "python-root.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    with open(dom0, "rb") as f:
+        unzip = subprocess.Popen(["gzip", "-dc"], stdin=f, stdout=subprocess.PIPE)
+        r = subprocess.run(["cpio", "-idm", "--quiet", "--no-absolute-filenames"], stdin=unzip.stdout,
+                           cwd=tmp, stderr=subprocess.PIPE)
+        unzip.stdout.close()
+        unzip.wait()
+    if r.returncode or unzip.returncode:
+        log(f"warning: unpacking {dom0} for its Python failed: {r.stderr.decode(errors='replace')[-300:]}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        return None
+    (tmp / ".done").touch()
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)
+    return root
+
+
+def compile_in_dom0_root(site: Path, dest: str, python: str, dom0: Path | None) -> bool:
+    """Byte-compile SITE with dom0's own python (python3.13 in a trixie dom0; chroot into its
+    unpacked root), recording the file names dom0 sees. Without it every boot compiled
+    textual and rich from source at the first TUI start: 30-70 s in a TCG dom0 (xen421's
+    scenario 11 then saw a blank TUI for 90 s)."""
+    root = dom0_python_root(dom0) if dom0 is not None else None
+    exe = f"/usr/bin/python{python}"
+    if root is None or not (root / exe.lstrip("/")).exists():
+        log(f"warning: no python{python} to byte-compile dom0's packages with; dom0 compiles them at first import")
+        return False
+    inside = Path("tmp") / f"xci-site-{os.getpid()}"
+    work = root / inside
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(site, work)
+    try:
+        r = subprocess.run(["chroot", str(root), exe, "-m", "compileall", "-q", "-j", "1",
+                            "--invalidation-mode", "unchecked-hash", "-s", "/" + str(inside), "-p", "/" + dest,
+                            "/" + str(inside)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if r.returncode:
+            log(f"warning: python{python} in dom0's root could not compile: {r.stdout.decode(errors='replace')[-300:]}")
+            return False
+        shutil.rmtree(site)
+        shutil.copytree(work, site)
+        return True
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def preinstalled_site(run: Path, wheels: list[Path], python: str = "3.11",
+                      dom0: Path | None = None) -> list[tuple[str, int, bytes | None]]:
     """The project and its pure-Python dependencies installed on the build host (``pip
     install --target``) into dom0's /usr/local/lib/pythonX.Y/dist-packages, plus the
     console script. pip inside the TCG dom0 took 5-6 minutes on arm64 and 1-2 on x86, on
@@ -974,11 +1030,13 @@ def preinstalled_site(run: Path, wheels: list[Path], python: str = "3.11") -> li
         "--disable-pip-version-check", "--target", site, *pure], quiet=True)
     shutil.rmtree(site / "bin", ignore_errors=True)
     dest = f"usr/local/lib/python{python}/dist-packages"
-    # byte-compiled here when the host's Python is dom0's (see compile_tree), with the
-    # file names dom0 sees; otherwise dom0 writes its pycs at first import
+    # byte-compiled here, with the file names dom0 sees: by the host's Python when it is
+    # dom0's (see compile_tree), else by dom0's own in a chroot of its root
     if f"{sys.version_info[0]}.{sys.version_info[1]}" == python:
         sh([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
             "unchecked-hash", "-s", site, "-p", "/" + dest, site], quiet=True, check=False)
+    else:
+        compile_in_dom0_root(site, dest, python, dom0)
     entries: list[tuple[str, int, bytes | None]] = []
     for f in sorted(site.rglob("*")):
         rel = f.relative_to(site)
