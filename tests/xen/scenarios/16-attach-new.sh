@@ -1,6 +1,6 @@
 #!/bin/bash
 # xci-hosts: xen420 xen421
-# xci-timeout: 200
+# xci-timeout: 260
 # Attach to the Linux 7.2 guest's shell: `xcinspect attach` sends `echo XC-$((6*7))`
 # and reads `XC-42` back through xenconsoled's pty, then with xcinspect itself as the
 # backend (after `xcinspect connect`, xenconsoled stopped).
@@ -16,7 +16,7 @@ wait_for 20 ring_full "$d" || fail "$g ring not full after stopping xenconsoled"
 note "byte 3088: $(byte3088 "$d")"
 xcinspect connect "$g" >connect.out 2>connect.err &
 cpid=$!
-if ! wait_for 60 grep -q '^log: ' connect.out; then
+if ! wait_for 120 grep -q '^log: ' connect.out; then
     sleep 5; ps -eo pid,etime,args | grep '[x]cinspect'; cat connect.out connect.err
     note "the backend by hand (what connect spawns, stderr shown):"
     t0=$(now_ms)
