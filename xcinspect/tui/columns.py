@@ -111,11 +111,6 @@ def sort_function(col: str) -> Callable[[Row], tuple]:
     return (COLUMNS.get(col) or COLUMNS["domid"]).sort_key
 
 
-def cell_value(col: str, r: Row, now: float) -> Any:
-    """The data a cell shows at ``now`` (compared between frames: only changed cells update)."""
-    return COLUMNS[col].value(r, now)
-
-
 def render_cell(col: str, r: Row, pal: render.Palette, now: float) -> Text:
     return COLUMNS[col].render(r, pal, now)
 
