@@ -134,3 +134,16 @@ async def test_ages_move_with_the_time_in_view_and_rows_keep_their_identity():
         await pilot.pause()
         assert any("vm0170" in line and " 60s " in line for line in screen_lines(table))
         assert not any(" 3s " in line or " 4s " in line for line in screen_lines(table))
+
+
+def test_sorting_by_moved_puts_the_longest_stuck_first_and_unsampled_last():
+    from xcinspect.tui.columns import sort_function
+
+    rnd = random.Random(9)
+    rows = [make_row(1, rnd, moved_at=50.0), make_row(2, rnd, moved_at=None),
+            make_row(3, rnd, moved_at=10.0), make_row(4, rnd, moved_at=50.0)]
+    assert [r.domid for r in sorted(rows, key=sort_function("moved"))] == [3, 1, 4, 2]
+    # the same order as by age at any time (the age is now - moved_at)
+    now = 80.0
+    by_age = sorted(rows, key=lambda r: (r.quiet_at(now) is None, -(r.quiet_at(now) or 0.0), r.domid))
+    assert [r.domid for r in by_age] == [3, 1, 4, 2]
