@@ -69,7 +69,7 @@ AS_NOBODY = textwrap.dedent("""
     import os, sys
     from xcinspect import cli
     import xcinspect.platform.dom0, xcinspect.engine.monitor, xcinspect.engine.actions, xcinspect.platform.xenlibs
-    import xcinspect.metrics, xcinspect.tui.app, xcinspect.tui.serve
+    import xcinspect.metrics, xcinspect.tui.app, xcinspect.tui.serve, xcinspect.engine.gc_policy
     # ... and its data files: the shipped themes (a clone in a 0700 directory, as
     # `mktemp -d` makes, is unreadable to uid 65534 as a whole).
     from xcinspect.tui import themes
